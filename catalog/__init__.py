@@ -1,0 +1,52 @@
+"""orbitcube.catalog: scenes -> STAC items -> a catalog on disk -> search.
+
+The public API is the names in ``__all__``; they are imported lazily so that ``orbitcube --help`` and worker
+start-up stay fast. ``catalog`` never imports ``pipeline`` (dependencies run one way; the interface is
+``pystac.Item``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from catalog._version import __version__
+from catalog.errors import CatalogError, OrbitcubeError, SimulatorError, ValidationError
+
+_LAZY: dict[str, str] = {
+    # simulator: scenes with planted ground truth
+    "MissionConfig": "catalog.simulator",
+    "Mission": "catalog.simulator",
+    "Truth": "catalog.simulator",
+    "simulate_mission": "catalog.simulator",
+    # ingest: files -> items
+    "ingest": "catalog.ingest",
+    "items_from_files": "catalog.ingest",
+    # store: a self-contained catalog on disk with a stac-geoparquet index
+    "Catalog": "catalog.store",
+    "open_catalog": "catalog.store",
+    "write_catalog": "catalog.store",
+    # search
+    "search": "catalog.search",
+    # validation
+    "validate_items": "catalog.validate",
+}
+
+__all__ = [
+    "CatalogError",
+    "OrbitcubeError",
+    "SimulatorError",
+    "ValidationError",
+    "__version__",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'catalog' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
