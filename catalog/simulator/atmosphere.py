@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catalog.simulator.landscape import BANDS, PlaneWaves
+from catalog.simulator.landscape import BANDS, GridPoints, PlaneWaves
 from catalog.simulator.plan import Acquisition, MissionConfig
 
 _HAZE_PER_BAND = dict(
@@ -67,7 +67,7 @@ class PassAtmosphere:
         x0, y0, x1, y1 = config.aoi_truth_bounds
         ox, oy = config.centre_truth_xy
         sx, sy = np.meshgrid(np.linspace(x0 - ox, x1 - ox, 96), np.linspace(y0 - oy, y1 - oy, 96))
-        sample = field(sx, sy)
+        sample = field((sx, sy))
         threshold = float(np.quantile(sample, 1 - frac)) if frac > 0 else float(sample.max() + 10.0)
         doy = acquisition.datetime.timetuple().tm_yday
         sun_elev = float(45 + 20 * np.cos(2 * np.pi * (doy - 172) / 365.25) - 0.3 * (config.center_lat - 45))
@@ -87,20 +87,21 @@ class PassAtmosphere:
             sun_elevation=sun_elev,
         )
 
-    def opacity(self, points: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    def opacity(self, points: GridPoints) -> np.ndarray:
         """Cloud opacity in [0, 1] per pixel, 0 where clear; cloud is exactly ``opacity > 0``. Dims (y, x)."""
-        f = self.field(*points)
+        f = self.field(points)
         return np.clip((f - self.threshold) / self.ramp, 0.0, 1.0).astype(np.float32) * (f > self.threshold)
 
-    def shadow(self, points: tuple[np.ndarray, np.ndarray], cloud: np.ndarray) -> np.ndarray:
+    def shadow(self, points: GridPoints, cloud: np.ndarray) -> np.ndarray:
         """True where a cloud's shadow falls on clear ground, dims (y, x)."""
-        x, y = points
-        displaced = self.field(x - self.shadow_dx, y - self.shadow_dy) > self.threshold
+        displaced = self.field(points.shifted(-self.shadow_dx, -self.shadow_dy)) > self.threshold
         return displaced & ~cloud
 
-    def haze(self, points: tuple[np.ndarray, np.ndarray], band: str) -> np.ndarray | float:
-        """Additive haze reflectance for common band ``band``, dims (y, x)."""
+    def haze_base(self, points: GridPoints) -> np.ndarray:
+        """Spatial pattern of the haze in [0, 1], dims (y, x); scale per band with :meth:`haze`."""
+        return (0.5 + 0.5 * np.tanh(self.haze_field(points))).astype(np.float32)
+
+    def haze(self, base: np.ndarray, band: str) -> np.ndarray | float:
+        """Additive haze reflectance for common band ``band`` given :meth:`haze_base`, dims (y, x)."""
         k = _HAZE_PER_BAND.get(band, 0.0) * self.haze_level
-        if k == 0.0:
-            return 0.0
-        return (k * (0.5 + 0.5 * np.tanh(self.haze_field(*points)))).astype(np.float32)
+        return np.float32(k) * base if k else 0.0

@@ -93,22 +93,68 @@ class Event:
         }
 
 
+@dataclass(frozen=True)
+class GridPoints:
+    """Pixel centres of a grid in truth-CRS metres relative to the AOI centre, as piecewise-affine blocks.
+
+    Within a block, position = origin + col * step_col + row * step_row (x and y in the truth CRS). Exact when the
+    grid is in the truth CRS; between UTM zones the per-block affine fit is off by millimetres. This lets smooth
+    fields be evaluated with two small matrix products per block instead of a cosine per pixel and wave.
+    """
+
+    shape: tuple[int, int]
+    blocks: tuple[
+        tuple[int, int, int, int, tuple[float, ...]], ...
+    ]  # (r0, r1, c0, c1, (x0, xc, xr, y0, yc, yr))
+
+    def shifted(self, dx: float, dy: float) -> GridPoints:
+        """The same grid displaced by (dx, dy) metres."""
+        return GridPoints(
+            self.shape,
+            tuple(
+                (r0, r1, c0, c1, (a[0] + dx, a[1], a[2], a[3] + dy, a[4], a[5]))
+                for r0, r1, c0, c1, a in self.blocks
+            ),
+        )
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Full (x, y) coordinate arrays, dims (y, x), float64."""
+        x = np.empty(self.shape)
+        y = np.empty(self.shape)
+        for r0, r1, c0, c1, a in self.blocks:
+            cc, rr = np.meshgrid(np.arange(c1 - c0), np.arange(r1 - r0))
+            x[r0:r1, c0:c1] = a[0] + a[1] * cc + a[2] * rr
+            y[r0:r1, c0:c1] = a[3] + a[4] * cc + a[5] * rr
+        return x, y
+
+
 class PlaneWaves:
     """A smooth random field: a sum of plane waves with wavelengths in [lo, hi] metres and a 1/f spectrum."""
 
     def __init__(self, rng: np.random.Generator, n: int, lo: float, hi: float) -> None:
         wl = np.exp(rng.uniform(np.log(lo), np.log(hi), n))
         theta = rng.uniform(0, np.pi, n)
-        self.kx = (2 * np.pi / wl * np.cos(theta)).astype(np.float64)
-        self.ky = (2 * np.pi / wl * np.sin(theta)).astype(np.float64)
+        self.kx = 2 * np.pi / wl * np.cos(theta)
+        self.ky = 2 * np.pi / wl * np.sin(theta)
         self.phase = rng.uniform(0, 2 * np.pi, n)
         amp = wl / wl.max()
         self.amp = amp / np.sqrt(np.sum(amp**2) / 2)  # unit variance
 
-    def __call__(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        out = np.zeros(x.shape, dtype=np.float32)
-        for kx, ky, ph, a in zip(self.kx, self.ky, self.phase, self.amp, strict=True):
-            out += np.float32(a) * np.cos(kx * x + ky * y + ph).astype(np.float32)
+    def __call__(self, points: GridPoints | tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Field value at ``points`` (float32), dims of the points."""
+        if not isinstance(points, GridPoints):
+            x, y = points
+            ph = x[..., None] * self.kx + y[..., None] * self.ky + self.phase
+            return (np.cos(ph) @ self.amp).astype(np.float32)
+        out = np.empty(points.shape, dtype=np.float32)
+        for r0, r1, c0, c1, (x0, xc, xr, y0, yc, yr) in points.blocks:
+            base = self.kx * x0 + self.ky * y0 + self.phase  # (K,)
+            u = self.kx * xc + self.ky * yc  # per column
+            v = self.kx * xr + self.ky * yr  # per row
+            rows = base + np.arange(r1 - r0)[:, None] * v  # (R, K)
+            cols = np.arange(c1 - c0)[None, :] * u[:, None]  # (K, C)
+            a_c, a_s = np.cos(rows) * self.amp, np.sin(rows) * self.amp
+            out[r0:r1, c0:c1] = a_c @ np.cos(cols) - a_s @ np.sin(cols)
         return out
 
 
@@ -126,35 +172,53 @@ class Landscape:
         self.events: tuple[Event, ...] = self._plant_events(rng) if config.events else ()
 
     # ----- positions ------------------------------------------------------------------------------------------
-    def points(self, geobox: GeoBox) -> tuple[np.ndarray, np.ndarray]:
-        """Pixel centres of ``geobox`` as (x, y) metres in the truth CRS relative to the AOI centre, (y, x) arrays."""
-        xs = np.asarray(geobox.coords["x"].values, dtype=np.float64)
-        ys = np.asarray(geobox.coords["y"].values, dtype=np.float64)
-        gx, gy = np.meshgrid(xs, ys)
+    def points(self, geobox: GeoBox, block: int = 512) -> GridPoints:
+        """Pixel centres of ``geobox`` in truth-CRS metres relative to the AOI centre (see :class:`GridPoints`)."""
+        ny, nx = geobox.shape.yx
+        aff = geobox.transform
         epsg = geobox.crs.epsg
-        if epsg != self.config.truth_epsg:
-            if epsg not in self._to_truth:
-                self._to_truth[epsg] = Transformer.from_crs(
-                    geobox.crs.to_wkt(), self.config.truth_epsg, always_xy=True
-                )
-            gx, gy = self._to_truth[epsg].transform(gx, gy)
-        return gx - self._origin[0], gy - self._origin[1]
+        same = epsg == self.config.truth_epsg
+        if not same and epsg not in self._to_truth:
+            self._to_truth[epsg] = Transformer.from_crs(
+                geobox.crs.to_wkt(), self.config.truth_epsg, always_xy=True
+            )
+        step = max(ny, nx) if same else block
+        ox, oy = self._origin
+        blocks = []
+        for r0 in range(0, ny, step):
+            r1 = min(ny, r0 + step)
+            for c0 in range(0, nx, step):
+                c1 = min(nx, c0 + step)
+                # three pixel centres of the block (origin, +1 column, +1 row at the far edges) fix the affine map
+                cols = np.array([c0, c1, c0], dtype=np.float64) + 0.5
+                rows = np.array([r0, r0, r1], dtype=np.float64) + 0.5
+                gx = aff.c + aff.a * cols + aff.b * rows
+                gy = aff.f + aff.d * cols + aff.e * rows
+                if not same:
+                    gx, gy = self._to_truth[epsg].transform(gx, gy)
+                nc, nr = max(c1 - c0, 1), max(r1 - r0, 1)
+                coef = (
+                    gx[0] - ox, (gx[1] - gx[0]) / nc, (gx[2] - gx[0]) / nr,
+                    gy[0] - oy, (gy[1] - gy[0]) / nc, (gy[2] - gy[0]) / nr,
+                )  # fmt: skip
+                blocks.append((r0, r1, c0, c1, tuple(float(v) for v in coef)))
+        return GridPoints((ny, nx), tuple(blocks))
 
     # ----- land cover -----------------------------------------------------------------------------------------
-    def landcover(self, geobox: GeoBox, points: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    def landcover(self, geobox: GeoBox, points: GridPoints | None = None) -> np.ndarray:
         """Land cover class per pixel (uint8 ``LandCover`` values), dims (y, x); events keep their "before" class."""
-        x, y = points if points is not None else self.points(geobox)
+        pts = points if points is not None else self.points(geobox)
         scores = np.stack(
-            [f(x, y) + _CLASS_BIAS[c] for f, c in zip(self._class_fields, LandCover, strict=True)]
+            [f(pts) + _CLASS_BIAS[c] for f, c in zip(self._class_fields, LandCover, strict=True)]
         )
         lc = np.argmax(scores, axis=0).astype(np.uint8)
         for ev in self.events:
             lc[self.event_mask(geobox, ev)] = ev.land_cover
         return lc
 
-    def texture(self, points: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    def texture(self, points: GridPoints) -> np.ndarray:
         """Multiplicative brightness texture, about 1 +- 0.04, stable in time."""
-        return (1.0 + 0.04 * np.tanh(self._texture(*points))).astype(np.float32)
+        return (1.0 + 0.04 * np.tanh(self._texture(points))).astype(np.float32)
 
     def event_mask(self, geobox: GeoBox, event: Event) -> np.ndarray:
         """True where ``event``'s polygon covers the pixel centre, dims (y, x)."""
@@ -268,7 +332,7 @@ class Landscape:
 class StaticLayers:
     """Per-grid layers that do not change with the date (computed once per scene tile and resolution)."""
 
-    points: tuple[np.ndarray, np.ndarray]
+    points: GridPoints
     landcover: np.ndarray
     texture: np.ndarray
     event_masks: tuple[np.ndarray, ...]

@@ -153,16 +153,13 @@ def _write_truth(config: MissionConfig, truth: Truth, truth_dir: Path) -> Path:
     write_cog(truth_dir / "landcover.tif", truth.landcover(gbox), gbox, nodata=255, resampling="nearest")
     fc = {"type": "FeatureCollection", "features": [ev.to_feature() for ev in truth.events]}
     (truth_dir / "events.geojson").write_text(json.dumps(fc, indent=1))
-    meta = {
-        k: (str(v) if not isinstance(v, int | float | bool | tuple) else v) for k, v in asdict(config).items()
-    }
+    from catalog.simulator.landscape import LandCover
+
+    meta = {k: v for k, v in asdict(config).items() if k != "workers"}  # workers do not change the bytes
     meta.update(
         truth_epsg=config.truth_epsg,
         aoi_bbox=list(config.aoi_bbox),
-        landcover_classes={
-            c.name.lower(): int(c)
-            for c in __import__("catalog.simulator.landscape", fromlist=["LandCover"]).LandCover
-        },
+        landcover_classes={c.name.lower(): int(c) for c in LandCover},
     )
     (truth_dir / "mission.json").write_text(json.dumps(meta, indent=1, default=str))
     if config.write_truth_reflectance:

@@ -152,7 +152,7 @@ class MissionConfig:
     def _s2_tiles(self) -> list[Tile]:
         w = self.tile_width_m
         tiles = []
-        for zone, (f0, f1), name in (
+        for zone, (f0, _f1), name in (
             (self.west_zone, (-0.8, 0.2), f"{self.west_zone}TQR"),
             (self.west_zone + 1, (-0.2, 0.8), f"{self.west_zone + 1}TUL"),
         ):

@@ -111,7 +111,8 @@ def qa_pixel_layer(
 def write_cog(path: Path, data: np.ndarray, geobox: GeoBox, *, nodata: int, resampling: str) -> None:
     """Write a single-band COG: 256 px tiles, ZSTD + predictor, internal overviews (``resampling``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    blocksize = 256 if min(data.shape) >= 256 else 128
+    # 256 px blocks, smaller for small rasters so that there is always at least one overview level
+    blocksize = int(max(16, min(256, 2 ** np.floor(np.log2(min(data.shape) / 2)))))
     profile = {
         "driver": "COG",
         "width": data.shape[1],
@@ -122,6 +123,7 @@ def write_cog(path: Path, data: np.ndarray, geobox: GeoBox, *, nodata: int, resa
         "transform": geobox.transform,
         "nodata": nodata,
         "compress": "ZSTD",
+        "level": 3,
         "predictor": 2,
         "blocksize": blocksize,
         "overview_resampling": resampling,
@@ -154,12 +156,13 @@ def render_scene(
         opacity = atm.opacity(st.points)
         cloud = opacity > 0
         shadow = atm.shadow(st.points, cloud)
+        haze = atm.haze_base(st.points)
         bands = [b for b in spec.bands if b.resolution == res]
         reflect = [b for b in bands if b.is_reflectance]
         truth = landscape.reflectance(gbox, day, [b.common_name for b in reflect], static=st)
         for b in reflect:
             rng = np.random.default_rng(pass_seed(config, acquisition, f"{acquisition.tile.tile_id}/{b.key}"))
-            r = truth[b.common_name] + atm.haze(st.points, b.common_name)
+            r = truth[b.common_name] + atm.haze(haze, b.common_name)
             r = np.where(shadow, r * SHADOW_FACTOR, r)
             r = (1 - opacity) * r + opacity * CLOUD_REFLECTANCE
             r = r + rng.normal(0.0, NOISE_SIGMA, r.shape).astype(np.float32)

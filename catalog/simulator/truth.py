@@ -111,13 +111,10 @@ class Truth:
                 covered |= coverage(a, geobox)
             ok = covered & ~bad
             rng = np.random.default_rng(pass_seed(self.config, acqs[0], "observed-cube"))
+            haze = atm.haze_base(st.points)
             for b, arr in self.landscape.reflectance(geobox, d, bands, static=st).items():
                 if noise:
-                    arr = (
-                        arr
-                        + atm.haze(st.points, b)
-                        + rng.normal(0, NOISE_SIGMA, arr.shape).astype(np.float32)
-                    )
+                    arr = arr + atm.haze(haze, b) + rng.normal(0, NOISE_SIGMA, arr.shape).astype(np.float32)
                 data[b][i][ok] = arr[ok]
         return _cube(geobox, days, data, f"simulated {sensor} observations (clouds, shadows, nodata as NaN)")
 
