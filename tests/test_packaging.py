@@ -1,0 +1,67 @@
+"""Packaging promises: environment.yml matches pyproject, the CLI answers --help/--version, errors are clean."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+import catalog
+import pipeline
+from pipeline.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(req: str) -> str:
+    name = re.split(r"[<>=!~\[ ;]", req, maxsplit=1)[0].strip().lower()
+    return name.replace("_", "-")
+
+
+def test_environment_yml_lists_the_runtime_dependencies_of_pyproject() -> None:
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    expected = set()
+    for d in deps:
+        expected.add(_name(d))
+        if d.startswith("dask[distributed]"):
+            expected.add("distributed")
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = {_name(d) for d in env["dependencies"] if isinstance(d, str)} - {"python", "pip"}
+    assert "conda-forge" in env["channels"]
+    assert conda == expected, f"only in pyproject: {expected - conda}; only in environment.yml: {conda - expected}"
+
+
+def test_public_names_resolve() -> None:
+    for pkg in (catalog, pipeline):
+        missing = []
+        for name in pkg.__all__:
+            try:
+                getattr(pkg, name)
+            except (ImportError, AttributeError) as exc:
+                missing.append(f"{name}: {exc}")
+        assert not missing, f"{pkg.__name__} declares names it cannot import: {missing}"
+
+
+def test_cli_version_and_help(capsys) -> None:
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"orbitcube {catalog.__version__}"
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for command in ("demo", "simulate", "catalog", "recipe", "run", "export"):
+        assert command in out
+
+
+def test_cli_prints_orbitcube_errors_without_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "simulate", "--out", str(tmp_path / "x"), "--tile-size", "7"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "tile_size=7" in proc.stderr and "even" in proc.stderr
+    assert not (tmp_path / "x").exists()
