@@ -160,8 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("demo", help="simulate a mission and run the whole pipeline (no network)")
-    d.add_argument("--out", type=Path, default=Path("orbitcube-demo"), help="output folder (default ./orbitcube-demo)")
-    d.add_argument("--tile-size", type=int, default=512, help="Sentinel-2 tile size in 10 m pixels (default 512)")
+    d.add_argument(
+        "--out", type=Path, default=Path("orbitcube-demo"), help="output folder (default ./orbitcube-demo)"
+    )
+    d.add_argument(
+        "--tile-size", type=int, default=512, help="Sentinel-2 tile size in 10 m pixels (default 512)"
+    )
     d.add_argument("--workers", type=int, default=2, help="Dask workers and simulator processes (default 2)")
     d.set_defaults(func=cmd_demo)
 
@@ -174,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tile-size", type=int, default=512, help="tile width in 10 m pixels (even)")
     s.add_argument("--cloudiness", type=float, default=0.35)
     s.add_argument("--workers", type=int, default=2, help="rendering processes")
-    s.add_argument("--no-truth-reflectance", action="store_true", help="skip the per-date clear-sky truth rasters")
+    s.add_argument(
+        "--no-truth-reflectance", action="store_true", help="skip the per-date clear-sky truth rasters"
+    )
     s.set_defaults(func=cmd_simulate)
 
     c = sub.add_parser("catalog", help="ingest, search and validate STAC catalogs")
@@ -183,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("sources", nargs="+", help="folders, globs or URLs of raster files")
     ci.add_argument("--catalog", type=Path, required=True, help="catalog folder to create or update")
     ci.add_argument("--collection", default=None, help="collection id (default: from the filename pattern)")
-    ci.add_argument("--config", type=Path, default=None, help="YAML collection config (patterns, bands, scale)")
+    ci.add_argument(
+        "--config", type=Path, default=None, help="YAML collection config (patterns, bands, scale)"
+    )
     ci.set_defaults(func=cmd_catalog_ingest)
     cs = csub.add_parser("search", help="search a local catalog, static catalog URL or STAC API")
     cs.add_argument("source", help="catalog.json path, catalog folder, or URL")
@@ -208,8 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a recipe tile by tile into a Zarr store (resumable)")
     run.add_argument("recipe", type=Path)
-    run.add_argument("--dry-run", action="store_true", help="print the plan (tiles, items, bytes) without reading pixels")
-    run.add_argument("--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler (default: a LocalCluster)")
+    run.add_argument(
+        "--dry-run", action="store_true", help="print the plan (tiles, items, bytes) without reading pixels"
+    )
+    run.add_argument(
+        "--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler (default: a LocalCluster)"
+    )
     run.set_defaults(func=cmd_run)
 
     e = sub.add_parser("export", help="export a variable/time slice of a cube as a Cloud-Optimized GeoTIFF")
@@ -225,6 +237,10 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.INFO if verbose < 2 else logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if verbose < 2:
+        import os
+
+        # distributed configures its loggers when first imported; tell it through dask's config
+        os.environ.setdefault("DASK_DISTRIBUTED__LOGGING__DISTRIBUTED", "warning")
         for name in ("distributed", "bokeh", "tornado", "rasterio", "fsspec", "asyncio"):
             logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -1,0 +1,175 @@
+"""Benchmark runner (``make bench``): orbitcube against odc-stac, stackstac and the I/O floors, in one run.
+
+1. Generates (or reuses) a simulated Sentinel-2-like mission over an AOI straddling two UTM zones
+   (``--size quick``: 512 px tiles, 3 months; ``--size full``: 2048 px tiles, a year).
+2. Runs each variant (see ``benchmarks.variants``) as its own process, alternating, ``--runs`` times, measuring
+   wall time, CPU time and the peak RSS of the whole process tree (psutil, polled every 50 ms).
+3. Checks that orbitcube, odc-stac and stackstac agree on the output before reporting any time.
+4. Writes ``benchmarks/_out/bench-SIZE.json`` and prints a Markdown table for ``benchmarks/README.md``.
+
+    .venv/bin/python -m benchmarks.run --size quick --runs 3 [--variants odc stackstac decode encode]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+HERE = Path(__file__).resolve().parent
+SIZES = {
+    "quick": {"tile_size": 512, "start": dt.date(2023, 4, 1), "end": dt.date(2023, 6, 30)},
+    "full": {"tile_size": 2048, "start": dt.date(2023, 1, 1), "end": dt.date(2023, 12, 31)},
+}
+ALL_VARIANTS = ("orbitcube", "odc", "stackstac", "decode", "encode")
+
+
+def ensure_data(size: str, root: Path) -> Path:
+    """Simulate the benchmark mission once per size; later runs reuse it."""
+    from catalog.simulator import MissionConfig, simulate_mission
+
+    data = root / size
+    if not (data / "mission" / "catalog" / "catalog.json").exists():
+        shutil.rmtree(data, ignore_errors=True)
+        cfg = MissionConfig(seed=11, workers=2, write_truth_reflectance=False, **SIZES[size])
+        simulate_mission(cfg, data / "mission")
+    return data
+
+
+def measure(variant: str, data: Path, out: Path) -> dict:
+    """Run one variant in a fresh process; wall, CPU (whole tree) and peak RSS (whole tree)."""
+    shutil.rmtree(out, ignore_errors=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.variants", variant, str(data), str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=HERE.parent,
+    )
+    ps = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            tree = [ps, *ps.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"variant {variant} failed:\n{stderr[-3000:]}")
+    inner = json.loads(stdout.strip().splitlines()[-1])
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {**inner, "process_wall_s": wall, "tree_cpu_s": cpu, "peak_rss_mb": peak / 2**20}
+
+
+def agreement(out_root: Path, variants: list[str]) -> dict:
+    """Compare the monthly NDVI medians of the product variants pairwise (NaN pattern and values)."""
+    import xarray as xr
+
+    arrays = {
+        v: xr.open_zarr(out_root / v, consolidated=False)["ndvi_median"].load()
+        for v in variants
+        if v in ("orbitcube", "odc", "stackstac")
+    }
+    names = sorted(arrays)
+    out = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            x, y = arrays[a].values, arrays[b].values
+            if x.shape != y.shape:
+                raise AssertionError(f"{a} and {b} disagree on shape: {x.shape} vs {y.shape}")
+            both = np.isfinite(x) & np.isfinite(y)
+            nan_mismatch = float(np.mean(np.isfinite(x) != np.isfinite(y)))
+            diff = np.abs(x - y)[both]
+            res = {
+                "nan_mismatch_fraction": nan_mismatch,
+                "median_abs_diff": float(np.median(diff)) if diff.size else None,
+                "p99_abs_diff": float(np.quantile(diff, 0.99)) if diff.size else None,
+            }
+            ok = nan_mismatch < 0.02 and diff.size and res["p99_abs_diff"] < 0.05
+            if not ok:
+                raise AssertionError(f"{a} and {b} disagree beyond tolerance: {res}")
+            out[f"{a}~{b}"] = res
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", choices=sorted(SIZES), default="quick")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--variants", nargs="+", default=list(ALL_VARIANTS), choices=ALL_VARIANTS)
+    args = ap.parse_args()
+    data = ensure_data(args.size, HERE / "_data")
+    out_root = HERE / "_out" / f"run-{args.size}"
+    results: dict[str, list[dict]] = {v: [] for v in args.variants}
+    for r in range(args.runs):  # alternate variants within each round
+        order = args.variants if r % 2 == 0 else list(reversed(args.variants))
+        for v in order:
+            results[v].append(measure(v, data, out_root / v))
+            print(f"round {r + 1}: {v:10s} {results[v][-1]['process_wall_s']:7.2f} s", file=sys.stderr)
+        if r == 0:
+            agree = agreement(out_root, args.variants)
+    med = {
+        v: {
+            "wall_s": statistics.median(x["process_wall_s"] for x in rs),
+            "cpu_s": statistics.median(x["tree_cpu_s"] for x in rs),
+            "peak_rss_mb": statistics.median(x["peak_rss_mb"] for x in rs),
+            "input_mpix_per_s": rs[0]["input_pixels"]
+            / 1e6
+            / statistics.median(x["process_wall_s"] for x in rs),
+        }
+        for v, rs in results.items()
+    }
+    ratios = {}
+    if "orbitcube" in med:
+        a = med["orbitcube"]["wall_s"]
+        if "odc" in med:
+            ratios["a/b (odc-stac)"] = a / med["odc"]["wall_s"]
+        if "stackstac" in med:
+            ratios["a/c (stackstac)"] = a / med["stackstac"]["wall_s"]
+        if "decode" in med and "encode" in med:
+            ratios["a/(d+e) (I/O floor)"] = a / (med["decode"]["wall_s"] + med["encode"]["wall_s"])
+    report = {
+        "size": args.size,
+        "runs": args.runs,
+        "machine": {
+            "cpus": psutil.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "medians": med,
+        "ratios": ratios,
+        "agreement": agree,
+        "raw": results,
+    }
+    (HERE / "_out").mkdir(exist_ok=True)
+    (HERE / "_out" / f"bench-{args.size}.json").write_text(json.dumps(report, indent=1))
+    print("| variant | wall s | CPU s | peak RSS MB | input Mpx/s |")
+    print("|---|---:|---:|---:|---:|")
+    for v, m in med.items():
+        print(
+            f"| {v} | {m['wall_s']:.2f} | {m['cpu_s']:.2f} | {m['peak_rss_mb']:.0f} | {m['input_mpix_per_s']:.1f} |"
+        )
+    for k, v in ratios.items():
+        print(f"{k}: {v:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Composites over time: median, mean, min, max, percentiles, clear-observation counts, best-pixel."""
+
+from __future__ import annotations
+
+import xarray as xr
+
+from pipeline.errors import AnalyticsError
+
+STATS = ("median", "mean", "min", "max", "count", "std")
+
+
+def composite(
+    data: xr.DataArray | xr.Dataset, stat: str = "median", *, freq: str | None = None, q: float | None = None
+) -> xr.DataArray | xr.Dataset:
+    """Reduce over ``time`` ignoring NaN: ``stat`` in median, mean, min, max, std, count (clear observations) or
+    percentile (with ``q`` in 0..100). ``freq`` (pandas offset, e.g. "1MS" monthly, "QS-DEC" seasons, "YS") makes
+    one composite per calendar period; the result keeps a ``time`` axis at period starts. Without ``freq`` the
+    result has dims (y, x). Variables are renamed ``<name>_<stat>``.
+    """
+    if "time" not in data.dims:
+        raise AnalyticsError(f"composite needs a 'time' dimension; got dims {tuple(data.dims)}")
+    if stat not in (*STATS, "percentile"):
+        raise AnalyticsError(f"unknown composite statistic {stat!r}; choose one of {[*STATS, 'percentile']}")
+    if stat == "percentile" and (q is None or not 0 <= q <= 100):
+        raise AnalyticsError("percentile composites need q between 0 and 100, e.g. q=25")
+    grouped = data.resample(time=freq) if freq else data
+    if stat == "percentile":
+        out = grouped.quantile(q / 100.0, dim="time", skipna=True).drop_vars("quantile")
+    elif stat == "count":
+        out = grouped.count(dim="time")
+    else:
+        out = getattr(grouped, stat)(dim="time", skipna=True)
+    suffix = f"p{int(q)}" if stat == "percentile" else stat
+    if isinstance(out, xr.Dataset):
+        out = out.rename({v: f"{v}_{suffix}" for v in out.data_vars})
+    else:
+        out = out.rename(f"{data.name or 'value'}_{suffix}")
+    if stat != "count":
+        out = out.astype("float32")
+    out.attrs.update(data.attrs)
+    out.attrs.update(composite=stat, period=freq or "all")
+    return out

@@ -1,0 +1,103 @@
+"""Run reports: quicklook PNGs (map coordinates, colour bars, units) and a self-contained HTML page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
+import xarray as xr
+
+log = logging.getLogger(__name__)
+
+
+def quicklook(
+    da: xr.DataArray,
+    path: Path,
+    *,
+    title: str,
+    cmap: str = "RdYlGn",
+    vmin: float = -0.2,
+    vmax: float = 0.9,
+    label: str = "NDVI (unitless)",
+    max_panels: int = 12,
+) -> Path:
+    """A PNG of ``da`` (dims (time|month, y, x) or (y, x)): one panel per step, axes in km of the cube CRS."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [d for d in da.dims if d not in ("y", "x")]
+    panels = (
+        [da] if not steps else [da.isel({steps[0]: i}) for i in range(min(da.sizes[steps[0]], max_panels))]
+    )
+    ncol = min(4, len(panels))
+    nrow = -(-len(panels) // ncol)
+    fig, axes = plt.subplots(
+        nrow, ncol, figsize=(4 * ncol, 3.4 * nrow), squeeze=False, constrained_layout=True
+    )
+    x, y = da["x"].values / 1e3, da["y"].values / 1e3
+    extent = [x.min(), x.max(), y.min(), y.max()]
+    try:
+        crs = f"EPSG:{da.odc.crs.epsg}" if da.odc.crs.epsg else "projected"
+    except Exception:  # no CRS attached
+        crs = "map units"
+    im = None
+    for ax, p in zip(axes.flat, panels, strict=False):
+        im = ax.imshow(
+            np.asarray(p.values), extent=extent, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest"
+        )
+        if steps:
+            ax.set_title(str(p[steps[0]].values)[:10], fontsize=10)
+        ax.set_xlabel(f"easting (km, {crs})", fontsize=8)
+        ax.set_ylabel("northing (km)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.colorbar(im, ax=axes, label=label, shrink=0.8)
+    fig.suptitle(title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def write_html_report(
+    path: Path,
+    *,
+    title: str,
+    facts: Mapping[str, str],
+    images: Sequence[Path],
+    tables: Mapping[str, Sequence[Mapping[str, object]]] | None = None,
+) -> Path:
+    """A self-contained HTML report: a table of facts, images (relative links) and optional tables."""
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts.items()
+    )
+    imgs = "".join(
+        f'<figure><img src="{html.escape(str(p.relative_to(path.parent)))}" style="max-width:100%"></figure>'
+        for p in images
+    )
+    tabs = ""
+    for name, recs in (tables or {}).items():
+        if not recs:
+            continue
+        cols = list(recs[0])
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in cols) + "</tr>" for r in recs
+        )
+        tabs += f"<h2>{html.escape(name)}</h2><table><tr>{head}</tr>{body}</table>"
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}th{{text-align:left;padding-right:1em}}
+td,th{{border-bottom:1px solid #ddd;padding:2px 6px}}table{{border-collapse:collapse}}</style></head>
+<body><h1>{html.escape(title)}</h1><p>generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC</p>
+<table>{rows}</table>{imgs}{tabs}</body></html>"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page)
+    return path
