@@ -32,7 +32,9 @@ def _encode_floor(tile: int, scenes: int, tmp: Path) -> float:
     t0 = time.perf_counter()
     for res, n_bands, dtype in ((10, 4, np.uint16), (20, 7, np.uint16)):
         size = tile * 10 // res
-        gb = GeoBox.from_bbox((700000, 5000000, 700000 + tile * 10, 5000000 + tile * 10), "EPSG:32632", resolution=res)
+        gb = GeoBox.from_bbox(
+            (700000, 5000000, 700000 + tile * 10, 5000000 + tile * 10), "EPSG:32632", resolution=res
+        )
         data = (rng.normal(2000, 300, (size, size))).astype(dtype)
         for _ in range(scenes * n_bands // 8):  # 1/8 of the files, scaled below
             write_cog(tmp / "floor.tif", data, gb, nodata=0, resampling="average")
