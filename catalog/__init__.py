@@ -19,17 +19,8 @@ _LAZY: dict[str, str] = {
     "Mission": "catalog.simulator",
     "Truth": "catalog.simulator",
     "simulate_mission": "catalog.simulator",
-    # ingest: files -> items
-    "ingest": "catalog.ingest",
-    "items_from_files": "catalog.ingest",
-    # store: a self-contained catalog on disk with a stac-geoparquet index
-    "Catalog": "catalog.store",
-    "open_catalog": "catalog.store",
-    "write_catalog": "catalog.store",
     # search
     "search": "catalog.search",
-    # validation
-    "validate_items": "catalog.validate",
 }
 
 __all__ = [

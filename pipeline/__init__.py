@@ -32,19 +32,9 @@ _LAZY: dict[str, str] = {
     "band_math": "pipeline.analytics",
     "spectral_index": "pipeline.analytics",
     "composite": "pipeline.analytics",
-    "resample_time": "pipeline.analytics",
-    "linear_trend": "pipeline.analytics",
-    "anomaly": "pipeline.analytics",
-    "seasonal_stats": "pipeline.analytics",
-    "difference_change": "pipeline.analytics",
-    "detect_breaks": "pipeline.analytics",
-    "zonal_stats": "pipeline.analytics",
-    # sink, recipe, run
+    # sink, cluster, demo
     "write_zarr": "pipeline.sink",
     "open_cube": "pipeline.sink",
-    "Recipe": "pipeline.recipe",
-    "load_recipe": "pipeline.recipe",
-    "run_recipe": "pipeline.run",
     "start_cluster": "pipeline.cluster",
     "run_demo": "pipeline.demo",
 }

@@ -32,7 +32,9 @@ def test_environment_yml_lists_the_runtime_dependencies_of_pyproject() -> None:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = {_name(d) for d in env["dependencies"] if isinstance(d, str)} - {"python", "pip"}
     assert "conda-forge" in env["channels"]
-    assert conda == expected, f"only in pyproject: {expected - conda}; only in environment.yml: {conda - expected}"
+    assert conda == expected, (
+        f"only in pyproject: {expected - conda}; only in environment.yml: {conda - expected}"
+    )
 
 
 def test_public_names_resolve() -> None:

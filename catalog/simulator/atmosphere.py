@@ -62,7 +62,8 @@ class PassAtmosphere:
                 )
             )
         )
-        field = PlaneWaves(rng, 14, 0.06 * w, 1.2 * w)
+        # cloud cells of at least ~400 m however small the AOI, as real convective clouds are
+        field = PlaneWaves(rng, 14, max(0.06 * w, 400.0), max(1.2 * w, 4000.0))
         # threshold from a fixed 96 x 96 sample over the AOI (truth CRS), so all tiles agree
         x0, y0, x1, y1 = config.aoi_truth_bounds
         ox, oy = config.centre_truth_xy
@@ -72,7 +73,7 @@ class PassAtmosphere:
         doy = acquisition.datetime.timetuple().tm_yday
         sun_elev = float(45 + 20 * np.cos(2 * np.pi * (doy - 172) / 365.25) - 0.3 * (config.center_lat - 45))
         sun_az = float(150 + 10 * rng.uniform(-1, 1))
-        shadow_len = 0.05 * w * (1 + 0.3 * rng.uniform())
+        shadow_len = max(0.05 * w, 150.0) * (1 + 0.3 * rng.uniform())
         away = np.deg2rad(sun_az + 180)
         return cls(
             cloud_fraction=frac,

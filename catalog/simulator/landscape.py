@@ -165,7 +165,10 @@ class Landscape:
         self.config = config
         rng = np.random.default_rng([config.seed, 1])
         w = config.tile_width_m
-        self._class_fields = [PlaneWaves(rng, 12, 0.08 * w, 0.9 * w) for _ in LandCover]
+        # fields and parcels of at least ~250 m across, however small the AOI
+        self._class_fields = [
+            PlaneWaves(rng, 12, max(0.08 * w, 250.0), max(0.9 * w, 2500.0)) for _ in LandCover
+        ]
         self._texture = PlaneWaves(rng, 10, 40.0, 0.1 * w)
         self._origin = config.centre_truth_xy
         self._to_truth: dict[int, Transformer] = {}

@@ -137,7 +137,12 @@ def evaluate(expression: str, variables: Mapping[str, Any]) -> Any:
                 raise ExpressionError(
                     f"unknown name {node.id!r} in {expression!r}; available: {sorted(variables)}"
                 )
-            return variables[node.id]
+            value = variables[node.id]
+            if not isinstance(value, xr.DataArray | np.ndarray | int | float | np.number):
+                raise ExpressionError(
+                    f"name {node.id!r} is bound to a {type(value).__name__}, not a band or number"
+                )
+            return value
         if isinstance(node, ast.BinOp):
             return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
         if isinstance(node, ast.UnaryOp):

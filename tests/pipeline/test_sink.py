@@ -1,0 +1,67 @@
+"""Zarr sink: self-describing v3 stores that xarray, rioxarray and odc-geo open with the right CRS and transform."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import odc.geo.xr  # noqa: F401
+import pytest
+import rioxarray  # noqa: F401
+import xarray as xr
+import zarr
+from odc.geo.geobox import GeoBox
+from odc.geo.xr import xr_coords
+
+from pipeline.errors import SinkError
+from pipeline.sink import open_cube, write_zarr
+
+
+@pytest.fixture()
+def cube() -> xr.Dataset:
+    gbox = GeoBox.from_bbox((732000, 5040000, 732640, 5040320), "EPSG:32632", resolution=20)
+    t = np.array(["2023-06-01", "2023-06-06"], dtype="datetime64[ns]")
+    data = np.random.default_rng(0).uniform(-1, 1, (2, *gbox.shape.yx)).astype("f4")
+    data[0, :3, :3] = np.nan
+    ds = xr.Dataset(
+        {"ndvi": (("time", "y", "x"), data)}, coords={"time": t, **xr_coords(gbox, dims=("y", "x"))}
+    )
+    return ds.chunk({"time": -1, "y": 8, "x": 8})
+
+
+def test_store_is_zarr_v3_with_crs_transform_and_provenance(cube: xr.Dataset, tmp_path: Path) -> None:
+    path = write_zarr(cube, tmp_path / "c.zarr", provenance={"items": ["a", "b"], "recipe": {"k": 1}})
+    assert zarr.open_group(path, mode="r").metadata.zarr_format == 3
+    ds = xr.open_zarr(path, consolidated=False)
+    assert "spatial_ref" in ds.coords
+    assert ds.ndvi.rio.crs.to_epsg() == 32632
+    assert tuple(ds.ndvi.rio.transform())[:6] == (20.0, 0.0, 732000.0, 0.0, -20.0, 5040320.0)
+    assert ds.odc.geobox == cube.odc.geobox
+    np.testing.assert_array_equal(ds.ndvi.values, cube.ndvi.values)  # NaN included
+    prov = json.loads(ds.attrs["orbitcube:provenance"])
+    assert prov["items"] == ["a", "b"] and prov["software"]["zarr"].startswith("3")
+    assert ds.ndvi.encoding["chunks"] == (2, 8, 8)
+    codecs = zarr.open_array(path / "ndvi", mode="r").metadata.codecs
+    assert any("zstd" in json.dumps(c.to_dict()) for c in codecs)
+
+
+def test_existing_store_is_kept_and_refused(cube: xr.Dataset, tmp_path: Path) -> None:
+    path = write_zarr(cube, tmp_path / "c.zarr")
+    before = sorted(p.name for p in path.rglob("*"))
+    with pytest.raises(SinkError, match="already exists"):
+        write_zarr(cube * 2, path)
+    assert sorted(p.name for p in path.rglob("*")) == before
+    np.testing.assert_array_equal(open_cube(path).ndvi.values, cube.ndvi.values)
+
+
+def test_cube_without_crs_or_with_irregular_chunks(cube: xr.Dataset, tmp_path: Path) -> None:
+    with pytest.raises(SinkError, match="no CRS"):
+        plain = xr.Dataset(
+            {"ndvi": (("y", "x"), np.zeros((4, 4), "f4"))}, coords={"y": np.arange(4.0), "x": np.arange(4.0)}
+        )
+        write_zarr(plain, tmp_path / "a.zarr")
+    with pytest.raises(SinkError, match="irregular chunks"):
+        write_zarr(cube.chunk({"x": (8, 16, 8)}), tmp_path / "b.zarr")
+    with pytest.raises(SinkError, match="no Zarr store"):
+        open_cube(tmp_path / "nothing.zarr")
