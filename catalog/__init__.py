@@ -12,6 +12,7 @@ from typing import Any
 
 from catalog._version import __version__
 from catalog.errors import CatalogError, OrbitcubeError, SimulatorError, ValidationError
+from catalog.search import search  # eager: the function must win over the submodule of the same name
 
 _LAZY: dict[str, str] = {
     # simulator: scenes with planted ground truth
@@ -19,8 +20,6 @@ _LAZY: dict[str, str] = {
     "Mission": "catalog.simulator",
     "Truth": "catalog.simulator",
     "simulate_mission": "catalog.simulator",
-    # search
-    "search": "catalog.search",
 }
 
 __all__ = [
@@ -29,6 +28,7 @@ __all__ = [
     "SimulatorError",
     "ValidationError",
     "__version__",
+    "search",
     *_LAZY,
 ]
 

@@ -47,3 +47,13 @@ def test_datetime_intervals() -> None:
         parse_datetime("June 2023")
     with pytest.raises(CatalogError, match="west < east"):
         search([], bbox=(10, 0, 5, 1))
+
+
+def test_package_search_is_the_function_even_after_the_module_is_imported() -> None:
+    import importlib
+    import sys
+
+    import catalog
+
+    importlib.import_module("catalog.search")
+    assert callable(catalog.search) and catalog.search is sys.modules["catalog.search"].search
