@@ -237,10 +237,10 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.INFO if verbose < 2 else logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if verbose < 2:
-        import os
+        import dask
 
         # distributed configures its loggers when first imported; tell it through dask's config
-        os.environ.setdefault("DASK_DISTRIBUTED__LOGGING__DISTRIBUTED", "warning")
+        dask.config.set({"distributed.logging.distributed": "warning"})
         for name in ("distributed", "bokeh", "tornado", "rasterio", "fsspec", "asyncio"):
             logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -111,8 +111,8 @@ def qa_pixel_layer(
 def write_cog(path: Path, data: np.ndarray, geobox: GeoBox, *, nodata: int, resampling: str) -> None:
     """Write a single-band COG: 256 px tiles, ZSTD + predictor, internal overviews (``resampling``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # 256 px blocks, smaller for small rasters so that there is always at least one overview level
-    blocksize = int(max(16, min(256, 2 ** np.floor(np.log2(min(data.shape) / 2)))))
+    # 256 px blocks (128 for small rasters: GDAL's COG driver accepts no less), and at least one overview level
+    blocksize = 256 if min(data.shape) >= 512 else 128
     profile = {
         "driver": "COG",
         "width": data.shape[1],
@@ -128,6 +128,7 @@ def write_cog(path: Path, data: np.ndarray, geobox: GeoBox, *, nodata: int, resa
         "blocksize": blocksize,
         "overview_resampling": resampling,
         "overviews": "AUTO",
+        **({"overview_count": 1} if min(data.shape) <= blocksize else {}),
         "num_threads": 1,
     }
     with rasterio.open(path, "w", **profile) as dst:

@@ -86,3 +86,19 @@ def test_bad_inputs_are_clear_errors(s2_mission: Mission, tmp_path) -> None:
         load_cube([broken, s2_mission.items[1]], ["red"], crs="EPSG:32632", resolution=40)
     cube = load_cube([broken, s2_mission.items[1]], ["red"], crs="EPSG:32632", resolution=40, on_error="skip")
     assert cube.attrs["skipped_items"] == [broken.id]
+
+
+def test_real_landsat_rows_mosaic_into_one_time_step(landsat_real_dir, tmp_path) -> None:
+    from catalog.ingest import ingest
+
+    res = ingest(landsat_real_dir, tmp_path / "cat")
+    cube = load_cube(res.items, ["red", "green", "blue"], resolution=90, mask=None)
+    assert cube.sizes["time"] == 1
+    assert len(cube.attrs["items"]) == 2
+    red = cube["red"].isel(time=0).values
+    # the rows overlap along track: down the centre column there is no gap between them
+    col = red[:, red.shape[1] // 2]
+    finite_rows = np.flatnonzero(np.isfinite(col))
+    assert finite_rows.size > 0.8 * col.size
+    assert np.all(np.diff(finite_rows) == 1), "a gap between the two rows"
+    assert np.nanmax(red) > 1000  # Level-1 digital numbers (no scale in Collection 1 L1)

@@ -16,7 +16,9 @@ def test_scene_files_are_cloud_optimized_geotiffs(mixed_mission: Mission) -> Non
     for item in mixed_mission.items[:6]:
         for key in item.assets:
             with rasterio.open(_asset_path(item, key)) as src:
-                assert src.profile["tiled"], key
+                bh, bw = src.block_shapes[0]
+                assert bh == bw and bh % 16 == 0, f"{key}: blocks {bh}x{bw} are strips, not tiles"
+                assert src.profile["tiled"] or bh >= src.width, key  # one tile when the image is small
                 assert src.overviews(1), f"{item.id}/{key} has no overviews"
                 assert src.compression is not None
                 assert src.nodata is not None
