@@ -67,8 +67,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_catalog_ingest(args: argparse.Namespace) -> int:
     from catalog.ingest import ingest
 
-    result = ingest(args.sources, args.catalog, collection=args.collection, config=args.config)
-    print(result.summary() if hasattr(result, "summary") else result)
+    result = ingest(
+        args.sources, args.catalog, collection=args.collection, config=args.config, overwrite=args.overwrite
+    )
+    print(result.summary())
     return 0
 
 
@@ -76,14 +78,12 @@ def cmd_catalog_search(args: argparse.Namespace) -> int:
     from catalog.search import search
 
     bbox = tuple(float(v) for v in args.bbox.split(",")) if args.bbox else None
-    filt = json.loads(args.filter) if args.filter and args.filter.lstrip().startswith("{") else args.filter
     found = search(
         args.source,
         bbox=bbox,
         datetime=args.datetime,
         collections=args.collections,
         max_cloud_cover=args.max_cloud_cover,
-        filter=filt,
         limit=args.limit,
     )
     if args.json:
@@ -96,51 +96,6 @@ def cmd_catalog_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_catalog_validate(args: argparse.Namespace) -> int:
-    from catalog.validate import validate_items
-
-    report = validate_items(args.path)
-    print(report.summary() if hasattr(report, "summary") else report)
-    return 0 if getattr(report, "ok", True) else 1
-
-
-def cmd_recipe_example(args: argparse.Namespace) -> int:
-    from pipeline.recipe import example_recipe
-
-    print(example_recipe(), end="")
-    return 0
-
-
-def cmd_recipe_validate(args: argparse.Namespace) -> int:
-    from pipeline.recipe import load_recipe
-
-    load_recipe(args.recipe)
-    print(f"{args.recipe}: valid")
-    return 0
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.recipe import load_recipe
-    from pipeline.run import plan_run, run_recipe
-
-    recipe = load_recipe(args.recipe)
-    if args.dry_run:
-        print(plan_run(recipe).summary())
-        return 0
-    result = run_recipe(recipe, scheduler=args.scheduler, progress=not args.quiet)
-    print(result.summary() if hasattr(result, "summary") else result)
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from pipeline.export import export_cog
-
-    out = export_cog(args.store, args.variable, time=args.time, out=args.to_cog)
-    print(f"wrote {out}")
-    return 0
-
-
-# ----- parser ----------------------------------------------------------------------------------------------------
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -152,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``orbitcube`` and its sub-commands."""
     p = argparse.ArgumentParser(
         prog="orbitcube",
-        description="Satellite imagery to analysis-ready Zarr data cubes: simulate, catalog, load, analyse, export.",
+        description="Satellite imagery to analysis-ready Zarr data cubes: simulate, catalog, load, analyse.",
     )
     p.add_argument("--version", action="version", version=f"orbitcube {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
@@ -183,53 +138,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=cmd_simulate)
 
-    c = sub.add_parser("catalog", help="ingest, search and validate STAC catalogs")
+    c = sub.add_parser("catalog", help="ingest raster files into STAC catalogs and search them")
     csub = c.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
     ci = csub.add_parser("ingest", help="turn GeoTIFF/COG files (folder, glob, URLs) into a STAC catalog")
     ci.add_argument("sources", nargs="+", help="folders, globs or URLs of raster files")
     ci.add_argument("--catalog", type=Path, required=True, help="catalog folder to create or update")
     ci.add_argument("--collection", default=None, help="collection id (default: from the filename pattern)")
     ci.add_argument(
-        "--config", type=Path, default=None, help="YAML collection config (patterns, bands, scale)"
+        "--config", type=Path, default=None, help="YAML collection config (pattern, bands, scale)"
+    )
+    ci.add_argument(
+        "--overwrite", action="store_true", help="replace items whose id exists with other content"
     )
     ci.set_defaults(func=cmd_catalog_ingest)
-    cs = csub.add_parser("search", help="search a local catalog, static catalog URL or STAC API")
-    cs.add_argument("source", help="catalog.json path, catalog folder, or URL")
-    cs.add_argument("--bbox", help="west,south,east,north in degrees (WGS84)")
+    cs = csub.add_parser("search", help="search a local STAC catalog")
+    cs.add_argument("source", help="catalog.json path or catalog folder")
+    cs.add_argument(
+        "--bbox", help="west,south,east,north in degrees (WGS84); write --bbox=-55.2,... for negatives"
+    )
     cs.add_argument("--datetime", help="e.g. 2023-01-01/2023-03-31, 2023-06/.. ")
     cs.add_argument("--collections", nargs="+")
     cs.add_argument("--max-cloud-cover", type=float)
-    cs.add_argument("--filter", help="CQL2 text, or CQL2 JSON")
     cs.add_argument("--limit", type=int)
     cs.add_argument("--json", action="store_true", help="print an ItemCollection as JSON")
     cs.set_defaults(func=cmd_catalog_search)
-    cv = csub.add_parser("validate", help="validate items against STAC core and extension schemas (offline)")
-    cv.add_argument("path", help="catalog.json, a folder, or an item JSON")
-    cv.set_defaults(func=cmd_catalog_validate)
-
-    r = sub.add_parser("recipe", help="write and check recipe files")
-    rsub = r.add_subparsers(dest="recipe_command", metavar="ACTION", required=True)
-    rsub.add_parser("example", help="print a commented example recipe").set_defaults(func=cmd_recipe_example)
-    rv = rsub.add_parser("validate", help="check a recipe file and report every bad key")
-    rv.add_argument("recipe", type=Path)
-    rv.set_defaults(func=cmd_recipe_validate)
-
-    run = sub.add_parser("run", help="run a recipe tile by tile into a Zarr store (resumable)")
-    run.add_argument("recipe", type=Path)
-    run.add_argument(
-        "--dry-run", action="store_true", help="print the plan (tiles, items, bytes) without reading pixels"
-    )
-    run.add_argument(
-        "--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler (default: a LocalCluster)"
-    )
-    run.set_defaults(func=cmd_run)
-
-    e = sub.add_parser("export", help="export a variable/time slice of a cube as a Cloud-Optimized GeoTIFF")
-    e.add_argument("store", help="Zarr store path or URL")
-    e.add_argument("--to-cog", required=True, type=Path, help="output .tif")
-    e.add_argument("--variable", required=True)
-    e.add_argument("--time", help="time step (ISO date) for cubes with a time axis")
-    e.set_defaults(func=cmd_export)
     return p
 
 

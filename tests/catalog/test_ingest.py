@@ -124,3 +124,15 @@ def test_simulator_scenes_ingest_to_equivalent_items(mixed_mission: Mission, tmp
                 and got_rb["nodata"] == want_rb["nodata"]
             )
         assert np.allclose(it.bbox, sim.bbox, atol=0.01)  # header bounds vs valid-data footprint
+
+
+def test_cli_ingest_and_search(landsat_real_dir: Path, tmp_path: Path, capsys) -> None:
+    from pipeline.cli import main
+
+    assert main(["-q", "catalog", "ingest", str(landsat_real_dir), "--catalog", str(tmp_path / "cat")]) == 0
+    assert "2 item(s) added" in capsys.readouterr().out
+    assert main(["-q", "catalog", "search", str(tmp_path / "cat"), "--bbox=-55.2,-25.6,-55.1,-25.5"]) == 0
+    out = capsys.readouterr().out
+    assert "LC08_L1TP_224078" in out
+    assert main(["-q", "catalog", "ingest", str(tmp_path / "missing"), "--catalog", str(tmp_path / "c2")]) == 2
+    assert "does not exist" in capsys.readouterr().err
