@@ -32,6 +32,9 @@ _LAZY: dict[str, str] = {
     "band_math": "pipeline.analytics",
     "spectral_index": "pipeline.analytics",
     "composite": "pipeline.analytics",
+    "difference_change": "pipeline.analytics",
+    "dnbr_severity": "pipeline.analytics",
+    "detect_breaks": "pipeline.analytics",
     # sink, cluster, demo
     "write_zarr": "pipeline.sink",
     "open_cube": "pipeline.sink",

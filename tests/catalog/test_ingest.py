@@ -134,5 +134,7 @@ def test_cli_ingest_and_search(landsat_real_dir: Path, tmp_path: Path, capsys) -
     assert main(["-q", "catalog", "search", str(tmp_path / "cat"), "--bbox=-54.4,-25.59,-54.3,-25.5"]) == 0
     out = capsys.readouterr().out
     assert "LC08_L1TP_224078" in out
-    assert main(["-q", "catalog", "ingest", str(tmp_path / "missing"), "--catalog", str(tmp_path / "c2")]) == 2
+    assert (
+        main(["-q", "catalog", "ingest", str(tmp_path / "missing"), "--catalog", str(tmp_path / "c2")]) == 2
+    )
     assert "does not exist" in capsys.readouterr().err

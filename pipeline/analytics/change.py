@@ -1,0 +1,131 @@
+"""Change detection: before/after differences with thresholds (dNBR burn severity) and per-pixel breaks in time."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import xarray as xr
+
+from pipeline.errors import AnalyticsError
+
+#: USGS dNBR burn severity classes (Key & Benson 2006): upper bounds and names
+DNBR_CLASSES = (
+    (-0.25, "enhanced_regrowth_high"),
+    (-0.1, "enhanced_regrowth_low"),
+    (0.1, "unburned"),
+    (0.27, "low"),
+    (0.44, "moderate_low"),
+    (0.66, "moderate_high"),
+    (np.inf, "high"),
+)
+
+
+def difference_change(before: xr.DataArray, after: xr.DataArray, threshold: float) -> xr.Dataset:
+    """``difference = after - before`` and ``changed = |difference| >= threshold`` (NaN where either is NaN).
+
+    Dims (y, x) of the inputs; use composites of an index before and after an event.
+    """
+    diff = (after - before).astype("float32").rename("difference")
+    changed = (np.abs(diff) >= threshold).where(diff.notnull()).rename("changed")
+    return xr.Dataset({"difference": diff, "changed": changed}, attrs={"threshold": threshold})
+
+
+def dnbr_severity(nbr_before: xr.DataArray, nbr_after: xr.DataArray) -> xr.Dataset:
+    """dNBR = NBR before - NBR after and its USGS severity class (0 = enhanced regrowth high ... 6 = high).
+
+    Class names are in ``attrs["classes"]``; NaN inputs give class 255.
+    """
+    dnbr = (nbr_before - nbr_after).astype("float32").rename("dnbr")
+    bounds = np.array([b for b, _ in DNBR_CLASSES[:-1]], dtype="float32")
+    cls = xr.apply_ufunc(
+        lambda d: np.where(np.isfinite(d), np.digitize(d, bounds), 255).astype("uint8"),
+        dnbr,
+        dask="parallelized",
+        output_dtypes=[np.uint8],
+    ).rename("severity")
+    return xr.Dataset({"dnbr": dnbr, "severity": cls}, attrs={"classes": [n for _, n in DNBR_CLASSES]})
+
+
+def _breaks(x: np.ndarray, window: int, min_valid: int, sign: float) -> tuple[np.ndarray, np.ndarray]:
+    """x (..., time) -> (index of the first valid observation after the largest step, step magnitude)."""
+    t = x.shape[-1]
+    best = np.full(x.shape[:-1], -np.inf, dtype=np.float32)
+    idx = np.full(x.shape[:-1], -1, dtype=np.int64)
+    valid = np.isfinite(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for k in range(1, t):
+            lo, hi = max(0, k - window), min(t, k + window)
+            if not valid[..., k:hi].any():
+                continue
+            before = np.nanmedian(x[..., lo:k], axis=-1)
+            after = np.nanmedian(x[..., k:hi], axis=-1)
+            enough = (valid[..., lo:k].sum(-1) >= min_valid) & (valid[..., k:hi].sum(-1) >= min_valid)
+            # the observation at k must itself show the change, not only the window median after it
+            step = np.minimum(sign * (after - before), sign * (x[..., k] - before))
+            step = np.where(enough & valid[..., k], step, -np.inf)
+            better = step > best
+            best = np.where(better, step, best)
+            idx = np.where(better, k, idx)
+    return idx, np.where(np.isfinite(best), sign * best, np.nan).astype(np.float32)
+
+
+def detect_breaks(
+    series: xr.DataArray,
+    *,
+    threshold: float = 0.3,
+    window: int = 4,
+    min_valid: int = 2,
+    direction: str = "decrease",
+) -> xr.Dataset:
+    """Per-pixel break detection on an index time series (dims (time, y, x), NaN where unobserved).
+
+    For every time step k the median of up to ``window`` steps before k is compared with the median of up to
+    ``window`` steps from k on (each needing ``min_valid`` clear observations, and k itself clear); a step's score is
+    the smaller of (median after - median before) and (value at k - median before), so the first changed
+    observation, not the one before it, carries the break. The break is the step with the largest change in
+    ``direction`` ("decrease", "increase" or "both"); it counts when
+    ``|magnitude| >= threshold``. Returns ``break_date`` (the first clear observation after the break, NaT where
+    none), ``magnitude`` (after - before, index units) and ``changed`` (bool), dims (y, x). The whole time axis must
+    be in one chunk (it is rechunked if not).
+    """
+    if "time" not in series.dims:
+        raise AnalyticsError(f"detect_breaks needs a 'time' dimension; got {tuple(series.dims)}")
+    if direction not in ("decrease", "increase", "both"):
+        raise AnalyticsError(f"direction={direction!r}; use 'decrease', 'increase' or 'both'")
+    if series.sizes["time"] < 2 * min_valid:
+        raise AnalyticsError(
+            f"detect_breaks needs at least {2 * min_valid} time steps; got {series.sizes['time']}"
+        )
+    if series.chunks is not None:
+        series = series.chunk({"time": -1})
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if direction == "both":
+            i_d, m_d = _breaks(x, window, min_valid, -1.0)
+            i_u, m_u = _breaks(x, window, min_valid, 1.0)
+            up = np.nan_to_num(np.abs(m_u), nan=-1) > np.nan_to_num(np.abs(m_d), nan=-1)
+            return np.where(up, i_u, i_d), np.where(up, m_u, m_d)
+        return _breaks(x, window, min_valid, -1.0 if direction == "decrease" else 1.0)
+
+    idx, mag = xr.apply_ufunc(
+        run,
+        series,
+        input_core_dims=[["time"]],
+        output_core_dims=[[], []],
+        dask="parallelized",
+        output_dtypes=[np.int64, np.float32],
+    )
+    changed = (np.abs(mag) >= threshold) & (idx >= 0)
+    times = series["time"].values
+    date = xr.apply_ufunc(
+        lambda i, c: np.where(c & (i >= 0), times[np.clip(i, 0, len(times) - 1)], np.datetime64("NaT", "ns")),
+        idx,
+        changed,
+        dask="parallelized",
+        output_dtypes=["datetime64[ns]"],
+    )
+    out = xr.Dataset({"break_date": date, "magnitude": mag.where(changed), "changed": changed})
+    out.attrs.update(threshold=threshold, window=window, direction=direction, index=str(series.name))
+    return out
