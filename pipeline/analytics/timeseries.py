@@ -161,12 +161,12 @@ def anomaly(
         if kind == "difference":
             out = target - clim
         elif kind == "percent":
-            out = 100.0 * (target - clim) / clim
+            out = 100.0 * (target - clim) / clim.where(clim != 0)
         else:
             std = (
                 quiet(grouped.std)(dim="time").sel({groupby: target[key]}).drop_vars(groupby, errors="ignore")
             )
-            out = (target - clim) / std
+            out = (target - clim) / std.where(std > 0)
     out = _rename(out, "anomaly")
     out = out.astype(np.float32)
     return keep_attrs_from(
