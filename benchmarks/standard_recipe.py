@@ -12,7 +12,9 @@ def run_standard(items, geobox, out: Path) -> None:
     from pipeline import composite, load_cube, spectral_index, start_cluster, write_zarr
 
     with start_cluster(n_workers=2, threads_per_worker=1, dashboard_address=None):
-        cube = load_cube(items, ["red", "nir"], geobox=geobox, resampling="nearest", chunks={"y": 512, "x": 512})
+        cube = load_cube(
+            items, ["red", "nir"], geobox=geobox, resampling="nearest", chunks={"y": 512, "x": 512}
+        )
         ndvi = spectral_index(cube, "NDVI")
         monthly = composite(ndvi, "median", freq="1MS").rename(time="month")
         ds = xr.Dataset({"ndvi": ndvi, "ndvi_median": monthly.rename("ndvi_median")})
