@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -58,15 +57,32 @@ def years_since(times: np.ndarray, origin: np.datetime64 | None = None) -> np.nd
 
 
 def quiet(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``func`` so numpy's all-NaN / empty-slice RuntimeWarnings stay silent (a never-clear pixel is NaN)."""
+    """Wrap ``func`` so numpy's floating-point warnings (0/0, log of 0) stay silent; thread-safe (``np.errstate``).
+
+    All-NaN slices are handled by :func:`nanreduce`, which never asks numpy to reduce one.
+    """
 
     def run(*args: Any, **kwargs: Any) -> Any:
-        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-            warnings.simplefilter("ignore", RuntimeWarning)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             return func(*args, **kwargs)
 
     run.__name__ = getattr(func, "__name__", "run")
     return run
+
+
+def nanreduce(
+    func: Callable[..., np.ndarray], values: np.ndarray, axis: int = -1, **kwargs: Any
+) -> np.ndarray:
+    """``func`` (a NaN-skipping numpy reduction) over ``axis``; slices without any finite value give NaN.
+
+    Unlike calling ``np.nanmedian`` & co. directly this raises no "All-NaN slice" / "Mean of empty slice"
+    warnings, without touching the (process-wide, not thread-safe) warning filters inside Dask workers.
+    """
+    empty = np.isnan(values).all(axis=axis, keepdims=True)
+    safe = np.where(empty, 0, values) if empty.any() else values
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = func(safe, axis=axis, **kwargs)
+    return np.where(np.squeeze(empty, axis=axis), np.nan, out)
 
 
 def keep_attrs_from(out: Data, src: Data, **extra: Any) -> Data:

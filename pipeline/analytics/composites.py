@@ -80,3 +80,109 @@ def _reduce_time(data, func, kwargs):
         output_dtypes=[np.float32],
         keep_attrs=True,
     )
+
+
+def cloud_fraction(ds: xr.Dataset | xr.DataArray) -> xr.DataArray:
+    """Share of masked (NaN) pixels per time step, dims (time,), float32 in 0..1: a per-acquisition cloud score.
+
+    A pixel counts as masked when any variable is NaN there. Lazy on dask-backed data.
+    """
+    if "time" not in ds.dims:
+        raise AnalyticsError(f"cloud_fraction needs a 'time' dimension; got dims {tuple(ds.dims)}")
+    bad = _invalid(ds)
+    spatial = [d for d in bad.dims if d != "time"]
+    return bad.mean(spatial).astype("float32").rename("cloud_fraction").assign_attrs(units="1")
+
+
+def best_pixel_composite(
+    ds: xr.Dataset,
+    by: str | xr.DataArray = "least-cloud",
+    *,
+    mode: str | None = None,
+    freq: str | None = None,
+) -> xr.Dataset:
+    """Per pixel, take every band from the one clear observation that scores best.
+
+    ``by`` is "least-cloud" (the time step with the lowest :func:`cloud_fraction`, i.e. the clearest acquisition
+    that sees the pixel), the name of a spectral index ("NDVI": greenest pixel, the classic max-NDVI composite)
+    or of a variable of ``ds``, or a DataArray score with dims (time,) or (time, y, x). ``mode`` is "max" or
+    "min" (default "min" for least-cloud, "max" otherwise). Only observations where every band is clear compete;
+    ties take the earliest. ``freq`` (e.g. "1MS", "QS-DEC", "YS") makes one composite per calendar period.
+
+    Returns a Dataset with dims (y, x) (or (time, y, x) with ``freq``, time at period starts): each band named
+    ``<band>_best`` and ``best_time``, the date the pixel was taken from (NaT where never clear). Keeps coords,
+    CRS and attrs; needs the full time axis per chunk (rechunked if split); lazy on dask-backed data.
+    """
+    if not isinstance(ds, xr.Dataset) or "time" not in ds.dims:
+        raise AnalyticsError("best_pixel_composite needs a Dataset of bands with a 'time' dimension")
+    mode = mode or ("min" if isinstance(by, str) and by == "least-cloud" else "max")
+    if mode not in ("max", "min"):
+        raise AnalyticsError(f"best_pixel_composite: mode={mode!r}; use 'max' or 'min'")
+    if isinstance(by, xr.DataArray):
+        score = by
+    elif by == "least-cloud":
+        score = cloud_fraction(ds)
+    elif by in ds.data_vars:
+        score = ds[by]
+    else:
+        from pipeline.analytics.indices import spectral_index
+
+        score = spectral_index(ds, by)
+    if "time" not in score.dims or score.sizes["time"] != ds.sizes["time"]:
+        raise AnalyticsError(
+            f"best_pixel_composite: the score must have the cube's time axis ({ds.sizes['time']} steps); "
+            f"got dims {dict(score.sizes)}"
+        )
+    score = score.where(~_invalid(ds)).broadcast_like(ds[next(iter(ds.data_vars))])
+    if mode == "min":
+        score = -score
+    if freq:
+        parts = ds.assign(__score__=score).resample(time=freq)
+        out = parts.map(lambda g: _best(g.drop_vars("__score__"), g["__score__"]))
+    else:
+        out = _best(ds, score)
+    out.attrs.update(ds.attrs)
+    out.attrs.update(composite="best-pixel", best_by=by if isinstance(by, str) else str(by.name), mode=mode)
+    out.attrs["period"] = freq or "all"
+    return out
+
+
+def _invalid(ds: xr.Dataset | xr.DataArray) -> xr.DataArray:
+    if isinstance(ds, xr.DataArray):
+        return ds.isnull()
+    bad = None
+    for v in ds.data_vars:
+        bad = ds[v].isnull() if bad is None else bad | ds[v].isnull()
+    return bad
+
+
+def _best(ds: xr.Dataset, score: xr.DataArray) -> xr.Dataset:
+    if score.chunks is not None:
+        score = score.chunk({"time": -1})
+    times = ds["time"].values.astype("datetime64[ns]")
+
+    def pick(s: np.ndarray) -> np.ndarray:
+        ok = ~np.isnan(s)
+        return np.where(ok.any(-1), np.argmax(np.where(ok, s, -np.inf), axis=-1), -1).astype(np.int32)
+
+    idx = xr.apply_ufunc(
+        pick, score, input_core_dims=[["time"]], dask="parallelized", output_dtypes=[np.int32]
+    )
+
+    def take(v: np.ndarray, i: np.ndarray) -> np.ndarray:
+        got = np.take_along_axis(v, np.clip(i, 0, None)[..., None], axis=-1)[..., 0]
+        return np.where(i >= 0, got, np.nan).astype(v.dtype)
+
+    out = {}
+    for v in ds.data_vars:
+        band = ds[v].chunk({"time": -1}) if ds[v].chunks is not None else ds[v]
+        out[f"{v}_best"] = xr.apply_ufunc(
+            take, band, idx, input_core_dims=[["time"], []], dask="parallelized", output_dtypes=[ds[v].dtype]
+        ).assign_attrs(ds[v].attrs)
+    out["best_time"] = xr.apply_ufunc(
+        lambda i: np.where(i >= 0, times[np.clip(i, 0, None)], np.datetime64("NaT", "ns")),
+        idx,
+        dask="parallelized",
+        output_dtypes=["datetime64[ns]"],
+    )
+    return xr.Dataset(out)
