@@ -1,9 +1,31 @@
-"""Analytics on the cube: band math, spectral indices, composites. Pure, dask-aware functions that keep dims,
-coords and CRS."""
+"""Analytics on the cube: band math, spectral indices, composites, temporal resampling and gap-filling, per-pixel
+time series (trend, anomaly, seasons), change detection and zonal statistics.
+
+Pure, dask-aware functions: they keep dims, coords, the ``spatial_ref`` CRS and attributes where they can, name
+their outputs, stay lazy on dask-backed cubes and give the same numbers on numpy-backed ones.
+"""
 
 from pipeline.analytics.bandmath import band_math
 from pipeline.analytics.change import detect_breaks, difference_change, dnbr_severity
-from pipeline.analytics.composites import composite
+from pipeline.analytics.composites import best_pixel_composite, cloud_fraction, composite
 from pipeline.analytics.indices import spectral_index
+from pipeline.analytics.temporal import gap_fill, resample_time
+from pipeline.analytics.timeseries import anomaly, linear_trend, seasonal_stats
+from pipeline.analytics.zonal import zonal_stats
 
-__all__ = ["band_math", "composite", "detect_breaks", "difference_change", "dnbr_severity", "spectral_index"]
+__all__ = [
+    "anomaly",
+    "band_math",
+    "best_pixel_composite",
+    "cloud_fraction",
+    "composite",
+    "detect_breaks",
+    "difference_change",
+    "dnbr_severity",
+    "gap_fill",
+    "linear_trend",
+    "resample_time",
+    "seasonal_stats",
+    "spectral_index",
+    "zonal_stats",
+]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import xarray as xr
 
+from pipeline.analytics._common import nanreduce
 from pipeline.errors import AnalyticsError
 
 STATS = ("median", "mean", "min", "max", "count", "std")
@@ -61,9 +60,7 @@ def _quiet(func, **kwargs):
     """``func`` over the last axis without numpy's all-NaN warnings: a pixel never seen clear is simply NaN."""
 
     def run(x: np.ndarray) -> np.ndarray:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return func(x, axis=-1, **kwargs).astype(np.float32)
+        return nanreduce(func, x, axis=-1, **kwargs).astype(np.float32)
 
     return run
 

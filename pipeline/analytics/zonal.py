@@ -48,8 +48,8 @@ def zonal_stats(
     ``data`` is the cube (Dataset, every variable summarised) or one DataArray, dims (time, y, x) or (y, x), with
     a CRS (``spatial_ref``) that odc-geo reads. ``zones`` is a GeoJSON file (.geojson/.json; RFC 7946, so WGS84
     unless a legacy ``crs`` member says otherwise), a GeoParquet file (.parquet; CRS from its ``geo`` metadata), a
-    GeoJSON dict (Feature, FeatureCollection or geometry), a GeoDataFrame, an odc-geo Geometry, a shapely geometry
-    or a list of either; shapely geometries without a CRS take ``crs`` (default EPSG:4326). Polygons in any CRS are
+    GeoJSON dict (Feature, FeatureCollection or geometry), a GeoDataFrame, an odc-geo Geometry, a shapely geometry,
+    or a list of these or of ``(zone_id, geometry)`` pairs; shapely geometries without a CRS take ``crs`` (default EPSG:4326). Polygons in any CRS are
     reprojected onto the cube grid. Zone ids come from ``id_column`` (a property / column), else a feature ``id``,
     else the position 0, 1, ...
 
@@ -120,6 +120,15 @@ def read_zones(
     if isinstance(zones, Iterable):
         ids, geoms = [], []
         for i, z in enumerate(zones):
+            if (
+                isinstance(z, tuple)
+                and len(z) == 2
+                and not isinstance(z[0], Geometry | shapely.Geometry | dict)
+            ):
+                _, zg = read_zones(z[1], id_column=id_column, crs=crs)
+                ids.extend([z[0]] * len(zg))
+                geoms.extend(zg)
+                continue
             zi, zg = read_zones(z, id_column=id_column, crs=crs)
             ids.extend(zi if len(zg) > 1 or zi != [0] else [i])
             geoms.extend(zg)
