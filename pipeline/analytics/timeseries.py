@@ -20,6 +20,7 @@ from pipeline.analytics._common import (
     as_dataarray,
     full_time,
     keep_attrs_from,
+    nanreduce,
     name_of,
     quiet,
     require_time,
@@ -243,9 +244,9 @@ def _season_last_axis(v: np.ndarray, times: np.ndarray, doy: np.ndarray) -> tupl
     valid = ~np.isnan(v)
     anyv = valid.any(-1)
     i = np.argmax(np.where(valid, v, -np.inf), axis=-1)
-    peak = np.where(anyv, np.nanmax(v, axis=-1), np.nan).astype(np.float32)
+    peak = nanreduce(np.nanmax, v).astype(np.float32)
     peak_t = np.where(anyv, times[i], np.datetime64("NaT", "ns"))
     peak_doy = np.where(anyv, doy[i], np.nan).astype(np.float32)
-    trough = np.where(anyv, np.nanmin(v, axis=-1), np.nan).astype(np.float32)
-    mean = np.where(anyv, np.nanmean(v, axis=-1), np.nan).astype(np.float32)
+    trough = nanreduce(np.nanmin, v).astype(np.float32)
+    mean = nanreduce(np.nanmean, v).astype(np.float32)
     return peak, peak_t, peak_doy, trough, mean
