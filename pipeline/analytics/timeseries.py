@@ -20,8 +20,8 @@ from pipeline.analytics._common import (
     as_dataarray,
     full_time,
     keep_attrs_from,
-    nanreduce,
     name_of,
+    nanreduce,
     quiet,
     require_time,
     years_since,
@@ -152,13 +152,13 @@ def anomaly(
     with np.errstate(invalid="ignore", divide="ignore"):
         grouped = base.groupby(key)
         mean = quiet(grouped.mean)(dim="time")
-        clim = mean.sel({groupby: target[key]}).drop_vars(groupby, errors="ignore")
         missing = set(np.unique(target[key].values)) - set(mean[groupby].values.tolist())
         if missing:
             raise AnalyticsError(
                 f"anomaly: the reference period has no observation for {groupby} {sorted(missing)}; widen the "
                 "reference period or use groupby='season'"
             )
+        clim = mean.sel({groupby: target[key]}).drop_vars(groupby, errors="ignore")
         if kind == "difference":
             out = target - clim
         elif kind == "percent":
