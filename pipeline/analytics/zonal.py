@@ -1,10 +1,11 @@
 """Zonal statistics: per polygon and per date summaries of a cube as a tidy pandas table.
 
-Pixel coverage rule (the same for every statistic): a pixel belongs to a polygon when the polygon contains the
-pixel's centre (GDAL/rasterio rasterisation with ``all_touched=False``); with ``all_touched=True`` every pixel the
-polygon's outline or interior touches belongs to it. Pixels are not weighted by covered area. Polygons may
-overlap; a pixel then counts for each polygon. Masked (NaN) pixels are left out of every statistic; ``count`` is
-the number of clear pixels used and ``pixels`` the number of pixels the polygon covers.
+Pixel coverage rule (the same for every statistic), evaluated exactly with shapely in the cube's CRS after the
+polygon is reprojected there: a pixel belongs to a polygon when the polygon contains the pixel's centre (a centre
+exactly on the outline does not count); with ``all_touched=True`` when the pixel's square shares any point with the
+polygon (interior, outline or a corner). Pixels are not weighted by covered area. Polygons may overlap; a pixel
+then counts for each polygon. Masked (NaN) pixels are left out of every statistic; ``count`` is the number of
+clear pixels used and ``pixels`` the number of pixels the polygon covers.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import xarray as xr
 from odc.geo import CRS
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
-from rasterio.features import rasterize
 
 from pipeline.analytics._common import Data, nanreduce, quiet
 from pipeline.errors import AnalyticsError
@@ -53,8 +53,8 @@ def zonal_stats(
     reprojected onto the cube grid. Zone ids come from ``id_column`` (a property / column), else a feature ``id``,
     else the position 0, 1, ...
 
-    Coverage rule: a pixel belongs to a polygon when its centre is inside (``all_touched=False``, default) or when
-    the polygon touches it at all (``all_touched=True``); no partial-area weights; overlapping polygons each count
+    Coverage rule: a pixel belongs to a polygon when its centre is strictly inside (``all_touched=False``, default)
+    or when its square shares any point with the polygon (``all_touched=True``); no partial-area weights; overlapping polygons each count
     a shared pixel; NaN (masked) pixels are skipped, ``count`` is the number of clear pixels and ``pixels`` the
     number of pixels covered. Statistics: mean, median, std (population, ddof=0), min, max, count.
 
@@ -199,7 +199,7 @@ def _geobox(ds: xr.Dataset) -> GeoBox:
         gbox = ds.odc.geobox
     except Exception:  # odc-geo raises several kinds when it finds no grid
         gbox = None
-    if not isinstance(gbox, GeoBox):
+    if not isinstance(gbox, GeoBox) or gbox.crs is None:
         raise AnalyticsError(
             "zonal_stats: the cube has no CRS/grid odc-geo can read; give it a spatial_ref coordinate, e.g. "
             "ds.odc.assign_crs('EPSG:32632')"
@@ -210,22 +210,42 @@ def _geobox(ds: xr.Dataset) -> GeoBox:
 def _zone_mask(
     geom: Geometry, gbox: GeoBox, all_touched: bool
 ) -> tuple[np.ndarray | None, tuple[slice, slice]]:
+    """Coverage of ``geom`` on ``gbox`` inside its bounding window: (mask (y, x) or None, (row slice, col slice)).
+
+    Exact geometry with shapely: pixel centre strictly inside the polygon, or (``all_touched``) pixel square
+    sharing any point with it.
+    """
     if geom.geom_type not in ("Polygon", "MultiPolygon", "GeometryCollection"):
         raise AnalyticsError(f"zonal_stats: zones must be polygons; got a {geom.geom_type}")
-    g = geom.to_crs(gbox.crs)
-    mask = rasterize(
-        [(g.geom, 1)],
-        out_shape=gbox.shape.yx,
-        transform=gbox.transform,
-        all_touched=all_touched,
-        dtype="uint8",
-    ).astype(bool)
+    g = geom.to_crs(gbox.crs).geom
+    if g.is_empty:
+        return None, (slice(0, 0), slice(0, 0))
+    shapely.prepare(g)
+    inv = ~gbox.transform
+    x0, y0, x1, y1 = g.bounds
+    corners = [inv * (x, y) for x in (x0, x1) for y in (y0, y1)]
+    cols = [c for c, _ in corners]
+    rows = [r for _, r in corners]
+    ny, nx = gbox.shape.yx
+    r0, r1 = max(int(np.floor(min(rows))) - 1, 0), min(int(np.ceil(max(rows))) + 1, ny)
+    c0, c1 = max(int(np.floor(min(cols))) - 1, 0), min(int(np.ceil(max(cols))) + 1, nx)
+    if r0 >= r1 or c0 >= c1:
+        return None, (slice(0, 0), slice(0, 0))
+    cc, rr = np.meshgrid(np.arange(c0, c1, dtype=np.float64), np.arange(r0, r1, dtype=np.float64))
+    aff = gbox.transform
+    if all_touched:
+        px = [aff.c + aff.a * (cc + i) + aff.b * (rr + j) for i, j in ((0, 0), (1, 0), (1, 1), (0, 1))]
+        py = [aff.f + aff.d * (cc + i) + aff.e * (rr + j) for i, j in ((0, 0), (1, 0), (1, 1), (0, 1))]
+        ring = np.stack([np.stack(px, -1), np.stack(py, -1)], -1)  # (rows, cols, 4 corners, xy)
+        squares = shapely.polygons(ring)
+        mask = shapely.intersects(squares, g)
+    else:
+        xs = aff.c + aff.a * (cc + 0.5) + aff.b * (rr + 0.5)
+        ys = aff.f + aff.d * (cc + 0.5) + aff.e * (rr + 0.5)
+        mask = shapely.contains_xy(g, xs, ys)
     if not mask.any():
         return None, (slice(0, 0), slice(0, 0))
-    rows = np.flatnonzero(mask.any(1))
-    cols = np.flatnonzero(mask.any(0))
-    win = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    return mask[win], win
+    return mask, (slice(r0, r1), slice(c0, c1))
 
 
 _FUNCS = {
