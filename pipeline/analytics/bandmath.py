@@ -131,7 +131,9 @@ def evaluate(expression: str, variables: Mapping[str, Any]) -> Any:
 
     def ev(node: ast.AST) -> Any:
         if isinstance(node, ast.Constant):
-            return node.value
+            # numbers enter as Python floats: never arbitrary-precision integers, so (9**16)**16... overflows
+            # at once instead of building million-digit ints; a (weak) Python float keeps float32 bands float32
+            return float(node.value)
         if isinstance(node, ast.Name):
             if node.id not in variables:
                 raise ExpressionError(
@@ -153,8 +155,15 @@ def evaluate(expression: str, variables: Mapping[str, Any]) -> Any:
             return FUNCTIONS[node.func.id](*(ev(a) for a in node.args))  # type: ignore[union-attr]
         raise ExpressionError(f"unexpected node {type(node).__name__}")  # unreachable after parse_expression
 
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return ev(tree.body)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        try:
+            return ev(tree.body)
+        except OverflowError:
+            raise ExpressionError(
+                f"expression {expression!r} overflows when its constants are combined; use smaller numbers"
+            ) from None
+        except ZeroDivisionError:
+            raise ExpressionError(f"expression {expression!r} divides a constant by zero") from None
 
 
 def band_math(ds: xr.Dataset, expression: str, name: str = "band_math", **constants: float) -> xr.DataArray:
