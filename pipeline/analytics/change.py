@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import xarray as xr
 
+from pipeline.analytics._common import nanreduce
 from pipeline.errors import AnalyticsError
 
 #: USGS dNBR burn severity classes (Key & Benson 2006): upper bounds and names
@@ -48,27 +47,36 @@ def dnbr_severity(nbr_before: xr.DataArray, nbr_after: xr.DataArray) -> xr.Datas
 
 
 def _breaks(x: np.ndarray, window: int, min_valid: int, sign: float) -> tuple[np.ndarray, np.ndarray]:
-    """x (..., time) -> (index of the first valid observation after the largest step, step magnitude)."""
+    """x (..., time) -> (index of the first valid observation after the largest step, its magnitude: median after
+    minus median before). A step's score is the smallest of (median after - median before), (value at k - median
+    before) and (value at k - previous clear value), signed by the direction."""
     t = x.shape[-1]
     best = np.full(x.shape[:-1], -np.inf, dtype=np.float32)
     idx = np.full(x.shape[:-1], -1, dtype=np.int64)
+    mag = np.full(x.shape[:-1], np.nan, dtype=np.float32)
     valid = np.isfinite(x)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    # the last clear observation strictly before each step: the break must show against it too, so that the
+    # step after the first changed observation (whose window medians barely move) does not win on noise
+    last = np.maximum.accumulate(np.where(valid, np.arange(t), -1), axis=-1)
+    with np.errstate(invalid="ignore"):
         for k in range(1, t):
             lo, hi = max(0, k - window), min(t, k + window)
             if not valid[..., k:hi].any():
                 continue
-            before = np.nanmedian(x[..., lo:k], axis=-1)
-            after = np.nanmedian(x[..., k:hi], axis=-1)
+            before = nanreduce(np.nanmedian, x[..., lo:k])
+            after = nanreduce(np.nanmedian, x[..., k:hi])
             enough = (valid[..., lo:k].sum(-1) >= min_valid) & (valid[..., k:hi].sum(-1) >= min_valid)
             # the observation at k must itself show the change, not only the window median after it
             step = np.minimum(sign * (after - before), sign * (x[..., k] - before))
+            prev = last[..., k - 1]
+            x_prev = np.take_along_axis(x, np.clip(prev, 0, None)[..., None], axis=-1)[..., 0]
+            step = np.where(prev >= 0, np.minimum(step, sign * (x[..., k] - x_prev)), step)
             step = np.where(enough & valid[..., k], step, -np.inf)
             better = step > best
             best = np.where(better, step, best)
             idx = np.where(better, k, idx)
-    return idx, np.where(np.isfinite(best), sign * best, np.nan).astype(np.float32)
+            mag = np.where(better, after - before, mag)
+    return idx, np.where(np.isfinite(best), mag, np.nan).astype(np.float32)
 
 
 def detect_breaks(
@@ -82,13 +90,14 @@ def detect_breaks(
     """Per-pixel break detection on an index time series (dims (time, y, x), NaN where unobserved).
 
     For every time step k the median of up to ``window`` steps before k is compared with the median of up to
-    ``window`` steps from k on (each needing ``min_valid`` clear observations, and k itself clear); a step's score is
-    the smaller of (median after - median before) and (value at k - median before), so the first changed
-    observation, not the one before it, carries the break. The break is the step with the largest change in
-    ``direction`` ("decrease", "increase" or "both"); it counts when
+    ``window`` steps from k on (each needing ``min_valid`` clear observations, and k itself clear). A step's score
+    is the smallest of (median after - median before), (value at k - median before) and (value at k - the previous
+    clear value), signed by ``direction`` ("decrease", "increase" or "both"), so the first changed observation, not
+    the one before or after it, carries the break. The break is the step with the highest score; it counts when
     ``|magnitude| >= threshold``. Returns ``break_date`` (the first clear observation after the break, NaT where
-    none), ``magnitude`` (after - before, index units) and ``changed`` (bool), dims (y, x). The whole time axis must
-    be in one chunk (it is rechunked if not).
+    none), ``magnitude`` (median after - median before at the break, index units; NaN where unchanged) and
+    ``changed`` (bool), dims (y, x), keeping the (y, x) coords and the ``spatial_ref`` CRS. The whole time axis
+    must be in one chunk (it is rechunked if not); lazy on dask input.
     """
     if "time" not in series.dims:
         raise AnalyticsError(f"detect_breaks needs a 'time' dimension; got {tuple(series.dims)}")
