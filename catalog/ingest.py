@@ -25,16 +25,10 @@ import rasterio
 from odc.geo.geom import box
 
 from catalog.errors import CatalogError
+from catalog.extensions import COG, EXT, GTIFF
 
 log = logging.getLogger(__name__)
 
-EXT = {
-    "eo": "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
-    "raster": "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
-    "proj": "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
-}
-COG = "image/tiff; application=geotiff; profile=cloud-optimized"
-GTIFF = "image/tiff; application=geotiff"
 RASTER_SUFFIXES = (".tif", ".tiff", ".TIF", ".TIFF")
 
 OLI = {
@@ -269,7 +263,8 @@ def _item(coll: str, scene_id: str, files: list[tuple[str, CollectionConfig, re.
         datetime=when,
         properties={k: v for k, v in props.items() if v is not None},
         collection=coll,
-        stac_extensions=list(EXT.values()),
+        stac_extensions=[EXT[k] for k in ("eo", "raster", "proj")]
+        + ([EXT["grid"]] if "grid:code" in props else []),
     )
     for href, _cfg, m in sorted(files, key=lambda f: f[2].group("band")):
         key = m.group("band")

@@ -8,20 +8,10 @@ from pathlib import Path
 import pystac
 from odc.geo.geom import Geometry
 
+from catalog.extensions import COG, EXT
 from catalog.simulator.plan import MissionConfig
 from catalog.simulator.scenes import SceneRecord
 from catalog.simulator.sensors import SCL, QABit, SensorSpec
-
-EXT = {
-    "eo": "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
-    "raster": "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
-    "proj": "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
-    "view": "https://stac-extensions.github.io/view/v1.0.0/schema.json",
-    "sat": "https://stac-extensions.github.io/sat/v1.0.0/schema.json",
-    "grid": "https://stac-extensions.github.io/grid/v1.1.0/schema.json",
-    "classification": "https://stac-extensions.github.io/classification/v1.1.0/schema.json",
-}
-COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 
 
 def scl_classes() -> list[dict]:

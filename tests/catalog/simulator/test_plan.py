@@ -40,7 +40,6 @@ def test_tiles_straddle_two_utm_zones_and_cover_the_aoi() -> None:
     west, east = cfg.tiles
     assert (west.epsg, east.epsg) == (32632, 32633)
     aoi = cfg.aoi_geometry
-    union = west_geom = None
     from odc.geo.geom import box
 
     west_geom = box(west.x0, west.y1 - west.height_m, west.x0 + west.width_m, west.y1, west.epsg).to_crs(
