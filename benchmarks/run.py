@@ -35,6 +35,11 @@ SIZES = {
 ALL_VARIANTS = ("orbitcube", "odc", "stackstac", "decode", "encode")
 
 
+#: AOI growth: the same month over 1x, 4x and 16x the area (tile edge x1, x2, x4)
+GROWTH = {f"aoi{f * f}x": {"tile_size": 256 * f, "start": dt.date(2023, 6, 1), "end": dt.date(2023, 6, 30)}
+          for f in (1, 2, 4)}  # fmt: skip
+
+
 def ensure_data(size: str, root: Path) -> Path:
     """Simulate the benchmark mission once per size; later runs reuse it."""
     from catalog.simulator import MissionConfig, simulate_mission
@@ -42,7 +47,7 @@ def ensure_data(size: str, root: Path) -> Path:
     data = root / size
     if not (data / "mission" / "catalog" / "catalog.json").exists():
         shutil.rmtree(data, ignore_errors=True)
-        cfg = MissionConfig(seed=11, workers=2, write_truth_reflectance=False, **SIZES[size])
+        cfg = MissionConfig(seed=11, workers=2, write_truth_reflectance=False, **{**SIZES, **GROWTH}[size])
         simulate_mission(cfg, data / "mission")
     return data
 
@@ -114,7 +119,10 @@ def main() -> None:
     ap.add_argument("--size", choices=sorted(SIZES), default="quick")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--variants", nargs="+", default=list(ALL_VARIANTS), choices=ALL_VARIANTS)
+    ap.add_argument("--aoi-growth", action="store_true", help="peak memory as the AOI grows 1x, 4x, 16x")
     args = ap.parse_args()
+    if args.aoi_growth:
+        return aoi_growth(args.runs, [v for v in args.variants if v in ("orbitcube", "odc", "stackstac")])
     data = ensure_data(args.size, HERE / "_data")
     out_root = HERE / "_out" / f"run-{args.size}"
     results: dict[str, list[dict]] = {v: [] for v in args.variants}
@@ -169,6 +177,34 @@ def main() -> None:
         )
     for k, v in ratios.items():
         print(f"{k}: {v:.2f}")
+
+
+def aoi_growth(runs: int, variants: list[str]) -> None:
+    """Peak RSS of each product variant on 1x, 4x and 16x the AOI (same month, same chunks); growth = 16x / 1x."""
+    rows: dict[str, dict[str, float]] = {v: {} for v in variants}
+    for size in GROWTH:
+        data = ensure_data(size, HERE / "_data")
+        for r in range(runs):
+            for v in variants if r % 2 == 0 else list(reversed(variants)):
+                m = measure(v, data, HERE / "_out" / f"growth-{size}" / v)
+                rows[v].setdefault(size, []).append(m["peak_rss_mb"])  # type: ignore[attr-defined]
+                print(
+                    f"{size} {v:10s} {m['peak_rss_mb']:7.0f} MB {m['process_wall_s']:6.1f} s", file=sys.stderr
+                )
+    med = {v: {k: statistics.median(x) for k, x in d.items()} for v, d in rows.items()}
+    report = {
+        "runs": runs,
+        "peak_rss_mb": med,
+        "growth_16x_over_1x": {v: d["aoi16x"] / d["aoi1x"] for v, d in med.items()},
+    }
+    (HERE / "_out").mkdir(exist_ok=True)
+    (HERE / "_out" / "aoi-growth.json").write_text(json.dumps(report, indent=1))
+    print("| variant | 1x MB | 4x MB | 16x MB | 16x/1x |")
+    print("|---|---:|---:|---:|---:|")
+    for v, d in med.items():
+        print(
+            f"| {v} | {d['aoi1x']:.0f} | {d['aoi4x']:.0f} | {d['aoi16x']:.0f} | {d['aoi16x'] / d['aoi1x']:.2f} |"
+        )
 
 
 if __name__ == "__main__":
