@@ -47,6 +47,12 @@ _LAZY: dict[str, str] = {
     "write_zarr": "pipeline.sink",
     "open_cube": "pipeline.sink",
     "start_cluster": "pipeline.cluster",
+    "Recipe": "pipeline.recipe",
+    "load_recipe": "pipeline.recipe",
+    "example_recipe": "pipeline.recipe",
+    "run_recipe": "pipeline.run",
+    "plan_run": "pipeline.run",
+    "export_cog": "pipeline.export",
     "run_demo": "pipeline.demo",
 }
 

@@ -1,7 +1,9 @@
 """Dask clusters: a LocalCluster by default, or an existing scheduler; the dashboard link is always logged.
 
 No global client is created behind the user's back: :func:`start_cluster` is a context manager that closes what it
-started. GDAL settings reach the workers through environment variables set before the worker processes start.
+started. GDAL settings and credentials (``GDAL_*``, ``CPL_*``, ``VSI_*``, ``AWS_*``, ``AZURE_*``, ``GS_*`` of the
+calling process, plus explicit ``gdal_env``) are captured once and installed on every worker, present and future,
+by a :class:`GdalEnvPlugin` -- on a LocalCluster and on an existing scheduler alike.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Mapping
+
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from pipeline.errors import ClusterError
 
@@ -24,6 +28,38 @@ GDAL_DEFAULTS = {
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
 }
 
+#: environment variable prefixes forwarded to workers (GDAL configuration and cloud credentials)
+FORWARDED_PREFIXES = (
+    "GDAL_",
+    "CPL_",
+    "VSI_",
+    "AWS_",
+    "AZURE_",
+    "GS_",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "PROJ_",
+)
+
+
+def capture_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """GDAL defaults, then the GDAL/credential variables of this process, then ``extra``: what workers receive."""
+    env = dict(GDAL_DEFAULTS)
+    env.update({k: v for k, v in os.environ.items() if k.startswith(FORWARDED_PREFIXES)})
+    env.update({str(k): str(v) for k, v in (extra or {}).items()})
+    return env
+
+
+class GdalEnvPlugin(WorkerPlugin):
+    """Sets environment variables (GDAL settings, credentials) on each worker when it starts or joins."""
+
+    name = "orbitcube-gdal-env"
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = dict(env)
+
+    def setup(self, worker) -> None:  # noqa: ARG002 (distributed's signature)
+        os.environ.update(self.env)
+
 
 @contextlib.contextmanager
 def start_cluster(
@@ -34,22 +70,25 @@ def start_cluster(
     scheduler: str | None = None,
     dashboard_address: str | None = ":0",
     gdal_env: Mapping[str, str] | None = None,
+    timeout: str = "10s",
 ) -> Iterator:
     """Yield a ``distributed.Client``: on ``scheduler`` ("tcp://HOST:PORT") if given, else on a new LocalCluster
-    of ``n_workers`` processes. Logs the dashboard link. Closes what it started on exit."""
+    of ``n_workers`` processes with ``threads_per_worker`` threads and ``memory_limit`` each ("4GiB", "auto").
+    Logs the dashboard link. GDAL settings and credentials (see :func:`capture_env`, plus ``gdal_env``) are set on
+    every worker. Closes the client (and the cluster it started) on exit; an existing cluster is left running."""
     from distributed import Client, LocalCluster
 
-    env = {**GDAL_DEFAULTS, **(dict(gdal_env) if gdal_env else {})}
+    env = capture_env(gdal_env)
     if scheduler:
         try:
-            client = Client(scheduler, timeout="10s")
+            client = Client(scheduler, timeout=timeout)
         except (OSError, TimeoutError) as exc:
             raise ClusterError(
                 f"cannot reach the Dask scheduler at {scheduler}: {exc}; start it with `dask scheduler` or drop "
                 "--scheduler to use a local cluster"
             ) from exc
         try:
-            client.run(lambda e: os.environ.update(e), env)
+            client.register_plugin(GdalEnvPlugin(env))
             log.info("connected to Dask scheduler %s; dashboard: %s", scheduler, client.dashboard_link)
             yield client
         finally:
@@ -75,6 +114,7 @@ def start_cluster(
             else:
                 os.environ[k] = v
     client = Client(cluster)
+    client.register_plugin(GdalEnvPlugin(env))
     log.info("Dask dashboard: %s", client.dashboard_link)
     try:
         yield client

@@ -6,11 +6,15 @@ from the ``spatial_ref`` variable (CF ``grid_mapping`` with ``crs_wkt``, ``spati
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib.metadata as md
 import json
 import logging
-from collections.abc import Mapping
+import os
+import shutil
+import socket
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +85,6 @@ def write_zarr(
     ids, ...) is stored as JSON in the ``orbitcube:provenance`` attribute together with software versions and the
     write time. An existing store is refused unless ``overwrite``.
     """
-    from zarr.codecs import BloscCodec
-
     path = Path(path)
     if path.exists() and not overwrite:
         raise SinkError(f"{path} already exists; choose another output path or pass overwrite=True")
@@ -105,8 +107,7 @@ def write_zarr(
     }
     ds.attrs["orbitcube:provenance"] = json.dumps(prov, default=str)
     ds.attrs.setdefault("Conventions", "CF-1.8")
-    compressor = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
-    encoding = {v: {"compressors": [compressor]} for v in ds.data_vars}
+    encoding = {v: {"compressors": [compressor_for("blosc-zstd", 3)]} for v in ds.data_vars}
     try:
         job = ds.to_zarr(
             path,
@@ -133,6 +134,7 @@ def open_cube(path: str | Path) -> xr.Dataset:
         ds = xr.open_zarr(path, consolidated=False)
     except Exception as exc:  # zarr raises several types for non-stores
         raise SinkError(f"{path} is not a readable Zarr store: {exc}") from exc
+    ds = ds.drop_vars([TILE_VAR], errors="ignore")  # run bookkeeping, not part of the cube
     if "spatial_ref" in ds.coords or "spatial_ref" in ds.variables:
         wkt = ds["spatial_ref"].attrs.get("crs_wkt")
         if wkt:
@@ -140,8 +142,256 @@ def open_cube(path: str | Path) -> xr.Dataset:
     return ds
 
 
+def compressor_for(kind: str = "zstd", level: int = 3):
+    """The zarr v3 codec for ``kind``: "zstd" (plain Zstandard) or "blosc-zstd" (Blosc, bit-shuffled zstd)."""
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    if kind == "zstd":
+        return ZstdCodec(level=level)
+    if kind == "blosc-zstd":
+        return BloscCodec(cname="zstd", clevel=min(level, 9), shuffle="bitshuffle")
+    raise SinkError(f"unknown compression {kind!r}; use 'zstd' or 'blosc-zstd'")
+
+
 def valid_range(da: xr.DataArray) -> tuple[float, float]:
     """(min, max) of the finite values of ``da`` (computes it)."""
     v = np.asarray(da.values)
     v = v[np.isfinite(v)]
     return (float(v.min()), float(v.max())) if v.size else (float("nan"), float("nan"))
+
+
+# ----- tile-wise, resumable run stores ------------------------------------------------------------------------------
+TILE_VAR = "tile_done"
+FINGERPRINT_ATTR = "orbitcube:fingerprint"
+
+
+def create_store(
+    template: xr.Dataset,
+    path: str | Path,
+    *,
+    tile_shape: tuple[int, int],
+    provenance: Mapping[str, Any],
+    fingerprint: str,
+    compression: str = "zstd",
+    level: int = 3,
+    time_chunk: int | None = None,
+) -> Path:
+    """Create the full-shape Zarr v3 store of ``template`` at ``path`` without writing any pixel.
+
+    ``template`` is the output cube (lazy; dims (t, y, x) or (y, x) with ``spatial_ref`` CRS); each array is
+    chunked ``tile_shape`` (y, x) pixels in space and ``time_chunk`` (default the whole axis) along its other
+    dimension, so that tile (i, j) of :func:`pipeline.grid.tile_grid` is exactly chunk (.., i, j). Coordinates,
+    CF grid mapping, ``provenance`` (JSON in ``orbitcube:provenance``; keep run timestamps out of it so that a
+    resumed store is byte-identical to an uninterrupted one) and ``fingerprint`` are written now, and a
+    ``tile_done`` (tile_y, tile_x) uint8 array records completed tiles (all 0). An existing path is refused.
+    """
+    import dask.array as dsa
+    import zarr
+
+    path = Path(path)
+    if path.exists():
+        raise SinkError(f"{path} already exists; remove it, choose another output path, or resume the run")
+    ty, tx = tile_shape
+    ds = _grid_mapping(template)
+    encoding: dict[str, dict] = {}
+    data = {}
+    for name, var in ds.data_vars.items():
+        if var.dims[-2:] != ("y", "x"):
+            raise SinkError(
+                f"variable {name!r} has dims {var.dims}; the run store needs (..., y, x) arrays; drop it or reduce "
+                "it to a (time, y, x) or (y, x) product"
+            )
+        chunks = tuple(min(time_chunk or var.shape[i], var.shape[i]) or 1 for i in range(var.ndim - 2)) + (
+            ty,
+            tx,
+        )
+        encoding[name] = {"chunks": chunks, "compressors": [compressor_for(compression, level)]}
+        # a placeholder graph with the store's chunking: nothing is computed, to_zarr(compute=False) writes metadata
+        data[name] = var.copy(data=dsa.zeros(var.shape, dtype=var.dtype, chunks=chunks))
+        data[name].encoding = {}
+    out = ds.assign(data)
+    out.attrs = {
+        "Conventions": "CF-1.8",
+        "title": str(provenance.get("name", "orbitcube cube")),
+        "orbitcube:provenance": json.dumps(dict(provenance), sort_keys=True, default=str),
+        FINGERPRINT_ATTR: fingerprint,
+        "orbitcube:tile_shape": [ty, tx],
+    }
+    try:
+        out.to_zarr(path, mode="w-", zarr_format=3, consolidated=False, encoding=encoding, compute=False)
+        ny, nx = -(-out.sizes["y"] // ty), -(-out.sizes["x"] // tx)
+        group = zarr.open_group(path, mode="r+", zarr_format=3)
+        arr = group.create_array(
+            TILE_VAR,
+            shape=(ny, nx),
+            chunks=(1, 1),
+            dtype="uint8",
+            fill_value=0,
+            dimension_names=("tile_y", "tile_x"),
+            compressors=None,
+        )
+        arr.attrs.update(
+            long_name="1 where output tile (tile_y, tile_x) is completely written (resumable runs)",
+            tile_shape=[ty, tx],
+        )
+    except (OSError, ValueError) as exc:
+        raise SinkError(f"cannot create Zarr store {path}: {exc}") from exc
+    log.info(
+        "created %s (%s; tiles %d x %d of %s px)", path, ", ".join(map(str, out.data_vars)), ny, nx, (ty, tx)
+    )
+    return path
+
+
+def store_state(path: str | Path, fingerprint: str) -> set[tuple[int, int]] | None:
+    """Completed tiles of an existing run store written for ``fingerprint``, or None when ``path`` holds no store
+    or one whose creation never finished (safe to recreate). Raises SinkError if the store belongs to another
+    recipe, so a rerun with changed settings never mixes two outputs. Leftover ``*.partial`` files of a killed
+    writer are removed."""
+    import zarr
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    if path.is_dir() and not any(path.iterdir()):
+        return None
+    try:
+        group = zarr.open_group(path, mode="r", zarr_format=3)
+        theirs = group.attrs.get(FINGERPRINT_ATTR)
+    except Exception as exc:  # not a zarr group at all
+        raise SinkError(
+            f"{path} exists and is not an orbitcube run store ({exc}); remove it or choose another output path"
+        ) from exc
+    if theirs is None:
+        raise SinkError(
+            f"{path} exists and was not written by an orbitcube run; remove it or choose another path"
+        )
+    if theirs != fingerprint:
+        raise SinkError(
+            f"{path} was written by a different recipe (fingerprint {theirs[:12]} != {fingerprint[:12]}); remove "
+            "it, choose another output path, or run with resume=False to overwrite it"
+        )
+    for part in path.rglob("*.partial"):
+        part.unlink(missing_ok=True)
+    if TILE_VAR not in group:
+        return None  # killed while creating: nothing was written yet
+    return completed_tiles(path)
+
+
+def completed_tiles(path: str | Path) -> set[tuple[int, int]]:
+    """(tile_y, tile_x) indices recorded as complete in the run store at ``path``."""
+    import zarr
+
+    done = np.asarray(zarr.open_array(Path(path) / TILE_VAR, mode="r")[...])
+    return {(int(i), int(j)) for i, j in zip(*np.nonzero(done), strict=True)}
+
+
+def mark_tile_done(path: str | Path, tile: tuple[int, int]) -> None:
+    """Record tile (tile_y, tile_x) as complete (one atomic chunk write)."""
+    import zarr
+
+    arr = zarr.open_array(Path(path) / TILE_VAR, mode="r+")
+    arr[tile] = 1
+
+
+def remove_store(path: str | Path) -> None:
+    """Delete a local store (to overwrite it)."""
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+
+
+def tile_region(path: str | Path, tile: tuple[int, int]) -> dict[str, slice]:
+    """The (y, x) region of tile (i, j) in the store, checked against the arrays' chunking."""
+    import zarr
+
+    group = zarr.open_group(Path(path), mode="r", zarr_format=3)
+    ty, tx = (int(v) for v in group.attrs["orbitcube:tile_shape"])
+    i, j = tile
+    ny, nx = group[TILE_VAR].shape
+    if not (0 <= i < ny and 0 <= j < nx):
+        raise SinkError(f"tile {tile} is outside the store's {ny} x {nx} tiles")
+    return {"y": slice(i * ty, (i + 1) * ty), "x": slice(j * tx, (j + 1) * tx)}
+
+
+def write_tile(ds: xr.Dataset, path: str | Path, tile: tuple[int, int]):
+    """Lazily write ``ds`` (the cube of one tile, dask-backed) into its region of the run store.
+
+    Checks before writing that each variable exists in the store, that its non-spatial axes match the store
+    and that the tile covers exactly whole store chunks (chunk alignment, so concurrent tiles never share a
+    chunk). Returns the dask Delayed of the write (``compute=False``).
+    """
+    import zarr
+
+    path = Path(path)
+    region = tile_region(path, tile)
+    group = zarr.open_group(path, mode="r", zarr_format=3)
+    for name, var in ds.data_vars.items():
+        if name not in group:
+            raise SinkError(
+                f"variable {name!r} is not in the store {path}; it has {sorted(group.array_keys())}"
+            )
+        arr = group[name]
+        want = tuple(arr.shape[:-2])
+        if tuple(var.shape[:-2]) != want:
+            raise SinkError(
+                f"tile {tile}: {name!r} has shape {var.shape[:-2]} along {var.dims[:-2]}, the store has {want}; "
+                "reindex the tile onto the store's time axis"
+            )
+        cy, cx = arr.chunks[-2:]
+        y0, x0 = region["y"].start, region["x"].start
+        ny, nx = var.shape[-2:]
+        y_end_ok = (y0 + ny) % cy == 0 or y0 + ny == arr.shape[-2]
+        x_end_ok = (x0 + nx) % cx == 0 or x0 + nx == arr.shape[-1]
+        if y0 % cy or x0 % cx or not y_end_ok or not x_end_ok:
+            raise SinkError(
+                f"tile {tile} region y[{y0}:{y0 + ny}], x[{x0}:{x0 + nx}] is not aligned with the chunks {cy} x {cx} "
+                f"of {name!r}; use a tile_shape that is a multiple of the chunk shape"
+            )
+    region = {
+        "y": slice(region["y"].start, region["y"].start + ds.sizes["y"]),
+        "x": slice(region["x"].start, region["x"].start + ds.sizes["x"]),
+    }
+    out = ds.drop_vars(list(ds.coords))
+    out.attrs = {}
+    for name in out.data_vars:
+        # one dask chunk per store chunk, so no two tasks ever write the same chunk
+        chunks = dict(zip(out[name].dims, group[name].chunks, strict=True))
+        out[name] = out[name].chunk(chunks)
+        out[name].attrs = {}
+        out[name].encoding = {}
+    try:
+        return out.to_zarr(path, mode="r+", region=region, zarr_format=3, consolidated=False, compute=False)
+    except (OSError, ValueError) as exc:
+        raise SinkError(f"cannot write tile {tile} into {path}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def store_lock(path: str | Path) -> Iterator[Path]:
+    """Hold an exclusive lock on the run store ``path`` (``<path>.lock`` beside it) for the duration of a run.
+
+    A second run on the same store is refused with SinkError. The operating system releases the lock when the
+    process dies, so a killed run never leaves a stale lock (the small lock file itself is kept).
+    """
+    import fcntl
+
+    path = Path(path)
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise SinkError(
+            f"{path} is being written by another run ({holder}); wait for it to finish or choose another "
+            "output path"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        yield lock
+    finally:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        os.close(fd)

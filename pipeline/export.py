@@ -1,0 +1,72 @@
+"""Export: one variable / time slice of a cube store as a Cloud-Optimized GeoTIFF (``orbitcube export --to-cog``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+import numpy as np
+import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
+
+from pipeline.errors import SinkError
+
+log = logging.getLogger(__name__)
+
+
+def export_cog(
+    store: str | Path,
+    variable: str,
+    time: int | str | dt.date | np.datetime64 | None = None,
+    out: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``variable`` of the Zarr cube at ``store`` as a COG at ``out`` (default ``<store>-<variable>.tif``).
+
+    A (y, x) variable is written as is; a (t, y, x) one needs ``time``: an index along its first dimension
+    (``time``, ``month``, ...) or a date/datetime64/ISO string that must match one of its coordinate values.
+    The COG keeps the cube's CRS and transform, float32 with NaN nodata, deflate-compressed, tiled.
+    """
+    from pipeline.sink import open_cube
+
+    ds = open_cube(store)
+    if variable not in ds.data_vars:
+        raise SinkError(f"{store} has no variable {variable!r}; it has {sorted(map(str, ds.data_vars))}")
+    da = ds[variable]
+    steps = [d for d in da.dims if d not in ("y", "x")]
+    if len(steps) > 1:
+        raise SinkError(
+            f"{variable!r} has dims {da.dims}; only (y, x) and (t, y, x) variables can be exported"
+        )
+    if steps:
+        dim = steps[0]
+        values = [str(v)[:10] for v in da[dim].values]
+        if time is None:
+            if da.sizes[dim] != 1:
+                raise SinkError(
+                    f"{variable!r} has {da.sizes[dim]} steps along {dim!r}; pick one with time= from {values}"
+                )
+            time = 0
+        if isinstance(time, int | np.integer):
+            if not -da.sizes[dim] <= int(time) < da.sizes[dim]:
+                raise SinkError(f"time index {time} is out of range for {dim!r} of length {da.sizes[dim]}")
+            da = da.isel({dim: int(time)})
+        else:
+            key = np.datetime64(
+                str(time)[:10] if isinstance(time, str) and len(str(time)) == 10 else time, "ns"
+            )
+            hits = np.nonzero(da[dim].values == key)[0]
+            if not hits.size:
+                raise SinkError(
+                    f"{variable!r} has no step {str(time)!r} along {dim!r}; choose one of {values}"
+                )
+            da = da.isel({dim: int(hits[0])})
+    out = Path(out) if out else Path(str(store).rstrip("/").removesuffix(".zarr") + f"-{variable}.tif")
+    if out.exists() and not overwrite:
+        raise SinkError(f"{out} already exists; choose another path or pass overwrite=True")
+    data = da.load().astype("float32")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data.odc.write_cog(out, overwrite=True, nodata=np.nan, compress="deflate")
+    log.info("wrote %s (%s)", out, variable)
+    return out

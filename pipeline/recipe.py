@@ -1,0 +1,349 @@
+"""Recipes: one validated model (catalog, search, grid, load, analytics steps, output, cluster) shared by the CLI,
+the notebooks and the Python API.
+
+A recipe is YAML read with ``yaml.safe_load`` (or a dict) and validated by pydantic; every problem becomes one
+:class:`~pipeline.errors.RecipeError` naming the key path (``search.max_cloud_cover``), the bad value and the
+allowed values. Unknown keys are errors too, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import RecipeError
+from pipeline.masks import QA_BITS, SCL_CLASSES
+
+MASK_NAMES = sorted(set(SCL_CLASSES) | set(QA_BITS))
+COMPOSITE_STATS = ("median", "mean", "min", "max", "std", "count", "percentile")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CatalogSpec(_Model):
+    """Where the items come from: a local catalog (folder or catalog.json), a static catalog URL, or a STAC API."""
+
+    source: str = Field(description="catalog.json path or folder, static catalog URL, or STAC API root URL")
+    kind: Literal["local", "static", "api"] = "local"
+
+
+class SearchSpec(_Model):
+    """Which items: AOI (bbox in degrees WGS84, GeoJSON geometry, or tile id), dates, collections, cloud cover."""
+
+    aoi: tuple[float, float, float, float] | dict[str, Any] | str | None = Field(
+        None, description="(west, south, east, north) degrees WGS84, a GeoJSON geometry/Feature, or a tile id"
+    )
+    datetime: str | None = Field(None, description="STAC datetime interval, e.g. 2023-05-01/2023-06-30")
+    collections: list[str] | None = None
+    max_cloud_cover: float | None = Field(None, ge=0, le=100, description="percent (eo:cloud_cover)")
+    filter: dict[str, Any] | None = Field(None, description="item property equality filters {name: value}")
+
+    @field_validator("aoi")
+    @classmethod
+    def _bbox_order(cls, v: Any) -> Any:
+        if isinstance(v, tuple):
+            w, s, e, n = v
+            if not (w < e and s < n and -180 <= w and e <= 180 and -90 <= s and n <= 90):
+                raise ValueError(
+                    "bbox must be (west, south, east, north) in degrees with west < east, south < north"
+                )
+        return v
+
+
+class GridSpec(_Model):
+    """The output grid: CRS (default: the items' most common), resolution in CRS units, tile (= chunk) shape."""
+
+    crs: str | None = Field(None, description="e.g. EPSG:32632; default the items' most common CRS")
+    resolution: float | None = Field(None, gt=0, description="pixel size in CRS units (metres for UTM)")
+    tile_shape: tuple[Annotated[int, Field(ge=16, le=8192)], Annotated[int, Field(ge=16, le=8192)]] = (
+        512,
+        512,
+    )
+
+
+class LoadSpec(_Model):
+    """Bands (asset keys or common names), the quality classes to mask, and the time grouping."""
+
+    bands: list[str] = Field(default_factory=lambda: ["red", "nir"], min_length=1)
+    mask: list[str] | None = Field(
+        default_factory=lambda: ["nodata", "saturated", "cloud", "shadow", "cirrus"]
+    )
+    dilate_m: float = Field(0.0, ge=0)
+    groupby: Literal["solar_day", "time"] = "solar_day"
+    resampling: Literal["nearest", "bilinear", "cubic", "average", "mode"] | None = None
+
+    @field_validator("mask")
+    @classmethod
+    def _known_masks(cls, v: list[str] | None) -> list[str] | None:
+        bad = [m for m in v or [] if m not in MASK_NAMES]
+        if bad:
+            raise ValueError(f"unknown mask name(s) {bad}; allowed: {MASK_NAMES}")
+        return v
+
+
+class IndexStep(_Model):
+    """A spectral index from spyndex (NDVI, EVI, NBR, NDWI, ...) -> variable ``name`` or the index in lower case."""
+
+    op: Literal["index"]
+    index: str
+    name: str | None = None
+
+
+class BandMathStep(_Model):
+    """A whitelisted arithmetic expression over the variables, e.g. ``(nir - red) / (nir + red)``."""
+
+    op: Literal["band_math"]
+    expression: str
+    name: str
+
+
+class CompositeStep(_Model):
+    """Reduce ``input`` over time (per calendar period when ``freq`` is given) -> ``<input>_<stat>``.
+
+    With ``freq`` the result has its own time dimension ``dim`` (default ``month`` for "1MS", else
+    ``time_<freq>``)."""
+
+    op: Literal["composite", "resample"]
+    input: str
+    stat: Literal["median", "mean", "min", "max", "std", "count", "percentile"] = "median"
+    freq: str | None = Field(
+        None, description="pandas offset: 1MS (monthly), QS-DEC (seasons), YS; none = all"
+    )
+    q: float | None = Field(None, ge=0, le=100)
+    dim: str | None = None
+
+    @model_validator(mode="after")
+    def _q_for_percentile(self) -> CompositeStep:
+        if self.stat == "percentile" and self.q is None:
+            raise ValueError("stat 'percentile' needs q between 0 and 100")
+        return self
+
+
+class TrendStep(_Model):
+    """Per-pixel linear trend of ``input`` over time -> ``<input>_slope``, ``_intercept``, ``_pvalue``, ... (y, x)."""
+
+    op: Literal["trend"]
+    input: str
+    min_obs: int = Field(3, ge=3)
+
+
+Step = Annotated[IndexStep | BandMathStep | CompositeStep | TrendStep, Field(discriminator="op")]
+STEP_OPS = ("index", "band_math", "composite", "resample", "trend")
+_STEP_MODELS: dict[str, type[BaseModel]] = {
+    "index": IndexStep,
+    "band_math": BandMathStep,
+    "composite": CompositeStep,
+    "resample": CompositeStep,
+    "trend": TrendStep,
+}
+
+
+class OutputSpec(_Model):
+    """The Zarr v3 store: path, variables to write (default: every analytics product), compression level."""
+
+    path: str
+    variables: list[str] | None = None
+    compression: Literal["zstd", "blosc-zstd"] = "zstd"
+    level: int = Field(3, ge=1, le=22)
+    time_chunk: int | None = Field(None, ge=1, description="chunk length along time; default the whole axis")
+
+
+class ClusterSpec(_Model):
+    """Where it runs: a new LocalCluster (workers, threads, memory) or an existing scheduler; tiles in flight."""
+
+    scheduler: str | None = Field(None, pattern=r"^(tcp|tls|inproc|ucx|ws|wss)://.+$")
+    n_workers: int = Field(2, ge=1, le=256)
+    threads_per_worker: int = Field(1, ge=1, le=64)
+    memory_limit: str = "auto"
+    max_tiles_in_flight: int = Field(4, ge=1, le=1024)
+    gdal_env: dict[str, str] = Field(default_factory=dict)
+
+
+class Recipe(_Model):
+    """A whole batch run: catalog -> search -> grid -> load -> analytics steps -> Zarr, on a Dask cluster."""
+
+    name: str = "orbitcube-run"
+    catalog: CatalogSpec
+    search: SearchSpec = SearchSpec()
+    grid: GridSpec = GridSpec()
+    load: LoadSpec = LoadSpec()
+    analytics: list[Step] = Field(default_factory=list)
+    output: OutputSpec
+    cluster: ClusterSpec = ClusterSpec()
+
+    @model_validator(mode="after")
+    def _names_resolve(self) -> Recipe:
+        known = list(self.load.bands)
+        for i, step in enumerate(self.analytics):
+            if isinstance(step, CompositeStep | TrendStep) and step.input not in known:
+                raise ValueError(
+                    f"analytics.{i}.input {step.input!r} is not defined before this step; known: {known}"
+                )
+            known.extend(step_outputs(step))
+        for v in self.output.variables or []:
+            if v not in known:
+                raise ValueError(f"output.variables: {v!r} is not produced; known variables: {known}")
+        return self
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical JSON of everything that shapes the output (not the cluster settings nor where
+        the output goes, so the same recipe writes identical stores anywhere)."""
+        doc = self.model_dump(mode="json", exclude={"cluster": True, "output": {"path"}})
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+    def to_yaml(self) -> str:
+        """The recipe as YAML (round-trips through :func:`load_recipe`)."""
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+def step_outputs(step: IndexStep | BandMathStep | CompositeStep | TrendStep) -> list[str]:
+    """Names of the variables a step adds."""
+    if isinstance(step, IndexStep):
+        return [step.name or step.index.lower()]
+    if isinstance(step, BandMathStep):
+        return [step.name]
+    if isinstance(step, CompositeStep):
+        suffix = f"p{int(step.q)}" if step.stat == "percentile" and step.q is not None else step.stat
+        return [f"{step.input}_{suffix}"]
+    return [f"{step.input}_{k}" for k in ("slope", "intercept", "pvalue", "nobs")]
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """The keys allowed by the model at ``loc`` (for 'unknown key' errors)."""
+    model: Any = Recipe
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        if part in STEP_OPS:
+            model = _STEP_MODELS[part]
+            continue
+        field = model.model_fields.get(part)
+        ann = field.annotation if field else None
+        model = next((c for c in _model_classes(ann) if issubclass(c, BaseModel)), None)
+    return sorted(model.model_fields) if model else []
+
+
+def _model_classes(ann: Any) -> list[type]:
+    import typing
+
+    out, stack = [], [ann]
+    while stack:
+        a = stack.pop()
+        if isinstance(a, type):
+            out.append(a)
+        stack.extend(typing.get_args(a))
+    return out
+
+
+def _format(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        # drop the discriminator tag pydantic inserts after a step index (analytics.0.composite.stat)
+        shown = [
+            str(p) for i, p in enumerate(loc) if not (p in STEP_OPS and i and isinstance(loc[i - 1], int))
+        ]
+        where = ".".join(shown) or "<recipe>"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {where}: unknown key; allowed keys here: {_fields_at(loc)}")
+        elif err["type"] == "missing":
+            lines.append(f"  {where}: required key is missing")
+        elif not shown:  # model-level check: the message names the key itself
+            lines.append("  " + err["msg"].removeprefix("Value error, "))
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"  {where}: {msg} (got {err.get('input')!r})")
+    return f"invalid recipe {source}:\n" + "\n".join(lines)
+
+
+def load_recipe(source: str | Path | Mapping[str, Any] | Recipe) -> Recipe:
+    """Read and validate a recipe from a YAML file path, a YAML string or a dict; raise RecipeError naming the key.
+
+    Relative ``catalog.source`` and ``output.path`` in a file are resolved against the file's folder.
+    """
+    if isinstance(source, Recipe):
+        return source
+    where, base = "(dict)" if isinstance(source, Mapping) else "(YAML text)", None
+    if isinstance(source, Mapping):
+        doc: Any = dict(source)
+    else:
+        text = str(source)
+        path = Path(text)
+        if isinstance(source, Path) or ("\n" not in text and text.endswith((".yaml", ".yml", ".json"))):
+            if not path.is_file():
+                raise RecipeError(
+                    f"recipe file {path} does not exist; write one with `orbitcube recipe example`"
+                )
+            where, base, text = str(path), path.resolve().parent, path.read_text()
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise RecipeError(f"recipe {where} is not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise RecipeError(
+            f"recipe {where} must be a mapping with keys catalog, search, grid, load, analytics, output"
+        )
+    try:
+        recipe = Recipe.model_validate(doc)
+    except ValidationError as exc:
+        raise RecipeError(_format(exc, where)) from None
+    if base is not None:
+        recipe = _resolve_paths(recipe, base)
+    return recipe
+
+
+def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
+    cat, out = recipe.catalog, recipe.output
+    if cat.kind == "local" and not Path(cat.source).is_absolute():
+        cat = cat.model_copy(update={"source": str(base / cat.source)})
+    if "://" not in out.path and not Path(out.path).is_absolute():
+        out = out.model_copy(update={"path": str(base / out.path)})
+    return recipe.model_copy(update={"catalog": cat, "output": out})
+
+
+EXAMPLE = """\
+# orbitcube recipe: SCL-masked NDVI and its monthly median composite, written tile by tile to Zarr v3.
+name: ndvi-monthly
+catalog:
+  source: mission/catalog/catalog.json   # catalog.json or its folder (relative to this file), or a URL
+  kind: local                            # local | static | api
+search:
+  aoi: [10.0, 45.0, 10.05, 45.03]        # west, south, east, north in degrees (WGS84), or GeoJSON, or a tile id
+  datetime: 2023-05-01/2023-06-30
+  collections: [sentinel-2-l2a-sim]
+  max_cloud_cover: 80                    # percent
+grid:
+  crs: EPSG:32632                        # default: the items' most common CRS
+  resolution: 20                         # CRS units (metres)
+  tile_shape: [256, 256]                 # y, x pixels per tile = per Zarr chunk
+load:
+  bands: [red, nir]
+  mask: [nodata, saturated, cloud, shadow, cirrus]
+analytics:
+  - {op: index, index: NDVI}                                   # -> ndvi (time, y, x)
+  - {op: composite, input: ndvi, stat: median, freq: 1MS}     # -> ndvi_median (month, y, x)
+output:
+  path: ndvi.zarr
+  variables: [ndvi, ndvi_median]
+  compression: zstd
+  level: 3
+cluster:
+  n_workers: 2
+  threads_per_worker: 1
+  memory_limit: auto
+  max_tiles_in_flight: 4
+  # scheduler: tcp://127.0.0.1:8786     # use an existing Dask cluster instead of a local one
+"""
+
+
+def example_recipe() -> str:
+    """A commented example recipe (YAML text) that validates with :func:`load_recipe`."""
+    return EXAMPLE
