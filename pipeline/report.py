@@ -74,10 +74,15 @@ def write_html_report(
     facts: Mapping[str, str],
     images: Sequence[Path],
     tables: Mapping[str, Sequence[Mapping[str, object]]] | None = None,
+    links: Mapping[str, str] | None = None,
 ) -> Path:
-    """A self-contained HTML report: a table of facts, images (relative links) and optional tables."""
+    """A self-contained HTML report: a table of facts, links (relative), images (relative links), tables."""
     rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts.items()
+    )
+    rows += "".join(
+        f'<tr><th>{html.escape(k)}</th><td><a href="{html.escape(v)}">{html.escape(v)}</a></td></tr>'
+        for k, v in (links or {}).items()
     )
     imgs = "".join(
         f'<figure><img src="{html.escape(str(p.relative_to(path.parent)))}" style="max-width:100%"></figure>'
@@ -101,3 +106,77 @@ td,th{{border-bottom:1px solid #ddd;padding:2px 6px}}table{{border-collapse:coll
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page)
     return path
+
+
+_DIVERGING = ("ndvi", "evi", "savi", "ndwi", "nbr", "ndmi", "slope")
+
+
+def _quicklook_of(da: xr.DataArray, path: Path, max_px: int = 600) -> Path:
+    """Quicklook of one output variable: strided to at most ``max_px`` pixels a side, 2-98 % colour range."""
+    step = max(1, -(-max(da.sizes["y"], da.sizes["x"]) // max_px))
+    small = da.isel(y=slice(None, None, step), x=slice(None, None, step)).load()
+    values = np.asarray(small.values, dtype="float64")
+    finite = values[np.isfinite(values)]
+    lo, hi = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
+    if hi <= lo:
+        hi = lo + 1.0
+    name = str(da.name)
+    units = da.attrs.get("units", "1")
+    units = "unitless" if units in ("1", "") else units
+    cmap = "RdYlGn" if any(k in name.lower() for k in _DIVERGING) else "viridis"
+    return quicklook(
+        small,
+        path,
+        title=str(da.attrs.get("long_name", name)),
+        cmap=cmap,
+        vmin=float(lo),
+        vmax=float(hi),
+        label=f"{name} ({units})",
+    )
+
+
+def run_report(result, out_dir: Path) -> Path:
+    """The HTML report of a :func:`pipeline.run.run_recipe` run in ``out_dir``: facts, one quicklook per output
+    variable (map axes in km of the cube CRS, colour bar with units), per-tile timings, scenes used and skipped,
+    and a link to the Dask performance report (``dask-performance.html``) and the log. Returns index.html."""
+    from pipeline.sink import open_cube
+
+    out_dir = Path(out_dir)
+    plan = result.plan
+    cube = open_cube(result.store)
+    images = []
+    for name in plan.template.data_vars:
+        try:
+            images.append(_quicklook_of(cube[name], out_dir / f"{name}.png"))
+        except (ValueError, TypeError) as exc:  # an odd variable should not lose the whole report
+            log.warning("no quicklook for %s: %s", name, exc)
+    g = plan.geobox
+    facts = {
+        "recipe": plan.recipe.name,
+        "store": str(result.store),
+        "grid": f"{g.crs}, {abs(g.resolution.x):g} CRS units, {g.shape.y} x {g.shape.x} px (y, x)",
+        "tiles": f"{result.tiles_total} ({result.tiles_done} written now, {result.tiles_skipped} already complete)",
+        "scenes used / skipped": f"{len(plan.items)} / {len(plan.skipped)}",
+        "run time": f"{result.seconds:.1f} s",
+        "Dask dashboard (while it ran)": str(result.dashboard),
+    }
+    links = {"Dask performance report": "dask-performance.html", "run log": "run.log"}
+    used = [
+        {
+            "item": it.id,
+            "datetime": f"{it.datetime:%Y-%m-%d %H:%M}",
+            "collection": it.collection_id,
+            "cloud cover %": it.properties.get("eo:cloud_cover", ""),
+            "tiles": sum(it.id in tp.items for tp in plan.tile_plans),
+        }
+        for it in plan.items
+    ]
+    skipped = [{"item": k, "reason": v} for k, v in plan.skipped.items()]
+    return write_html_report(
+        out_dir / "index.html",
+        title=f"orbitcube run: {plan.recipe.name}",
+        facts=facts,
+        images=images,
+        tables={"Per-tile timings": result.timings, "Scenes used": used, "Scenes skipped": skipped},
+        links={k: v for k, v in links.items() if (out_dir / v).exists()},
+    )

@@ -26,3 +26,51 @@ def s2_cube(s2_mission: Mission) -> xr.Dataset:
 
     gbox = s2_mission.config.truth_geobox(10)
     return load_cube(s2_mission.items, ["red", "nir", "swir22"], geobox=gbox).compute()
+
+
+# ----- batch runs (recipe -> tiles -> Zarr) -------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def run_mission(tmp_path_factory: pytest.TempPathFactory) -> Mission:
+    """Sentinel-2, 128 px tiles, May-June 2023: the catalog batch-run tests read."""
+    cfg = MissionConfig(seed=1, tile_size=128, start=dt.date(2023, 5, 1), end=dt.date(2023, 6, 30))
+    return simulate_mission(cfg, tmp_path_factory.mktemp("run-mission"))
+
+
+@pytest.fixture(scope="session")
+def run_recipe_doc(run_mission: Mission):
+    """A function ``(output_path, **cluster) -> recipe dict``: NDVI + monthly median on 3 x 3 tiles of 32 px
+    (20 m, UTM 32N) from mid-May to mid-June (about 13 scenes, two months)."""
+
+    def make(output, **cluster) -> dict:
+        return {
+            "name": "test-run",
+            "catalog": {"source": str(run_mission.catalog_path)},
+            "search": {
+                "aoi": list(run_mission.config.aoi_bbox),
+                "datetime": "2023-05-15/2023-06-15",
+                "collections": ["sentinel-2-l2a-sim"],
+            },
+            "grid": {
+                "crs": f"EPSG:{run_mission.config.truth_epsg}",
+                "resolution": 20,
+                "tile_shape": [32, 32],
+            },
+            "load": {"bands": ["red", "nir"]},
+            "analytics": [
+                {"op": "index", "index": "NDVI"},
+                {"op": "composite", "input": "ndvi", "stat": "median", "freq": "1MS"},
+            ],
+            "output": {"path": str(output)},
+            "cluster": {"n_workers": 2, "threads_per_worker": 1, "max_tiles_in_flight": 3, **cluster},
+        }
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def reference_run(run_recipe_doc, tmp_path_factory: pytest.TempPathFactory):
+    """The recipe run once, uninterrupted, on a LocalCluster: the store every other run must equal byte for byte."""
+    from pipeline.run import run_recipe
+
+    out = tmp_path_factory.mktemp("reference") / "cube.zarr"
+    return run_recipe(run_recipe_doc(out), progress=False)

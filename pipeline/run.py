@@ -1,0 +1,569 @@
+"""The batch runner behind ``orbitcube run RECIPE.yaml``: wiring only (DESIGN rule 6).
+
+search the catalog -> output grid split into tiles -> the output store created with its full shape -> for each
+tile not yet complete one bounded Dask graph (load -> analytics -> region write), at most
+``cluster.max_tiles_in_flight`` at a time -> tile recorded as complete -> HTML report. Every step is a library
+function (:mod:`catalog.search`, :mod:`pipeline.grid`, :mod:`pipeline.load`, :mod:`pipeline.analytics`,
+:mod:`pipeline.sink`); this module only plans and schedules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pystac
+import xarray as xr
+from odc.geo.geobox import GeoBox, GeoboxTiles
+from odc.geo.geom import Geometry
+
+from pipeline.errors import LoadError, RecipeError
+from pipeline.recipe import BandMathStep, CompositeStep, IndexStep, Recipe, TrendStep, load_recipe
+
+log = logging.getLogger(__name__)
+
+Tile = tuple[int, int]
+
+
+# ----- plan ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TilePlan:
+    """One output tile: its (tile_y, tile_x) index, pixel shape (y, x) and the ids of the items overlapping it."""
+
+    index: Tile
+    shape: tuple[int, int]
+    items: tuple[str, ...]
+
+
+@dataclass
+class RunPlan:
+    """What a run will do, computed without reading a pixel (``orbitcube run --dry-run``)."""
+
+    recipe: Recipe
+    geobox: GeoBox
+    tiles: GeoboxTiles
+    tile_plans: list[TilePlan]
+    items: list[pystac.Item]
+    skipped: dict[str, str]
+    template: xr.Dataset
+    time_axis: np.ndarray
+    bytes_read: int
+    bytes_written: int
+
+    @property
+    def store(self) -> Path:
+        return Path(self.recipe.output.path)
+
+    @property
+    def output_shape(self) -> dict[str, dict[str, int]]:
+        """Per output variable its dims and sizes."""
+        return {
+            str(k): {str(d): int(n) for d, n in zip(v.dims, v.shape, strict=True)}
+            for k, v in self.template.data_vars.items()
+        }
+
+    def summary(self) -> str:
+        """Human-readable plan: grid, tiles with item counts, output shapes, estimated bytes read and written."""
+        g = self.geobox
+        ny, nx = self.tiles.shape
+        lines = [
+            f"recipe {self.recipe.name!r}: {len(self.items)} items"
+            + (f" ({len(self.skipped)} skipped)" if self.skipped else ""),
+            f"grid: {g.crs} at {abs(g.resolution.x):g} CRS units, {g.shape.y} x {g.shape.x} px (y, x)",
+            f"tiles: {ny} x {nx} = {ny * nx} of {tuple(self.recipe.grid.tile_shape)} px",
+        ]
+        for tp in self.tile_plans:
+            lines.append(
+                f"  tile {tp.index[0]}-{tp.index[1]}: {tp.shape[0]} x {tp.shape[1]} px, {len(tp.items)} items"
+            )
+        lines.append(f"output: {self.store}")
+        for name, dims in self.output_shape.items():
+            lines.append(f"  {name}: " + ", ".join(f"{d}={n}" for d, n in dims.items()))
+        lines.append(f"estimated read : {_human(self.bytes_read)} (uncompressed, on the output grid)")
+        lines.append(f"estimated write: {_human(self.bytes_written)} (uncompressed)")
+        for iid, why in self.skipped.items():
+            lines.append(f"skipped {iid}: {why}")
+        return "\n".join(lines)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+def search_items(recipe: Recipe) -> list[pystac.Item]:
+    """Items matching ``recipe.search`` in ``recipe.catalog`` (local/static catalog, or a STAC API)."""
+    from catalog.search import search
+
+    s, cat = recipe.search, recipe.catalog
+    bbox = s.aoi if isinstance(s.aoi, tuple) else None
+    intersects = s.aoi if isinstance(s.aoi, dict) else None
+    if cat.kind == "api":
+        import pystac_client
+
+        try:
+            client = pystac_client.Client.open(cat.source)
+            query = {k: {"eq": v} for k, v in (s.filter or {}).items()} or None
+            found = client.search(
+                bbox=bbox,
+                intersects=intersects,
+                datetime=s.datetime,
+                collections=s.collections,
+                query=query,
+            ).item_collection()
+        except Exception as exc:  # pystac-client raises many types for network and API errors
+            raise RecipeError(f"catalog.source: cannot search the STAC API {cat.source}: {exc}") from exc
+        items = [it for it in found if _cloud_ok(it, s.max_cloud_cover)]
+        return sorted(items, key=lambda i: (i.datetime, i.id))
+    source: Any = cat.source
+    if cat.kind == "static":
+        try:
+            root = pystac.Catalog.from_file(cat.source)
+        except Exception as exc:  # pystac raises many types for unreachable or bad JSON
+            raise RecipeError(f"catalog.source: cannot read the static catalog {cat.source}: {exc}") from exc
+        source = list(root.get_items(recursive=True))
+        for it in source:
+            it.make_asset_hrefs_absolute()
+    items = list(
+        search(
+            source,
+            bbox=bbox,
+            intersects=intersects,
+            datetime=s.datetime,
+            collections=s.collections,
+            max_cloud_cover=s.max_cloud_cover,
+        )
+    )
+    for key, want in (s.filter or {}).items():
+        items = [it for it in items if it.properties.get(key) == want]
+    return items
+
+
+def _cloud_ok(item: pystac.Item, limit: float | None) -> bool:
+    cc = item.properties.get("eo:cloud_cover")
+    return limit is None or (cc is not None and cc <= limit)
+
+
+def _aoi(recipe: Recipe):
+    return recipe.search.aoi
+
+
+def _step_dim(step: CompositeStep) -> str:
+    if step.dim:
+        return step.dim
+    if step.freq in ("1MS", "MS", "monthly", "month"):
+        return "month"
+    return "time_" + re.sub(r"\W", "_", step.freq or "all")
+
+
+def apply_steps(cube: xr.Dataset, recipe: Recipe) -> xr.Dataset:
+    """Run the recipe's analytics steps on ``cube`` (lazy); return the output variables named in the recipe."""
+    from pipeline.analytics import band_math, composite, linear_trend, resample_time, spectral_index
+
+    ds = cube
+    for step in recipe.analytics:
+        if isinstance(step, IndexStep):
+            name = step.name or step.index.lower()
+            ds[name] = spectral_index(ds, step.index).rename(name)
+        elif isinstance(step, BandMathStep):
+            ds[step.name] = band_math(ds, step.expression, name=step.name)
+        elif isinstance(step, CompositeStep):
+            src = ds[step.input]
+            if step.op == "resample" and step.freq:
+                out = resample_time(src, step.freq, step.stat, q=step.q)
+            else:
+                out = composite(src, step.stat, freq=step.freq, q=step.q)
+            if "time" in out.dims:
+                out = out.rename(time=_step_dim(step))
+            ds[out.name] = out
+        elif isinstance(step, TrendStep):
+            ds = ds.merge(linear_trend(ds[step.input], min_obs=step.min_obs))
+    names = recipe.output.variables or (
+        [n for n in ds.data_vars if n not in recipe.load.bands]
+        if recipe.analytics
+        else list(recipe.load.bands)
+    )
+    out = ds[names]
+    keep = set(out.dims) | {"spatial_ref"}
+    out = out.drop_vars([c for c in out.coords if c not in keep])
+    out.attrs = {}
+    return out
+
+
+def _load(recipe: Recipe, items: Sequence[pystac.Item], geobox: GeoBox) -> xr.Dataset:
+    from pipeline.load import load_cube
+
+    ty, tx = recipe.grid.tile_shape
+    return load_cube(
+        items,
+        recipe.load.bands,
+        geobox=geobox,
+        mask=recipe.load.mask,
+        dilate_m=recipe.load.dilate_m,
+        groupby=recipe.load.groupby,
+        resampling=recipe.load.resampling,
+        chunks={"y": ty, "x": tx},
+    )
+
+
+def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
+    """Search, grid and tile the run of ``recipe`` and estimate its I/O, without reading any pixel."""
+    from pipeline.grid import output_grid, tile_grid
+    from pipeline.load import _check_items
+
+    recipe = load_recipe(recipe)
+    found = search_items(recipe)
+    if not found:
+        raise RecipeError(
+            f"search: no items in {recipe.catalog.source} match the search "
+            f"(aoi={recipe.search.aoi}, datetime={recipe.search.datetime}, collections={recipe.search.collections}); "
+            "widen the dates, AOI or cloud cover"
+        )
+    items, missing = _check_items(found, "skip")
+    skipped = {iid: "asset files missing" for iid in missing}
+    geobox = output_grid(
+        items,
+        crs=recipe.grid.crs,
+        resolution=recipe.grid.resolution,
+        aoi=_aoi(recipe),
+        bands=recipe.load.bands,
+    )
+    extent = geobox.extent.to_crs(4326)
+    inside = []
+    for it in items:
+        if Geometry(it.geometry, crs=4326).intersects(extent):
+            inside.append(it)
+        else:
+            skipped[it.id] = "outside the output grid"
+    if not inside:
+        raise RecipeError("search: no item overlaps the output grid; check search.aoi and grid.crs")
+    tiles = tile_grid(geobox, tuple(recipe.grid.tile_shape))
+    footprints = [(it, Geometry(it.geometry, crs=4326).to_crs(geobox.crs)) for it in inside]
+    plans = []
+    ny, nx = tiles.shape
+    for i in range(ny):
+        for j in range(nx):
+            tb = tiles[i, j]
+            ids = tuple(it.id for it, fp in footprints if fp.intersects(tb.extent))
+            plans.append(TilePlan((i, j), (tb.shape.y, tb.shape.x), ids))
+    try:
+        cube = _load(recipe, inside, geobox)
+        template = apply_steps(cube, recipe)
+    except (LoadError, KeyError) as exc:
+        raise RecipeError(f"the recipe cannot be applied to the found items: {exc}") from exc
+    per_pixel = sum(_band_bytes(inside[0], b) for b in recipe.load.bands) + (2 if recipe.load.mask else 0)
+    read = sum(len(tp.items) * tp.shape[0] * tp.shape[1] * per_pixel for tp in plans)
+    written = sum(int(v.size) * v.dtype.itemsize for v in template.data_vars.values())
+    return RunPlan(
+        recipe, geobox, tiles, plans, inside, skipped, template, cube["time"].values, int(read), int(written)
+    )
+
+
+def _band_bytes(item: pystac.Item, band: str) -> int:
+    from pipeline.load import _asset_band, resolve_band
+
+    try:
+        ref = resolve_band(item, band)
+    except LoadError:
+        return 2
+    dtype = _asset_band(item.assets[ref.key]).get("data_type", "uint16")
+    try:
+        return np.dtype(dtype).itemsize
+    except TypeError:
+        return 2
+
+
+# ----- execute ------------------------------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    """What a run did: where the store, report and log are, tiles written / skipped (already complete)."""
+
+    store: Path
+    report: Path | None
+    log_file: Path | None
+    tiles_done: int
+    tiles_skipped: int
+    tiles_total: int
+    plan: RunPlan
+    dashboard: str | None = None
+    seconds: float = 0.0
+    timings: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """Human-readable summary of the run."""
+        if self.report is None:
+            return self.plan.summary()
+        return (
+            f"{self.tiles_done} tile(s) written, {self.tiles_skipped} already complete, of {self.tiles_total} "
+            f"in {self.seconds:.1f} s\n  store : {self.store}\n  report: {self.report}\n  log   : {self.log_file}"
+            f"\n  dashboard (while it ran): {self.dashboard}"
+        )
+
+
+def report_dir(store: Path) -> Path:
+    """Where the report, quicklooks, Dask performance report and log of the run writing ``store`` go."""
+    return store.with_name(store.name.removesuffix(".zarr") + "-report")
+
+
+def provenance(plan: RunPlan) -> dict[str, Any]:
+    """Provenance recorded in the store: recipe, items, grid, software versions (no timestamps)."""
+    from pipeline.sink import software_versions
+
+    g = plan.geobox
+    return {
+        "name": plan.recipe.name,
+        "recipe": plan.recipe.model_dump(mode="json", exclude={"cluster": True, "output": {"path"}}),
+        "items": sorted(it.id for it in plan.items),
+        "skipped_items": plan.skipped,
+        "grid": {
+            "crs": str(g.crs),
+            "transform": list(g.transform)[:6],
+            "shape_yx": [g.shape.y, g.shape.x],
+            "tile_shape_yx": list(plan.recipe.grid.tile_shape),
+        },
+        "software": software_versions(),
+    }
+
+
+def tile_graph(plan: RunPlan, tile: Tile):
+    """The lazy write of one tile: load its items on the tile grid, reindex onto the run's time axis, analytics,
+    region write into the store. Returns a dask Delayed."""
+    from pipeline.sink import write_tile
+
+    recipe = plan.recipe
+    tp = plan.tile_plans[tile[0] * plan.tiles.shape[1] + tile[1]]
+    gbox = plan.tiles[tile]
+    by_id = {it.id: it for it in plan.items}
+    if not tp.items:  # nothing overlaps: an all-NaN tile, written as missing chunks (the fill value)
+        cube = _empty_cube(plan, gbox)
+    else:
+        cube = _load(recipe, [by_id[i] for i in tp.items], gbox).reindex(time=plan.time_axis)
+    out = apply_steps(cube, recipe)
+    return write_tile(out, plan.store, tile)
+
+
+def _empty_cube(plan: RunPlan, gbox: GeoBox) -> xr.Dataset:
+    import dask.array as dsa
+    from odc.geo.xr import xr_coords
+
+    shape = (len(plan.time_axis), gbox.shape.y, gbox.shape.x)
+    data = {
+        b: (("time", "y", "x"), dsa.full(shape, np.nan, dtype="float32", chunks=shape))
+        for b in plan.recipe.load.bands
+    }
+    return xr.Dataset(data, coords={"time": plan.time_axis, **xr_coords(gbox, dims=("y", "x"))})
+
+
+class _Forward(logging.Handler):
+    """Passes records at or above ``level`` on to the root handlers (what the caller would have seen)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.threshold = level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= self.threshold:
+            logging.getLogger().handle(record)
+
+
+@contextlib.contextmanager
+def _log_to(path: Path) -> Iterator[Path]:
+    """Log INFO and up of ``pipeline`` and ``catalog`` to ``path`` for the duration; the console keeps its level."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="a")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    saved = []
+    for name in ("pipeline", "catalog"):
+        lg = logging.getLogger(name)
+        saved.append((lg, lg.level, lg.propagate))
+        forward = _Forward(lg.getEffectiveLevel()) if lg.propagate else None
+        lg.addHandler(handler)
+        if forward:
+            lg.addHandler(forward)
+        lg.setLevel(min(logging.INFO, lg.getEffectiveLevel()))
+        lg.propagate = False
+        saved[-1] += (forward,)
+    try:
+        yield path
+    finally:
+        for lg, level, propagate, forward in saved:
+            lg.removeHandler(handler)
+            if forward:
+                lg.removeHandler(forward)
+            lg.setLevel(level)
+            lg.propagate = propagate
+        handler.close()
+
+
+def run_recipe(
+    recipe: Recipe | str | Path | dict,
+    *,
+    scheduler: str | None = None,
+    dry_run: bool = False,
+    progress: bool = True,
+    resume: bool = True,
+) -> RunResult:
+    """Run ``recipe`` tile by tile into its Zarr store; return what was done.
+
+    ``scheduler`` ("tcp://HOST:PORT") overrides ``recipe.cluster.scheduler``; without either a LocalCluster of
+    ``recipe.cluster`` workers is started and closed. ``dry_run`` only plans (see :func:`plan_run`). With
+    ``resume`` an existing store of the same recipe keeps its completed tiles and only the others are computed
+    (the finished store is byte-identical to an uninterrupted run); ``resume=False`` rewrites the store. A second
+    run on the same store at the same time raises SinkError. Writes ``<store>-report/`` (index.html, quicklooks,
+    dask-performance.html, run.log).
+    """
+    from pipeline.sink import create_store, remove_store, store_lock, store_state
+
+    t_start = time.perf_counter()
+    recipe = load_recipe(recipe)
+    plan = plan_run(recipe)
+    store = plan.store
+    total = len(plan.tile_plans)
+    if dry_run:
+        return RunResult(store, None, None, 0, 0, total, plan)
+    rdir = report_dir(store)
+    with store_lock(store), _log_to(rdir / "run.log") as log_file:
+        log.info("run %r: %d items, %d tiles -> %s", recipe.name, len(plan.items), total, store)
+        fingerprint = _fingerprint(plan)
+        done = store_state(store, fingerprint) if resume else None
+        if done is None:
+            remove_store(store)
+            create_store(
+                plan.template,
+                store,
+                tile_shape=tuple(recipe.grid.tile_shape),
+                provenance=provenance(plan),
+                fingerprint=fingerprint,
+                compression=recipe.output.compression,
+                level=recipe.output.level,
+                time_chunk=recipe.output.time_chunk,
+            )
+            done = set()
+        todo = [tp.index for tp in plan.tile_plans if tp.index not in done]
+        log.info("%d tile(s) already complete, %d to write", len(done), len(todo))
+        timings, dashboard = _execute(plan, todo, scheduler or recipe.cluster.scheduler, progress, rdir)
+        seconds = time.perf_counter() - t_start
+        log.info("run finished in %.1f s", seconds)
+        result = RunResult(
+            store, None, log_file, len(todo), len(done), total, plan, dashboard, seconds, timings
+        )
+        from pipeline.report import run_report
+
+        result.report = run_report(result, rdir)
+    return result
+
+
+def _fingerprint(plan: RunPlan) -> str:
+    import hashlib
+    import json
+
+    doc = {"recipe": plan.recipe.fingerprint(), "items": sorted(it.id for it in plan.items)}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _execute(
+    plan: RunPlan, todo: list[Tile], scheduler: str | None, progress: bool, rdir: Path
+) -> tuple[list[dict[str, Any]], str | None]:
+    from distributed import performance_report, wait
+
+    from pipeline.cluster import start_cluster
+    from pipeline.sink import mark_tile_done
+
+    c = plan.recipe.cluster
+    timings: list[dict[str, Any]] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=len(plan.tile_plans),
+            initial=len(plan.tile_plans) - len(todo),
+            desc="tiles",
+            unit="tile",
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+    with start_cluster(
+        c.n_workers, c.threads_per_worker, c.memory_limit, scheduler=scheduler, gdal_env=c.gdal_env
+    ) as client:
+        dashboard = client.dashboard_link
+        log.info("Dask dashboard: %s", dashboard)
+        rdir.mkdir(parents=True, exist_ok=True)
+        with performance_report(filename=str(rdir / "dask-performance.html")):
+            queue = list(todo)
+            running: dict[Any, tuple[Tile, float]] = {}
+            try:
+                while queue or running:
+                    while queue and len(running) < c.max_tiles_in_flight:
+                        tile = queue.pop(0)
+                        t0 = time.perf_counter()
+                        fut = client.compute(tile_graph(plan, tile))
+                        running[fut] = (tile, t0)
+                    finished, _ = wait(list(running), return_when="FIRST_COMPLETED")
+                    for fut in finished:
+                        tile, t0 = running.pop(fut)
+                        fut.result()  # re-raises the tile's error
+                        mark_tile_done(plan.store, tile)
+                        tp = plan.tile_plans[tile[0] * plan.tiles.shape[1] + tile[1]]
+                        secs = time.perf_counter() - t0
+                        timings.append(
+                            {
+                                "tile": f"{tile[0]}-{tile[1]}",
+                                "items": len(tp.items),
+                                "seconds": round(secs, 2),
+                            }
+                        )
+                        log.info("tile %d-%d written (%d items, %.2f s)", *tile, len(tp.items), secs)
+                        if bar is not None:
+                            bar.update(1)
+            finally:
+                for fut in running:
+                    fut.cancel()
+                if bar is not None:
+                    bar.close()
+    return timings, dashboard
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pipeline.run RECIPE [--scheduler URL] [--no-resume] [--dry-run] [--quiet]``."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m pipeline.run", description=__doc__.splitlines()[0])
+    p.add_argument("recipe")
+    p.add_argument("--scheduler")
+    p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    import dask
+
+    dask.config.set({"distributed.logging.distributed": "warning"})
+    for name in ("distributed", "bokeh", "tornado"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    from catalog.errors import OrbitcubeError
+
+    try:
+        res = run_recipe(
+            a.recipe, scheduler=a.scheduler, dry_run=a.dry_run, progress=not a.quiet, resume=not a.no_resume
+        )
+    except OrbitcubeError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return exc.exit_code
+    sys.stdout.write(res.summary() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
