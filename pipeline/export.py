@@ -26,7 +26,7 @@ def export_cog(
 
     A (y, x) variable is written as is; a (t, y, x) one needs ``time``: an index along its first dimension
     (``time``, ``month``, ...) or a date/datetime64/ISO string that must match one of its coordinate values.
-    The COG keeps the cube's CRS and transform, float32 with NaN nodata, deflate-compressed, tiled.
+    The COG (GDAL COG driver) keeps the cube's CRS and transform, float32 with NaN nodata, deflate, 256 px tiles.
     """
     from pipeline.sink import open_cube
 
@@ -65,8 +65,14 @@ def export_cog(
     out = Path(out) if out else Path(str(store).rstrip("/").removesuffix(".zarr") + f"-{variable}.tif")
     if out.exists() and not overwrite:
         raise SinkError(f"{out} already exists; choose another path or pass overwrite=True")
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+
     data = da.load().astype("float32")
+    data = data.rio.write_crs(data.odc.crs.to_wkt()).rio.write_nodata(np.nan, encoded=False)
     out.parent.mkdir(parents=True, exist_ok=True)
-    data.odc.write_cog(out, overwrite=True, nodata=np.nan, compress="deflate")
+    # GDAL's COG driver: tiled, overviews when large enough, IFDs first; floating-point predictor for float32
+    data.rio.to_raster(
+        out, driver="COG", compress="DEFLATE", predictor=3, blocksize=256, overview_resampling="average"
+    )
     log.info("wrote %s (%s)", out, variable)
     return out

@@ -65,3 +65,44 @@ def test_cube_without_crs_or_with_irregular_chunks(cube: xr.Dataset, tmp_path: P
         write_zarr(cube.chunk({"x": (8, 16, 8)}), tmp_path / "b.zarr")
     with pytest.raises(SinkError, match="no Zarr store"):
         open_cube(tmp_path / "nothing.zarr")
+
+
+def _run_store(cube: xr.Dataset, path: Path) -> Path:
+    from pipeline.sink import create_store
+
+    return create_store(cube, path, tile_shape=(8, 8), provenance={"name": "t"}, fingerprint="f1")
+
+
+def test_run_store_region_writes_markers_and_alignment(cube: xr.Dataset, tmp_path: Path) -> None:
+    from pipeline.sink import completed_tiles, mark_tile_done, store_state, write_tile
+
+    path = _run_store(cube, tmp_path / "r.zarr")
+    assert store_state(path, "f1") == set()
+    empty = open_cube(path)
+    assert empty.odc.geobox == cube.odc.geobox and bool(empty.ndvi.isnull().all())
+    tile = cube.isel(y=slice(8, 16), x=slice(0, 8))
+    write_tile(tile, path, (1, 0)).compute()
+    mark_tile_done(path, (1, 0))
+    assert completed_tiles(path) == {(1, 0)}
+    got = open_cube(path).ndvi.values
+    np.testing.assert_array_equal(got[:, 8:16, 0:8], tile.ndvi.values)
+    assert np.isnan(got[:, :8]).all()
+    with pytest.raises(SinkError, match="not aligned with the chunks"):
+        write_tile(cube.isel(y=slice(8, 12), x=slice(0, 8)), path, (1, 0))
+    with pytest.raises(SinkError, match="shape"):
+        write_tile(tile.isel(time=[0]), path, (1, 0))
+    with pytest.raises(SinkError, match="outside the store"):
+        write_tile(tile, path, (9, 9))
+    with pytest.raises(SinkError, match="different recipe"):
+        store_state(path, "f2")
+
+
+def test_store_lock_refuses_a_second_holder(tmp_path: Path) -> None:
+    from pipeline.sink import store_lock
+
+    with store_lock(tmp_path / "c.zarr"):
+        with pytest.raises(SinkError, match=r"being written by another run \(pid \d+"):
+            with store_lock(tmp_path / "c.zarr"):
+                pass
+    with store_lock(tmp_path / "c.zarr"):  # released on exit
+        pass
