@@ -432,6 +432,11 @@ def run_recipe(
     total = len(plan.tile_plans)
     if dry_run:
         return RunResult(store, None, None, 0, 0, total, plan)
+    if "://" in recipe.output.path:
+        raise RecipeError(
+            f"output.path {recipe.output.path!r}: resumable runs write local stores only (the lock and tile "
+            "markers need a local file system); write locally and copy the finished store"
+        )
     rdir = report_dir(store)
     with store_lock(store), _log_to(rdir / "run.log") as log_file:
         log.info("run %r: %d items, %d tiles -> %s", recipe.name, len(plan.items), total, store)
