@@ -96,6 +96,44 @@ def cmd_catalog_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recipe_example(args: argparse.Namespace) -> int:
+    from pipeline.recipe import example_recipe
+
+    print(example_recipe(), end="")
+    return 0
+
+
+def cmd_recipe_validate(args: argparse.Namespace) -> int:
+    from pipeline.recipe import load_recipe
+
+    load_recipe(args.recipe)
+    print(f"{args.recipe}: valid")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.recipe import load_recipe
+    from pipeline.run import plan_run, run_recipe
+
+    recipe = load_recipe(args.recipe)
+    if args.dry_run:
+        print(plan_run(recipe).summary())
+        return 0
+    result = run_recipe(recipe, scheduler=args.scheduler, progress=not args.quiet, resume=not args.no_resume)
+    print(result.summary())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pipeline.export import export_cog
+
+    time = int(args.time) if args.time and args.time.lstrip("-").isdigit() else args.time  # index or ISO date
+    out = export_cog(args.store, args.variable, time=time, out=args.to_cog, overwrite=args.overwrite)
+    print(f"wrote {out}")
+    return 0
+
+
+# ----- parser ----------------------------------------------------------------------------------------------------
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -107,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``orbitcube`` and its sub-commands."""
     p = argparse.ArgumentParser(
         prog="orbitcube",
-        description="Satellite imagery to analysis-ready Zarr data cubes: simulate, catalog, load, analyse.",
+        description="Satellite imagery to analysis-ready Zarr data cubes: simulate, catalog, run recipes, export.",
     )
     p.add_argument("--version", action="version", version=f"orbitcube {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
@@ -162,6 +200,31 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--limit", type=int)
     cs.add_argument("--json", action="store_true", help="print an ItemCollection as JSON")
     cs.set_defaults(func=cmd_catalog_search)
+    r = sub.add_parser("recipe", help="write and check recipe files")
+    rsub = r.add_subparsers(dest="recipe_command", metavar="ACTION", required=True)
+    rsub.add_parser("example", help="print a commented example recipe").set_defaults(func=cmd_recipe_example)
+    rv = rsub.add_parser("validate", help="check a recipe file and report the bad key")
+    rv.add_argument("recipe", type=Path)
+    rv.set_defaults(func=cmd_recipe_validate)
+
+    run = sub.add_parser("run", help="run a recipe tile by tile into a Zarr store (resumable)")
+    run.add_argument("recipe", type=Path)
+    run.add_argument(
+        "--dry-run", action="store_true", help="print the plan (tiles, items, bytes) without reading pixels"
+    )
+    run.add_argument(
+        "--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler (default: a LocalCluster)"
+    )
+    run.add_argument("--no-resume", action="store_true", help="refuse to continue a partly written store")
+    run.set_defaults(func=cmd_run)
+
+    e = sub.add_parser("export", help="export a variable/time slice of a cube as a Cloud-Optimized GeoTIFF")
+    e.add_argument("store", help="Zarr store path")
+    e.add_argument("--to-cog", required=True, type=Path, help="output .tif")
+    e.add_argument("--variable", required=True)
+    e.add_argument("--time", help="time step: an index or an ISO date")
+    e.add_argument("--overwrite", action="store_true")
+    e.set_defaults(func=cmd_export)
     return p
 
 

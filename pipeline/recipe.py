@@ -316,7 +316,8 @@ catalog:
   source: mission/catalog/catalog.json   # catalog.json or its folder (relative to this file), or a URL
   kind: local                            # local | static | api
 search:
-  aoi: [10.0, 45.0, 10.05, 45.03]        # west, south, east, north in degrees (WGS84), or GeoJSON, or a tile id
+  aoi: [11.96, 45.49, 12.04, 45.51]      # west, south, east, north (WGS84 degrees), GeoJSON, or a tile id; this one
+                                         # straddles UTM 32/33 in the default `orbitcube simulate` mission
   datetime: 2023-05-01/2023-06-30
   collections: [sentinel-2-l2a-sim]
   max_cloud_cover: 80                    # percent

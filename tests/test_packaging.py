@@ -53,7 +53,7 @@ def test_cli_version_and_help(capsys) -> None:
     assert proc.returncode == 0 and proc.stdout.strip() == f"orbitcube {catalog.__version__}"
     assert main([]) == 0
     out = capsys.readouterr().out
-    for command in ("demo", "simulate", "catalog"):
+    for command in ("demo", "simulate", "catalog", "recipe", "run", "export"):
         assert command in out
 
 
