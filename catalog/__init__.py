@@ -20,6 +20,17 @@ _LAZY: dict[str, str] = {
     "Mission": "catalog.simulator",
     "Truth": "catalog.simulator",
     "simulate_mission": "catalog.simulator",
+    # ingest, store, remote, validate
+    "CollectionConfig": "catalog.patterns",
+    "ingest": "catalog.ingest",
+    "items_from_files": "catalog.ingest",
+    "Catalog": "catalog.store",
+    "open_catalog": "catalog.store",
+    "write_catalog": "catalog.store",
+    "catalog_info": "catalog.store",
+    "open_remote": "catalog.remote",
+    "validate_items": "catalog.validate",
+    "validate_catalog": "catalog.validate",
 }
 
 __all__ = [

@@ -1,13 +1,23 @@
-"""Search a STAC catalog by area, time, collection, cloud cover; the result is a ``pystac.ItemCollection``."""
+"""Search STAC items by area, time, collection, cloud cover and CQL2 property filters.
+
+One call for every source: a local catalog folder (or an opened :class:`~catalog.store.Catalog`), a list of
+items, a static catalog URL or a STAC API URL (:mod:`catalog.remote`). Local catalogs are searched on their
+stac-geoparquet index only: vectorised numpy/pyarrow filters on the bbox, datetime and property columns, an
+exact shapely intersection test on the few candidates, and only the matching items are materialised.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pystac
-from odc.geo.geom import Geometry, box
 
 from catalog.errors import CatalogError
 
@@ -16,11 +26,11 @@ Interval = tuple[dt.datetime | None, dt.datetime | None]
 
 def parse_datetime(value: str | dt.datetime | dt.date | Sequence | None) -> Interval:
     """A STAC datetime (``"2023-01-01/2023-03-31"``, ``"../2023-03"``, ``"2023-06"``, a date, or a pair) as a
-    closed UTC interval; ``None`` ends are open."""
+    closed UTC interval; ``None`` ends are open. Naive datetimes are taken as UTC."""
     if value is None:
         return (None, None)
 
-    def one(v, end: bool) -> dt.datetime | None:
+    def one(v: Any, end: bool) -> dt.datetime | None:
         if v is None or v in ("..", ""):
             return None
         if isinstance(v, dt.datetime):
@@ -56,74 +66,287 @@ def parse_datetime(value: str | dt.datetime | dt.date | Sequence | None) -> Inte
         return (one(parts[0], False), one(parts[1], True))
     if isinstance(value, dt.datetime | dt.date):
         return (one(value, False), one(value, True))
-    start, end = value
-    return (one(start, False), one(end, True))
-
-
-def _load_items(source) -> list[pystac.Item]:
-    if isinstance(source, pystac.ItemCollection):
-        return list(source)
-    if isinstance(source, list | tuple):
-        return list(source)
-    path = Path(source)
-    if path.is_dir():
-        path = path / "catalog.json"
-    if not path.exists():
+    if len(value) != 2:
         raise CatalogError(
-            f"no STAC catalog at {source}; give a catalog.json path or the folder that holds it"
+            f"datetime {value!r} must be one time or a (start, end) pair; use None for open ends"
         )
-    try:
-        cat = pystac.read_file(str(path))
-    except Exception as exc:  # pystac raises several types on bad JSON
-        raise CatalogError(f"cannot read STAC catalog {path}: {exc}") from exc
-    items = list(cat.get_items(recursive=True)) if hasattr(cat, "get_items") else []
-    for it in items:
-        it.make_asset_hrefs_absolute()
-    return items
+    start, end = value
+    t0, t1 = one(start, False), one(end, True)
+    if t0 and t1 and t0 > t1:
+        raise CatalogError(f"datetime interval {value!r} ends before it starts; swap start and end")
+    return (t0, t1)
 
 
-def search(
-    source,
+def format_interval(interval: Interval) -> str | None:
+    """An interval as a STAC API datetime string (``..`` for open ends); None when both ends are open."""
+    t0, t1 = interval
+    if t0 is None and t1 is None:
+        return None
+
+    def fmt(t: dt.datetime | None) -> str:
+        return ".." if t is None else t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    return f"{fmt(t0)}/{fmt(t1)}"
+
+
+@dataclass(frozen=True)
+class Query:
+    """A normalised search: AOI in WGS84 (a shapely geometry and its bbox), UTC interval, collections, ids,
+    cloud-cover ceiling (percent), CQL2 JSON filter, sort keys ``[(field, ascending)]`` and limit."""
+
+    aoi: Any = None
+    aoi_bbox: tuple[float, float, float, float] | None = None
+    interval: Interval = (None, None)
+    collections: tuple[str, ...] | None = None
+    ids: tuple[str, ...] | None = None
+    max_cloud_cover: float | None = None
+    filter: dict | None = None
+    sortby: tuple[tuple[str, bool], ...] = (("datetime", True),)
+    limit: int | None = None
+
+
+def make_query(
     *,
     bbox: Sequence[float] | None = None,
-    intersects: dict | Geometry | None = None,
-    datetime=None,
-    collections: Sequence[str] | None = None,
+    intersects: Any = None,
+    crs: Any = None,
+    datetime: Any = None,
+    collections: str | Sequence[str] | None = None,
+    ids: str | Sequence[str] | None = None,
     max_cloud_cover: float | None = None,
+    filter: str | dict | None = None,
+    sortby: str | Sequence[str] | None = "datetime",
     limit: int | None = None,
-) -> pystac.ItemCollection:
-    """Items of ``source`` (a catalog path or folder, or a list of items) matching every given filter.
+) -> Query:
+    """Check and normalise the arguments of :func:`search` (see there); CatalogError names the bad one."""
+    from odc.geo.geom import Geometry, box
 
-    ``bbox`` is (west, south, east, north) in degrees (WGS84); ``intersects`` a GeoJSON geometry (WGS84) or an
-    odc-geo Geometry in any CRS; ``datetime`` a STAC datetime or interval; ``max_cloud_cover`` in percent
-    (``eo:cloud_cover``). Sorted by datetime, then id; at most ``limit`` items. Asset hrefs are absolute.
-    """
+    from catalog.filters import parse_filter
+
     aoi = None
+    src_crs = crs if crs is not None else 4326
     if bbox is not None:
-        w, s, e, n = (float(v) for v in bbox)
+        try:
+            w, s, e, n = (float(v) for v in bbox)
+        except (TypeError, ValueError) as exc:
+            raise CatalogError(f"bbox {bbox!r} must be four numbers (west, south, east, north)") from exc
         if not (w < e and s < n):
             raise CatalogError(
                 f"bbox {tuple(bbox)} must be (west, south, east, north) with west < east, south < north"
             )
-        aoi = box(w, s, e, n, crs=4326)
+        aoi = box(w, s, e, n, crs=src_crs)
     if intersects is not None:
-        geom = intersects if isinstance(intersects, Geometry) else Geometry(intersects, crs=4326)
-        geom = geom.to_crs(4326)
-        aoi = geom if aoi is None else aoi & geom
-    t0, t1 = parse_datetime(datetime)
-    out = []
-    for it in _load_items(source):
-        if collections and it.collection_id not in collections:
-            continue
-        t = it.datetime
-        if t is not None and ((t0 and t < t0) or (t1 and t > t1)):
-            continue
-        if max_cloud_cover is not None:
-            cc = it.properties.get("eo:cloud_cover")
-            if cc is None or cc > max_cloud_cover:
-                continue
-        if aoi is not None and not Geometry(it.geometry, crs=4326).intersects(aoi):
-            continue
-        out.append(it)
-    out.sort(key=lambda i: (i.datetime, i.id))
-    return pystac.ItemCollection(out[:limit] if limit else out)
+        if isinstance(intersects, Geometry):
+            geom = intersects
+        else:
+            gj = intersects.__geo_interface__ if hasattr(intersects, "__geo_interface__") else intersects
+            if isinstance(gj, dict) and gj.get("type") == "Feature":
+                gj = gj["geometry"]
+            try:
+                geom = Geometry(gj, crs=src_crs)
+            except Exception as exc:  # shapely raises several types on bad GeoJSON
+                raise CatalogError(f"intersects {intersects!r} is not a GeoJSON geometry: {exc}") from exc
+        aoi = geom if aoi is None else aoi & geom.to_crs(aoi.crs)
+    aoi_bbox = None
+    if aoi is not None:
+        aoi = aoi.to_crs(4326, resolution=None) if aoi.crs is not None and aoi.crs.epsg != 4326 else aoi
+        aoi_bbox = tuple(float(v) for v in aoi.boundingbox)
+        aoi = aoi.geom
+    if max_cloud_cover is not None and not (0 <= float(max_cloud_cover) <= 100):
+        raise CatalogError(f"max_cloud_cover {max_cloud_cover!r} must be a percentage between 0 and 100")
+    if limit is not None and (int(limit) != limit or limit < 1):
+        raise CatalogError(f"limit {limit!r} must be a positive integer (or None for all)")
+    if isinstance(sortby, str):
+        sortby = [s.strip() for s in sortby.split(",") if s.strip()]
+    keys = []
+    for s in sortby or ():
+        name = s.lstrip("+-")
+        keys.append((name.removeprefix("properties."), not s.startswith("-")))
+
+    def tup(v: Any) -> tuple[str, ...] | None:
+        return None if v is None else ((v,) if isinstance(v, str) else tuple(v))
+
+    return Query(
+        aoi=aoi,
+        aoi_bbox=aoi_bbox,
+        interval=parse_datetime(datetime),
+        collections=tup(collections),
+        ids=tup(ids),
+        max_cloud_cover=None if max_cloud_cover is None else float(max_cloud_cover),
+        filter=parse_filter(filter),
+        sortby=tuple(keys),
+        limit=limit,
+    )
+
+
+def search(
+    source: Any,
+    *,
+    bbox: Sequence[float] | None = None,
+    intersects: Any = None,
+    crs: Any = None,
+    datetime: Any = None,
+    collections: str | Sequence[str] | None = None,
+    ids: str | Sequence[str] | None = None,
+    max_cloud_cover: float | None = None,
+    filter: str | dict | None = None,
+    sortby: str | Sequence[str] | None = "datetime",
+    limit: int | None = None,
+) -> pystac.ItemCollection:
+    """Items of ``source`` matching every given filter, as a ``pystac.ItemCollection``.
+
+    ``source``: a catalog folder or ``catalog.json`` path, a :class:`~catalog.store.Catalog`, a list or
+    ItemCollection of items, or an ``http(s)://`` URL of a static catalog or a STAC API.
+    ``bbox`` (west, south, east, north) and ``intersects`` (GeoJSON dict, shapely or odc-geo geometry) are in
+    ``crs`` (default EPSG:4326, lon/lat degrees; an odc-geo Geometry carries its own); items match when their
+    geometry intersects the area. ``datetime``: ``"2023-01-01/2023-03-31"``, ``"../2023-03"``, ``"2023-06"``,
+    a date/datetime, or a (start, end) pair with None for open ends (UTC). ``max_cloud_cover`` in percent
+    (items without ``eo:cloud_cover`` do not match). ``filter``: CQL2 text or JSON (see :mod:`catalog.filters`).
+    ``sortby``: field names, ``-`` prefix for descending (default ``datetime``, ties by id). At most ``limit``
+    items. Local asset hrefs are absolute.
+    """
+    q = make_query(
+        bbox=bbox,
+        intersects=intersects,
+        crs=crs,
+        datetime=datetime,
+        collections=collections,
+        ids=ids,
+        max_cloud_cover=max_cloud_cover,
+        filter=filter,
+        sortby=sortby,
+        limit=limit,
+    )
+    from catalog.store import Catalog, open_catalog
+
+    if isinstance(source, Catalog):
+        return pystac.ItemCollection(source.materialise(select_rows(source, q)))
+    if isinstance(source, pystac.ItemCollection | list | tuple):
+        return search_items(list(source), q)
+    text = str(source)
+    if text.startswith(("http://", "https://")):
+        from catalog.remote import search_remote
+
+        return search_remote(text, q)
+    if not isinstance(source, str | Path):
+        raise CatalogError(
+            f"cannot search a {type(source).__name__}; give a catalog path, a Catalog, a list of items or a URL"
+        )
+    cat = open_catalog(source)
+    return pystac.ItemCollection(cat.materialise(select_rows(cat, q)))
+
+
+def search_items(items: list[pystac.Item], q: Query) -> pystac.ItemCollection:
+    """Apply ``q`` to items in memory (same semantics as the index search); returns the original objects."""
+    if not items:
+        return pystac.ItemCollection([])
+    from catalog.store import _index_table, item_records
+
+    holder = _TableHolder(_index_table(item_records(items)))
+    return pystac.ItemCollection([items[i] for i in select_rows(holder, q)])
+
+
+class _TableHolder:
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self._cache: dict[str, Any] = {}
+
+
+def _columns(cat: Any) -> dict[str, Any]:
+    """Numpy views of the columns every search reads, cached on the catalog object."""
+    cache = cat._cache
+    if "xmin" not in cache:
+        t = cat.table
+        if t.num_rows == 0:
+            cache.update(n=0)
+            return cache
+        b = t.column("bbox").combine_chunks()
+        for k in ("xmin", "ymin", "xmax", "ymax"):
+            cache[k] = pc.fill_null(b.field(k), np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+        start, end = _time_columns(t)
+        cache.update(start=start, end=end, n=t.num_rows)
+        cc = t.column("eo:cloud_cover") if "eo:cloud_cover" in t.schema.names else None
+        cache["cloud"] = (
+            np.full(t.num_rows, np.nan)
+            if cc is None
+            else pc.cast(pc.fill_null(cc, np.nan), pa.float64()).to_numpy(zero_copy_only=False)
+        )
+    return cache
+
+
+def _as_us(col: pa.ChunkedArray) -> np.ndarray:
+    """A timestamp column as int64 microseconds since the epoch (UTC), nulls as the int64 minimum."""
+    arr = pc.cast(col, pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    return pc.fill_null(arr, np.iinfo(np.int64).min).to_numpy(zero_copy_only=False)
+
+
+def _time_columns(t: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    names = t.schema.names
+    null = np.full(t.num_rows, np.iinfo(np.int64).min)
+    dtime = _as_us(t.column("datetime")) if "datetime" in names else null
+    start = _as_us(t.column("start_datetime")) if "start_datetime" in names else null
+    end = _as_us(t.column("end_datetime")) if "end_datetime" in names else null
+    nul = np.iinfo(np.int64).min
+    lo = np.where(dtime != nul, dtime, start)
+    hi = np.where(dtime != nul, dtime, np.where(end != nul, end, np.iinfo(np.int64).max))
+    return lo, hi
+
+
+def _us(t: dt.datetime) -> int:
+    return int((t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) / dt.timedelta(microseconds=1))
+
+
+def select_rows(cat: Any, q: Query) -> np.ndarray:
+    """Row numbers of ``cat.table`` matching ``q``, sorted by ``q.sortby`` (then id) and cut to ``q.limit``."""
+    import shapely
+
+    c = _columns(cat)
+    if c["n"] == 0:
+        return np.zeros(0, np.int64)
+    t = cat.table
+    mask = np.ones(c["n"], bool)
+    t0, t1 = q.interval
+    if t0 is not None:
+        mask &= c["end"] >= _us(t0)
+    if t1 is not None:
+        mask &= (c["start"] <= _us(t1)) & (c["start"] != np.iinfo(np.int64).min)
+    if q.max_cloud_cover is not None:
+        mask &= c["cloud"] <= q.max_cloud_cover  # NaN (missing) compares False
+    if q.aoi_bbox is not None:
+        w, s, e, n = q.aoi_bbox
+        mask &= (c["xmin"] <= e) & (c["xmax"] >= w) & (c["ymin"] <= n) & (c["ymax"] >= s)
+    if q.collections is not None:
+        mask &= pc.fill_null(
+            pc.is_in(t.column("collection"), pa.array(q.collections, pa.string())), False
+        ).to_numpy(zero_copy_only=False)
+    if q.ids is not None:
+        mask &= pc.is_in(t.column("id"), pa.array(q.ids, pa.string())).to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(mask)
+    if q.filter is not None and rows.size:
+        from catalog.filters import apply_filter
+
+        rows = rows[apply_filter(t.take(pa.array(rows)), q.filter)]
+    if q.aoi is not None and rows.size:
+        geoms = shapely.from_wkb(t.column("geometry").take(pa.array(rows)).to_numpy(zero_copy_only=False))
+        shapely.prepare(q.aoi)
+        rows = rows[shapely.intersects(q.aoi, geoms)]
+    return _sort(t, rows, q)
+
+
+def _sort(t: pa.Table, rows: np.ndarray, q: Query) -> np.ndarray:
+    if rows.size == 0:
+        return rows
+    keys = [k for k in q.sortby if k[0] != "id"] + [("id", True)]
+    sub = {"__row": pa.array(rows)}
+    sort_keys = []
+    for i, (name, asc) in enumerate(keys):
+        if name not in t.schema.names:
+            raise CatalogError(
+                f"cannot sort by {name!r}: no such property in the index; use one of "
+                f"{sorted(n for n in t.schema.names if n not in ('assets', 'links', 'geometry', 'bbox'))}"
+            )
+        sub[f"k{i}"] = t.column(name).take(pa.array(rows))
+        sort_keys.append((f"k{i}", "ascending" if asc else "descending"))
+    order = pc.sort_indices(pa.table(sub), sort_keys=sort_keys).to_numpy()
+    out = rows[order]
+    return out[: q.limit] if q.limit else out

@@ -1,0 +1,183 @@
+"""CQL2 property filters: text or JSON -> CQL2 JSON (parsed and validated by the ``cql2`` package) -> a
+pyarrow compute expression evaluated on the stac-geoparquet index columns.
+
+Supported (the CQL2 "basic" subset plus a little): ``=``, ``<>``, ``<``, ``<=``, ``>``, ``>=``, ``and``, ``or``,
+``not``, ``in``, ``between``, ``like``, ``isNull``; literals are numbers, strings, booleans, ``TIMESTAMP(...)``
+and ``DATE(...)``. Properties are item properties (``eo:cloud_cover``, ``platform``; a ``properties.`` prefix
+is accepted) or ``id``, ``collection``, ``datetime``. A property the index lacks is null, so comparisons with
+it are false (as in SQL). Spatial and temporal operators are not supported: use ``bbox``/``intersects`` and
+``datetime`` of :func:`catalog.search.search`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from catalog.errors import CatalogError
+
+_CMP = {
+    "=": "equal",
+    "<>": "not_equal",
+    "<": "less",
+    "<=": "less_equal",
+    ">": "greater",
+    ">=": "greater_equal",
+}
+_ALIASES = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "lte": "<=", "gt": ">", "ge": ">=", "gte": ">="}
+
+
+def parse_filter(value: str | dict | None) -> dict | None:
+    """CQL2 text or JSON (dict or JSON string) -> validated CQL2 JSON dict; CatalogError naming the problem."""
+    if value is None:
+        return None
+    import cql2
+
+    try:
+        if isinstance(value, dict):
+            expr = cql2.parse_json(json.dumps(value))
+        elif value.lstrip().startswith("{"):
+            expr = cql2.parse_json(value)
+        else:
+            expr = cql2.parse_text(value)
+        expr.validate()
+        return expr.to_json()
+    except (cql2.ParseError, cql2.ValidationError, ValueError) as exc:
+        raise CatalogError(
+            f"filter {value!r} is not valid CQL2 ({exc}); e.g. \"eo:cloud_cover < 20 AND platform = 'sentinel-2a'\""
+        ) from exc
+
+
+def filter_text(value: str | dict) -> str:
+    """CQL2 text of a filter (for messages and for servers that only accept text)."""
+    import cql2
+
+    return cql2.parse_json(json.dumps(parse_filter(value))).to_text()
+
+
+def _column(name: str, schema: pa.Schema) -> Any:
+    if name.startswith("properties."):
+        name = name[len("properties.") :]
+    if name in schema.names:
+        return pc.field(name)
+    return None
+
+
+def _literal(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "timestamp" in value:
+            t = dt.datetime.fromisoformat(value["timestamp"].replace("Z", "+00:00"))
+            return pa.scalar(t if t.tzinfo else t.replace(tzinfo=dt.UTC), pa.timestamp("us", tz="UTC"))
+        if "date" in value:
+            t = dt.datetime.combine(dt.date.fromisoformat(value["date"]), dt.time(), dt.UTC)
+            return pa.scalar(t, pa.timestamp("us", tz="UTC"))
+        raise CatalogError(
+            f"filter literal {value!r} is not supported; use numbers, strings, TIMESTAMP or DATE"
+        )
+    return value
+
+
+def to_expression(node: Any, schema: pa.Schema) -> pc.Expression:
+    """A CQL2 JSON node as a pyarrow compute expression over an index table with ``schema``; always boolean
+    with nulls meaning "no match"."""
+    expr = _expr(node, schema)
+    if not isinstance(expr, pc.Expression):
+        return pc.scalar(bool(expr))
+    return expr
+
+
+def _arg(node: Any, schema: pa.Schema) -> Any:
+    if isinstance(node, dict) and "property" in node:
+        col = _column(node["property"], schema)
+        return col if col is not None else pc.scalar(None)
+    if isinstance(node, dict) and "op" in node:
+        return _expr(node, schema)
+    return pc.scalar(_literal(node))
+
+
+def _expr(node: Any, schema: pa.Schema) -> pc.Expression:
+    if isinstance(node, bool):
+        return pc.scalar(node)
+    if not isinstance(node, dict) or "op" not in node:
+        raise CatalogError(
+            f"filter part {node!r} is not a CQL2 operation; write e.g. {{'op': '<', 'args': [...]}}"
+        )
+    op = _ALIASES.get(node["op"].lower(), node["op"].lower())
+    args = node.get("args", [])
+    if op in ("and", "or"):
+        parts = [_expr(a, schema) for a in args]
+        out = parts[0]
+        for p in parts[1:]:
+            out = (out & p) if op == "and" else (out | p)
+        return out
+    if op == "not":
+        return ~_expr(args[0], schema)
+    if op in _CMP:
+        a, b = _coerce(args[0], args[1], schema)
+        return pc.Expression._call(_CMP[op], [_arg(a, schema), _arg(b, schema)])
+    if op == "between":
+        x = _arg(args[0], schema)
+        lo, hi = (args[1], args[2]) if len(args) == 3 else tuple(args[1])
+        return (x >= _arg(lo, schema)) & (x <= _arg(hi, schema))
+    if op == "in":
+        x = _arg(args[0], schema)
+        values = [_literal(v) for v in args[1]]
+        if not isinstance(x, pc.Expression) or _is_null(x):
+            return pc.scalar(False)
+        return x.isin(values)
+    if op == "like":
+        x = _arg(args[0], schema)
+        if _is_null(x):
+            return pc.scalar(False)
+        return pc.Expression._call("match_like", [x], pc.MatchSubstringOptions(str(args[1])))
+    if op == "isnull":
+        x = _arg(args[0], schema)
+        return pc.scalar(True) if _is_null(x) else x.is_null()
+    raise CatalogError(
+        f"filter operator {node['op']!r} is not supported; use comparisons, and/or/not, in, between, like, "
+        "isNull (and bbox/intersects/datetime arguments for space and time)"
+    )
+
+
+def _coerce(a: Any, b: Any, schema: pa.Schema) -> tuple[Any, Any]:
+    """A string compared with a timestamp column is read as an ISO 8601 timestamp."""
+
+    def is_time(x: Any) -> bool:
+        if not (isinstance(x, dict) and "property" in x):
+            return False
+        name = x["property"].removeprefix("properties.")
+        return name in schema.names and pa.types.is_timestamp(schema.field(name).type)
+
+    if is_time(a) and isinstance(b, str):
+        return a, {"timestamp": b}
+    if is_time(b) and isinstance(a, str):
+        return {"timestamp": a}, b
+    return a, b
+
+
+def _is_null(x: Any) -> bool:
+    return isinstance(x, pc.Expression) and x.equals(pc.scalar(None))
+
+
+def apply_filter(table: pa.Table, cql2_json: dict) -> np.ndarray:
+    """Boolean numpy mask (nulls -> False) of the rows of an index ``table`` matching a CQL2 JSON filter."""
+    import pyarrow.dataset as ds
+
+    expr = to_expression(cql2_json, table.schema)
+    rows = table.select([n for n in table.schema.names if n not in ("assets", "links", "geometry")])
+    rows = rows.append_column("__row", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
+    try:
+        kept = ds.dataset(rows).to_table(columns=["__row"], filter=expr).column("__row")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise CatalogError(
+            f"filter {json.dumps(cql2_json)} cannot be applied to the index ({exc}); compare each property with "
+            "a value of its type (numbers with numbers, TIMESTAMP('...') for datetime)"
+        ) from exc
+    mask = np.zeros(rows.num_rows, bool)
+    mask[kept.to_numpy()] = True
+    return mask
