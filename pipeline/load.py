@@ -1,10 +1,13 @@
 """Items -> a lazy, masked, mosaicked, analysis-ready cube on a common grid.
 
-Order of operations per band (what makes the mosaic right): read each scene reprojected onto the output grid
-(odc-stac, nearest for quality bands, bilinear or average for reflectance), set nodata to NaN, apply scale/offset
-(float32 reflectance), mask with the scene's own quality layer, and only then mosaic the scenes of one solar day,
-taking the first valid observation. A cloudy pixel of one tile therefore never hides a clear pixel of the
-overlapping tile of the same pass.
+Client side (here): resolve bands per collection, strip items to small :class:`pipeline.reader.SceneSpec`
+records, decide the time axis (solar days or scenes), split the grid into tiles aligned with the chunks and find
+the scenes that intersect each tile. Worker side (:func:`pipeline.reader.read_tile`): one task per tile reads,
+masks, scales and mosaics all bands of all its scenes. Masks are applied per scene *before* the mosaic, so a
+cloudy pixel of one tile never hides a clear pixel of the overlapping tile of the same pass.
+
+Graph keys are named after what they hold: ``load-tile-<token>`` (one per tile) and ``<band>-<token>`` (the
+band's chunks), so the Dask dashboard reads ``load-tile`` and ``red`` rather than anonymous names.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import numpy as np
 import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
 import pystac
 import xarray as xr
-from odc.geo.geobox import GeoBox
+from odc.geo.geobox import GeoBox, GeoboxTiles
 from odc.geo.geom import Geometry
+from odc.geo.xr import xr_coords
 
 from pipeline.errors import LoadError
 from pipeline.grid import output_grid
-from pipeline.masks import DEFAULT_MASK, dilate, mask_from_qa_pixel, mask_from_scl
+from pipeline.masks import DEFAULT_MASK
+from pipeline.reader import AssetSpec, ReadSpec, SceneSpec, read_tile
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +102,9 @@ def solar_day(item: pystac.Item) -> np.datetime64:
     return t.astype("datetime64[D]").astype("datetime64[ns]")
 
 
-def _check_items(items: list[pystac.Item], on_error: str) -> tuple[list[pystac.Item], list[str]]:
-    """Drop items whose local assets are missing (on_error="skip") or raise LoadError ("fail")."""
+def check_items(items: list[pystac.Item], on_error: str) -> tuple[list[pystac.Item], list[str]]:
+    """Drop items whose local assets are missing (``on_error="skip"``, their ids returned second) or raise
+    LoadError naming the item, asset and path (``"fail"``). Remote hrefs are checked when read."""
     keep, skipped = [], []
     for it in items:
         missing = []
@@ -120,6 +126,120 @@ def _check_items(items: list[pystac.Item], on_error: str) -> tuple[list[pystac.I
     return keep, skipped
 
 
+_check_items = check_items  # the batch runner's historical name
+
+
+def _gdal_href(href: str) -> str:
+    """What GDAL opens for an asset href: local paths as they are, URLs through GDAL's virtual file systems."""
+    if "://" not in href or href.startswith("file://"):
+        return href.removeprefix("file://")
+    try:
+        from catalog.storage import to_gdal_path
+    except ImportError:  # object storage support not installed: plain HTTP(S) still works through /vsicurl/
+        return f"/vsicurl/{href}" if href.startswith(("http://", "https://")) else href
+    return to_gdal_path(href)
+
+
+def _has_proj(item: pystac.Item, asset: pystac.Asset) -> bool:
+    def has(d: dict, *keys: str) -> bool:
+        return any(d.get(k) for k in keys)
+
+    crs = has(asset.extra_fields, "proj:code", "proj:epsg", "proj:wkt2") or has(
+        item.properties, "proj:code", "proj:epsg", "proj:wkt2"
+    )
+    grid = has(asset.extra_fields, "proj:transform") or has(item.properties, "proj:transform")
+    return crs and grid
+
+
+def fill_proj_from_headers(items: Sequence[pystac.Item], bands: Sequence[str]) -> list[pystac.Item]:
+    """Items whose requested assets lack projection metadata (``proj:code``/``proj:epsg`` and ``proj:transform``)
+    get it from the file header (a copy of the item is changed; a warning names each such item)."""
+    import rasterio
+
+    out = []
+    for it in items:
+        missing = []
+        for b in bands:
+            try:
+                ref = resolve_band(it, b)
+            except LoadError:
+                continue  # reported by the caller, per collection
+            if not _has_proj(it, it.assets[ref.key]):
+                missing.append(ref.key)
+        if not missing:
+            out.append(it)
+            continue
+        it = it.clone()
+        for key in missing:
+            asset = it.assets[key]
+            href = asset.get_absolute_href() or asset.href
+            try:
+                with rasterio.open(_gdal_href(href)) as src:
+                    if src.crs is None:
+                        raise LoadError(
+                            f"item {it.id!r} asset {key!r} ({href}) has no CRS in its STAC metadata nor in the "
+                            "file; add proj:code to the item or georeference the file"
+                        )
+                    asset.extra_fields.update(
+                        {
+                            "proj:code": src.crs.to_string(),
+                            "proj:shape": [src.height, src.width],
+                            "proj:transform": list(src.transform)[:6],
+                        }
+                    )
+            except rasterio.errors.RasterioIOError as exc:
+                raise LoadError(f"item {it.id!r} asset {key!r}: cannot open {href}: {exc}") from exc
+        log.warning(
+            "item %s has no projection metadata for %s; read CRS, shape and transform from the file header(s)",
+            it.id,
+            missing,
+        )
+        out.append(it)
+    return out
+
+
+def _native_res(item: pystac.Item, key: str) -> float | None:
+    a = item.assets[key].extra_fields
+    tr = a.get("proj:transform") or item.properties.get("proj:transform")
+    if tr:
+        return abs(float(tr[0]))
+    gsd = a.get("gsd") or item.properties.get("gsd")
+    return float(gsd) if gsd else None
+
+
+def _resampling_for(resampling, ref: BandRef, item: pystac.Item, geobox: GeoBox) -> str:
+    """Nearest for quality bands; the caller's choice (one name, or per band); else average when the output is
+    at least 1.5x coarser than the band's native pixels, bilinear otherwise."""
+    if ref.is_quality:
+        return "nearest"
+    if isinstance(resampling, str):
+        return resampling
+    if isinstance(resampling, dict):
+        for k in (ref.name, ref.key):
+            if k in resampling:
+                return resampling[k]
+    native = _native_res(item, ref.key)
+    if native and abs(geobox.resolution.x) >= 1.5 * native:
+        return "average"
+    return "bilinear"
+
+
+def _scene(item: pystac.Item, refs: list[BandRef], qref: BandRef | None, mask) -> SceneSpec:
+    def spec(r: BandRef) -> AssetSpec:
+        a = item.assets[r.key]
+        return AssetSpec(_gdal_href(a.get_absolute_href() or a.href), r.nodata, r.scale, r.offset)
+
+    kind = None
+    if qref is not None:
+        kind = "scl" if qref.key.upper() == "SCL" else "qa_pixel"
+    return SceneSpec(
+        item.id,
+        tuple(spec(r) for r in refs),
+        spec(qref) if (qref is not None and mask) else None,
+        kind,
+    )
+
+
 def load_cube(
     items: Sequence[pystac.Item],
     bands: Sequence[str],
@@ -134,6 +254,7 @@ def load_cube(
     resampling: str | dict | None = None,
     chunks: dict | None = None,
     on_error: str = "fail",
+    gdal_env: dict[str, str] | None = None,
 ) -> xr.Dataset:
     """Load ``bands`` of ``items`` into a lazy cube on one grid.
 
@@ -142,12 +263,13 @@ def load_cube(
     after scale/offset, NaN where nodata or masked; coordinate ``spatial_ref`` carries the CRS (CF grid mapping).
     The grid is ``geobox``, or one built by :func:`pipeline.grid.output_grid` from ``crs``, ``resolution`` (CRS
     units) and ``aoi``. ``mask`` names quality classes to remove (see :mod:`pipeline.masks`), grown by
-    ``dilate_m`` metres. ``groupby="solar_day"`` mosaics the scenes of one pass; ``"time"`` keeps every scene.
-    ``chunks`` defaults to 512 x 512 pixels with the whole time axis per chunk. ``on_error="skip"`` skips scenes
-    whose assets are missing and lists them in ``attrs["skipped_items"]``.
+    ``dilate_m`` metres. ``groupby="solar_day"`` mosaics the scenes of one pass (first valid observation);
+    ``"time"`` keeps every scene. ``resampling``: one method for every reflectance band or ``{band: method}``;
+    default bilinear, average when the output is coarser (COG overviews are read when they suffice); quality
+    bands always nearest. ``chunks`` (pixels, default 512 x 512) sets the tiles, one read task each, with the
+    whole time axis per chunk. ``on_error="skip"`` skips scenes whose assets are missing (listed in
+    ``attrs["skipped_items"]``) or fail to read (logged). ``gdal_env``: extra GDAL config options for the reads.
     """
-    import odc.stac
-
     if on_error not in ("fail", "skip"):
         raise LoadError(f"on_error={on_error!r}; use 'fail' or 'skip'")
     if groupby not in ("solar_day", "time"):
@@ -159,9 +281,10 @@ def load_cube(
         raise LoadError("no items to load; widen the search (dates, AOI, cloud cover) or check the catalog")
     if not bands:
         raise LoadError("no bands requested; name asset keys (B04) or common names (red, nir)")
-    items, skipped = _check_items(items, on_error)
+    items, skipped = check_items(items, on_error)
     if not items:
         raise LoadError(f"every item was skipped ({len(skipped)}): none of their assets could be opened")
+    items = fill_proj_from_headers(items, bands)
     if geobox is None:
         geobox = output_grid(items, crs=crs, resolution=resolution, aoi=aoi, bands=list(bands))
     extent = geobox.extent.to_crs(4326)
@@ -171,69 +294,42 @@ def load_cube(
             f"the AOI/grid (lon/lat bounds {tuple(round(v, 5) for v in extent.boundingbox)}) intersects no item; "
             "check the AOI and its CRS or search the catalog with this AOI"
         )
+    items.sort(key=lambda i: (i.datetime, i.id))
     chunks = {"y": 512, "x": 512, **(chunks or {})}
-    # one group per collection: each has its own asset keys and quality layer
-    groups: dict[str | None, list[pystac.Item]] = {}
-    for it in items:
-        groups.setdefault(it.collection_id, []).append(it)
-    parts = []
-    for coll, its in groups.items():
-        refs = [resolve_band(its[0], b) for b in bands]
-        qref = quality_band(its[0]) if mask else None
-        if mask and qref is None:
-            raise LoadError(
-                f"collection {coll!r} has no quality band (SCL or QA_PIXEL) to apply mask={list(mask)}; pass mask=None"
-            )
-        keys = list(dict.fromkeys([r.key for r in refs] + ([qref.key] if qref else [])))
-        res_map = {
-            r.key: ("nearest" if r.is_quality else _reflectance_resampling(resampling, r, geobox))
-            for r in refs
-        }
-        if qref:
-            res_map[qref.key] = "nearest"
-        raw = odc.stac.load(
-            its, bands=keys, geobox=geobox, groupby="id", chunks={"time": 1, **chunks}, resampling=res_map
-        )
-        raw = raw.sortby("time")
-        ids = [it.id for it in sorted(its, key=lambda i: (i.datetime, i.id))]
-        day = xr.DataArray(
-            [solar_day(it) for it in sorted(its, key=lambda i: (i.datetime, i.id))], dims="time"
-        )
-        bad = None
-        if qref:
-            q = raw[qref.key]
-            bad = mask_from_scl(q, mask) if qref.key.upper() == "SCL" else mask_from_qa_pixel(q, mask)
-            if dilate_m > 0:
-                res = abs(geobox.resolution.x)
-                bad = xr.apply_ufunc(
-                    dilate,
-                    bad,
-                    kwargs={"dilate_m": dilate_m, "resolution": res},
-                    dask="parallelized",
-                    output_dtypes=[bool],
-                )
-        out = {}
-        for r in refs:
-            v = raw[r.key]
-            valid = v != r.nodata if r.nodata is not None else v.notnull()
-            if r.is_quality:
-                data = v.where(valid).astype("float32")
-            else:
-                data = (v.astype("float32") * np.float32(r.scale) + np.float32(r.offset)).where(valid)
-            if bad is not None and not r.is_quality:
-                data = data.where(~bad)
-            out[r.name] = data
-        ds = xr.Dataset(out).assign_coords(item_id=("time", ids), solar_day=day)
-        parts.append(ds)
-    ds = xr.concat(parts, dim="time") if len(parts) > 1 else parts[0]
+    scenes, resamplings = _scenes(items, bands, mask, resampling, geobox)
     if groupby == "solar_day":
-        ds = ds.drop_vars("item_id").groupby("solar_day").first(skipna=True).rename(solar_day="time")
+        days = [solar_day(it) for it in items]
+        time = np.array(sorted(set(days)), dtype="datetime64[ns]")
+        step_of = {d: i for i, d in enumerate(time)}
+        members: list[list[int]] = [[] for _ in time]
+        for n, d in enumerate(days):
+            members[step_of[np.datetime64(d, "ns")]].append(n)
+        coords: dict = {"time": time}
     else:
-        ds = ds.drop_vars("solar_day")
-    ds = ds.sortby("time").chunk({"time": -1, "y": chunks["y"], "x": chunks["x"]})
-    for name in ds.data_vars:
-        ds[name].attrs = {"units": "1", "grid_mapping": "spatial_ref"}
-    ds = ds.odc.assign_crs(geobox.crs)
+        members = [[n] for n in range(len(items))]
+        coords = {
+            "time": np.array([np.datetime64(it.datetime.replace(tzinfo=None), "ns") for it in items]),
+            "item_id": ("time", [it.id for it in items]),
+        }
+    first_ref = next(iter(resamplings.values()))
+    spec = ReadSpec(
+        bands=tuple(bands),
+        resampling=tuple(first_ref[0]),
+        is_quality=tuple(first_ref[1]),
+        mask=tuple(mask or ()),
+        dilate_m=float(dilate_m),
+        pixel_size=abs(float(geobox.resolution.x)),
+        on_error=on_error,
+        gdal_env=tuple(sorted((gdal_env or {}).items())),
+    )
+    data = _tile_graph(items, scenes, members, geobox, (chunks["y"], chunks["x"]), spec)
+    ds = xr.Dataset(
+        {
+            b: (("time", "y", "x"), arr, {"units": "1", "grid_mapping": "spatial_ref"})
+            for b, arr in data.items()
+        },
+        coords={**coords, **xr_coords(geobox, crs_coord_name="spatial_ref")},
+    )
     ds.attrs.update(
         items=[it.id for it in items],
         skipped_items=skipped,
@@ -243,11 +339,77 @@ def load_cube(
     return ds
 
 
-def _reflectance_resampling(resampling, ref: BandRef, geobox: GeoBox) -> str:
-    if isinstance(resampling, str):
-        return resampling
-    if isinstance(resampling, dict) and ref.name in resampling:
-        return resampling[ref.name]
-    if isinstance(resampling, dict) and ref.key in resampling:
-        return resampling[ref.key]
-    return "bilinear"
+def _scenes(items, bands, mask, resampling, geobox) -> tuple[list[SceneSpec], dict]:
+    """One SceneSpec per item, resolving bands once per collection; also (resampling, is_quality) per band."""
+    per_coll: dict[str | None, tuple[list[BandRef], BandRef | None]] = {}
+    resamplings: dict[str | None, tuple[list[str], list[bool]]] = {}
+    out = []
+    for it in items:
+        coll = it.collection_id
+        if coll not in per_coll:
+            refs = [resolve_band(it, b) for b in bands]
+            qref = quality_band(it) if mask else None
+            if mask and qref is None:
+                raise LoadError(
+                    f"collection {coll!r} has no quality band (SCL or QA_PIXEL) to apply mask={list(mask)}; "
+                    "pass mask=None"
+                )
+            per_coll[coll] = (refs, qref)
+            resamplings[coll] = (
+                [_resampling_for(resampling, r, it, geobox) for r in refs],
+                [r.is_quality for r in refs],
+            )
+        refs, qref = per_coll[coll]
+        out.append(_scene(it, refs, qref, mask))
+    kinds = {tuple(v[0]) for v in resamplings.values()}
+    if len(kinds) > 1:
+        log.info("collections resample differently: %s; using the first collection's choice", resamplings)
+    return out, resamplings
+
+
+def _tile_graph(items, scenes, members, geobox: GeoBox, tile_shape, spec: ReadSpec) -> dict:
+    """Dask arrays (time, y, x) per band, backed by one ``read_tile`` task per tile of ``geobox``."""
+    import operator
+
+    import dask.array as da
+    import shapely
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    tiles = GeoboxTiles(geobox, tile_shape)
+    ny, nx = tiles.shape.yx
+    pad = 2 * abs(geobox.resolution.x)  # resampling kernels reach a little beyond a footprint
+    footprints = [Geometry(it.geometry, crs=4326).to_crs(geobox.crs).geom.buffer(pad) for it in items]
+    tree = shapely.STRtree(footprints)
+    tile_polys = [tiles[i, j].extent.geom for i in range(ny) for j in range(nx)]
+    tile_idx, scene_idx = tree.query(tile_polys, predicate="intersects")
+    hits: list[set[int]] = [set() for _ in tile_polys]
+    for t, s in zip(tile_idx.tolist(), scene_idx.tolist(), strict=True):
+        hits[t].add(s)
+    token = tokenize(geobox, tile_shape, spec, scenes, members)
+    load_name = f"load-tile-{token}"
+    layer = {}
+    for i in range(ny):
+        for j in range(nx):
+            h = hits[i * nx + j]
+            steps = tuple(tuple(scenes[n] for n in step if n in h) for step in members)
+            layer[(load_name, i, j)] = (read_tile, tiles[i, j], steps, spec)
+    chunks = (
+        (len(members),),
+        tuple(tiles[i, 0].shape.y for i in range(ny)),
+        tuple(tiles[0, j].shape.x for j in range(nx)),
+    )
+    layers: dict = {load_name: layer}
+    deps: dict = {load_name: set()}
+    out = {}
+    for b, band in enumerate(spec.bands):
+        name = f"{band}-{token}"
+        layers[name] = {
+            (name, 0, i, j): (operator.getitem, (load_name, i, j), b) for i in range(ny) for j in range(nx)
+        }
+        deps[name] = {load_name}
+        graph = HighLevelGraph(
+            {load_name: layers[load_name], name: layers[name]}, {load_name: set(), name: {load_name}}
+        )
+        out[band] = da.Array(graph, name, chunks, dtype=np.float32)
+    return out

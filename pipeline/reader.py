@@ -1,0 +1,298 @@
+"""The fused per-tile reader: read, mask, scale and mosaic every scene of one output tile in one task.
+
+This is what runs on the Dask workers. One call of :func:`read_tile` produces the cube's values for one output
+tile (all requested bands, all time steps) from the scenes that intersect it:
+
+1. for each time step, its scenes in mosaic order (earliest first, then by id);
+2. for each scene, its quality layer (SCL / QA_PIXEL) is read once onto the tile (nearest), turned into a mask
+   by class name and optionally dilated (read on a padded tile so dilation is seamless across tile edges);
+3. each band is read onto the tile -- a plain windowed read when the scene's grid already is the tile's grid
+   (same CRS and resolution, whole-pixel offset), a nearest-neighbour pixel repeat when it is an integer
+   multiple of it (20 m SCL on a 10 m grid), a cached pixel map for nearest/bilinear across CRSs
+   (:mod:`pipeline.resample`), a GDAL warp otherwise (average, or outputs coarser than the source; reading a
+   COG overview first when the output is at least 2x coarser);
+4. nodata and masked pixels are dropped, scale/offset applied in float32, and only pixels that no earlier scene
+   of the same step filled are written (first valid observation wins). A scene is not read for a band once every
+   pixel of that band and step is filled.
+
+Only small frozen records travel in the graph (:class:`AssetSpec`, :class:`SceneSpec`, :class:`ReadSpec` and
+the tile's GeoBox); each task opens the files it needs itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import rasterio
+from odc.geo.geobox import GeoBox
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.warp import reproject
+from rasterio.windows import Window
+
+from pipeline.errors import LoadError
+from pipeline.masks import dilate, mask_from_qa_pixel, mask_from_scl
+from pipeline.resample import apply_map, pixel_map
+
+log = logging.getLogger(__name__)
+
+#: GDAL settings every read runs under (plus the caller's): no directory listing on open, a modest block cache
+BASE_GDAL_ENV: dict[str, str] = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "GDAL_HTTP_MULTIPLEX": "YES",
+    "VSI_CACHE": "TRUE",
+}
+_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class AssetSpec:
+    """One single-band raster file of one scene: what to open and how to decode it."""
+
+    href: str
+    """Path or GDAL-readable URL (``/vsicurl/...``, ``/vsiaz/...``, ``/vsis3/...``)."""
+    nodata: float | None
+    scale: float = 1.0
+    offset: float = 0.0
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """One scene (STAC item) as the reader sees it: one asset per requested band, and its quality layer."""
+
+    item_id: str
+    assets: tuple[AssetSpec | None, ...]
+    """Aligned with :attr:`ReadSpec.bands`; None where the scene's collection lacks the band."""
+    quality: AssetSpec | None = None
+    quality_kind: str | None = None
+    """``"scl"`` (Sentinel-2 scene classification) or ``"qa_pixel"`` (Landsat Collection 2 bit flags)."""
+
+
+@dataclass(frozen=True)
+class ReadSpec:
+    """What every tile of one load reads: band names, resampling per band, mask classes, dilation, errors."""
+
+    bands: tuple[str, ...]
+    resampling: tuple[str, ...]
+    is_quality: tuple[bool, ...]
+    mask: tuple[str, ...] = ()
+    dilate_m: float = 0.0
+    """Grow the mask by this many metres (CRS units) ..."""
+    pixel_size: float = 1.0
+    """... on output pixels of this size (CRS units)."""
+    on_error: str = "fail"
+    gdal_env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def dilate_px(self) -> int:
+        """Padding in pixels that dilation needs around a tile."""
+        return int(np.ceil(self.dilate_m / self.pixel_size - 1e-9)) if self.dilate_m > 0 else 0
+
+
+@lru_cache(maxsize=64)
+def _same_crs(a_wkt: str, b_wkt: str) -> bool:
+    if a_wkt == b_wkt:
+        return True
+    from pyproj import CRS
+
+    return CRS.from_user_input(a_wkt) == CRS.from_user_input(b_wkt)
+
+
+def _overview_level(src: rasterio.DatasetReader, ratio: float) -> int | None:
+    """Index of the coarsest overview whose decimation does not exceed ``ratio`` (None: read full resolution)."""
+    best = None
+    for i, f in enumerate(src.overviews(1)):
+        if f <= ratio + _TOL:
+            best = i
+    return best
+
+
+def _paste_offset(src_tr, dst_gbox: GeoBox, k: int) -> tuple[int, int] | None:
+    """Offset (rows, cols) of the tile's top-left corner from the source's, in tile pixels, when the tile grid is
+    the source grid refined by the integer factor ``k`` (k == 1: the same grid, shifted by whole pixels);
+    None when the grids are not so related (then the reader warps)."""
+    d = dst_gbox.transform
+    if abs(src_tr.b) > _TOL or abs(src_tr.d) > _TOL or abs(d.b) > _TOL or abs(d.d) > _TOL:
+        return None
+    if abs(src_tr.a - k * d.a) > _TOL * abs(d.a) or abs(src_tr.e - k * d.e) > _TOL * abs(d.e):
+        return None
+    col = (d.c - src_tr.c) / d.a
+    row = (d.f - src_tr.f) / d.e
+    if abs(col - round(col)) > _TOL or abs(row - round(row)) > _TOL:
+        return None
+    return round(row), round(col)
+
+
+def _fill_value(nodata: float | None, dtype: np.dtype) -> float:
+    if nodata is not None:
+        return nodata
+    return np.nan if np.issubdtype(dtype, np.floating) else 0
+
+
+def _read_into(src: rasterio.DatasetReader, out: np.ndarray, row: int, col: int, k: int) -> bool:
+    """Copy source pixels onto ``out`` (filled with nodata beforehand), each source pixel repeated k x k times;
+    the tile's top-left pixel is (row, col) tile pixels from the source's. False when they do not overlap."""
+    ny, nx = out.shape
+    r0, c0 = max(row // k, 0), max(col // k, 0)
+    r1 = min(-(-(row + ny) // k), src.height)
+    c1 = min(-(-(col + nx) // k), src.width)
+    if r1 <= r0 or c1 <= c0:
+        return False
+    block = src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+    if k > 1:
+        block = np.repeat(np.repeat(block, k, axis=0), k, axis=1)
+    by, bx = (
+        row - r0 * k,
+        col - c0 * k,
+    )  # the tile's corner inside the block (negative: the block starts later)
+    oy, ox, sy, sx = max(-by, 0), max(-bx, 0), max(by, 0), max(bx, 0)
+    h, w = min(block.shape[0] - sy, ny - oy), min(block.shape[1] - sx, nx - ox)
+    if h <= 0 or w <= 0:
+        return False
+    out[oy : oy + h, ox : ox + w] = block[sy : sy + h, sx : sx + w]
+    return True
+
+
+def read_asset(asset: AssetSpec, gbox: GeoBox, resampling: str = "nearest") -> np.ndarray | None:
+    """Raw values of ``asset`` (its own dtype, band 1) on ``gbox`` (y, x), nodata outside the scene.
+
+    Returns None when the scene does not overlap the grid at all. ``resampling`` is a GDAL/rasterio method name
+    (``nearest``, ``bilinear``, ``average``, ...). Must be called inside a ``rasterio.Env``.
+    """
+    with rasterio.open(asset.href) as src:
+        dtype = np.dtype(src.dtypes[0])
+        nodata = asset.nodata if asset.nodata is not None else src.nodata
+        out = np.full(gbox.shape.yx, _fill_value(nodata, dtype), dtype=dtype)
+        src_wkt, dst_wkt = src.crs.to_wkt(), gbox.crs.to_wkt()
+        same = _same_crs(src_wkt, dst_wkt)
+        tr = src.transform
+        if same:
+            for k in sorted({1, round(abs(tr.a / gbox.transform.a))}):
+                if k >= 1 and (k == 1 or resampling == "nearest"):
+                    at = _paste_offset(tr, gbox, k)
+                    if at is not None:
+                        return out if _read_into(src, out, *at, k) else None
+        if resampling in ("nearest", "bilinear"):
+            pm = pixel_map(
+                dst_wkt if same else src_wkt,
+                tuple(tr)[:6],
+                (src.height, src.width),
+                dst_wkt,
+                tuple(gbox.transform)[:6],
+                tuple(gbox.shape.yx),
+                resampling,
+            )
+            if pm is None:
+                return None
+            if pm.scale < 1.5:  # not coarser: gather from one windowed read
+                block = src.read(1, window=Window(*pm.window))
+                if resampling == "bilinear":
+                    out = np.full(gbox.shape.yx, np.nan, dtype=np.float32)
+                return apply_map(pm, block, out, nodata)
+        ratio = abs(gbox.transform.a / tr.a) if same else 1.0
+        level = _overview_level(src, ratio) if ratio >= 2 else None
+        if level is None:
+            return _warp(src, out, gbox, nodata, resampling)
+    with rasterio.open(asset.href, overview_level=level) as ovr:
+        return _warp(ovr, out, gbox, nodata, resampling)
+
+
+def _warp(src, out: np.ndarray, gbox: GeoBox, nodata, resampling: str) -> np.ndarray | None:
+    reproject(
+        source=rasterio.band(src, 1),
+        destination=out,
+        src_nodata=nodata,
+        dst_nodata=nodata,
+        dst_transform=gbox.transform,
+        dst_crs=gbox.crs.to_wkt(),
+        resampling=Resampling[resampling],
+    )
+    return out
+
+
+def _quality_mask(q: np.ndarray, kind: str, spec: ReadSpec, nodata) -> np.ndarray:
+    bad = mask_from_scl(q, spec.mask) if kind == "scl" else mask_from_qa_pixel(q, spec.mask)
+    if nodata is not None and "nodata" in spec.mask:
+        bad |= q == nodata
+    p = spec.dilate_px
+    if p > 0:
+        bad = dilate(bad, spec.dilate_m, spec.pixel_size)[p:-p, p:-p]
+    return bad
+
+
+def _fail(scene: SceneSpec, asset: AssetSpec, exc: Exception, spec: ReadSpec) -> None:
+    msg = (
+        f"item {scene.item_id!r}: cannot read {asset.href}: {exc}; fix or remove the asset, or load with "
+        "on_error='skip' to skip scenes that fail to open"
+    )
+    if spec.on_error == "fail":
+        raise LoadError(msg) from exc
+    log.warning("skipping %s", msg)
+
+
+def read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpec) -> np.ndarray:
+    """Masked, scaled, mosaicked values of one tile: float32 array (band, time, y, x), NaN where no valid pixel.
+
+    ``gbox`` is the tile's grid (any CRS; y decreasing), ``steps`` the scenes of each time step in mosaic order.
+    Reflectance bands are ``raw * scale + offset``; quality bands keep their class values (not masked).
+    """
+    nb, nt = len(spec.bands), len(steps)
+    out = np.full((nb, nt, *gbox.shape.yx), np.nan, dtype=np.float32)
+    if not any(steps):
+        return out
+    padded = gbox.pad(spec.dilate_px) if spec.dilate_px > 0 else gbox
+    with rasterio.Env(**{**BASE_GDAL_ENV, **dict(spec.gdal_env)}):
+        for t, scenes in enumerate(steps):
+            empty = [True] * nb  # nothing written yet for (band, t)
+            for scene in scenes:
+                todo = [
+                    b
+                    for b in range(nb)
+                    if scene.assets[b] is not None and (empty[b] or np.isnan(out[b, t]).any())
+                ]
+                if not todo:
+                    continue
+                bad = None
+                if spec.mask and scene.quality is not None:
+                    try:
+                        q = read_asset(scene.quality, padded, "nearest")
+                    except RasterioError as exc:
+                        _fail(scene, scene.quality, exc, spec)
+                        continue
+                    if q is None:
+                        continue
+                    bad = _quality_mask(q, scene.quality_kind or "scl", spec, scene.quality.nodata)
+                    if bad.all():
+                        continue
+                for b in todo:
+                    asset = scene.assets[b]
+                    try:
+                        raw = read_asset(asset, gbox, spec.resampling[b])
+                    except RasterioError as exc:
+                        _fail(scene, asset, exc, spec)
+                        break
+                    if raw is None:
+                        continue
+                    nodata = asset.nodata
+                    valid = (raw != nodata) if nodata is not None else np.isfinite(raw)
+                    if np.issubdtype(raw.dtype, np.floating) and nodata is not None:
+                        valid &= np.isfinite(raw)
+                    if bad is not None and not spec.is_quality[b]:
+                        valid &= ~bad
+                    dst = out[b, t]
+                    if not empty[b]:
+                        valid &= np.isnan(dst)
+                    if spec.is_quality[b]:
+                        vals = raw[valid].astype(np.float32)
+                    else:
+                        vals = raw[valid].astype(np.float32) * np.float32(asset.scale) + np.float32(
+                            asset.offset
+                        )
+                    dst[valid] = vals
+                    empty[b] = False
+    return out
