@@ -22,6 +22,9 @@ the tile's GeoBox); each task opens the files it needs itself.
 from __future__ import annotations
 
 import logging
+import os
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -94,6 +97,41 @@ class ReadSpec:
         return int(np.ceil(self.dilate_m / self.pixel_size - 1e-9)) if self.dilate_m > 0 else 0
 
 
+_HANDLES = threading.local()
+_MAX_HANDLES = 512
+
+
+def _open(href: str, overview_level: int | None = None) -> rasterio.DatasetReader:
+    """An open dataset for ``href`` from this thread's cache (LRU, 512 handles).
+
+    Opening a COG costs milliseconds (header and IFD parsing), as much as decoding a 512 x 512 window; a tile
+    read task opens every date's file, and every tile opens it again, so handles are kept per worker thread
+    (rasterio datasets are not thread-safe). Local files are keyed by size and modification time as well, so a
+    rewritten file is reopened.
+    """
+    cache: OrderedDict | None = getattr(_HANDLES, "cache", None)
+    if cache is None:
+        cache = _HANDLES.cache = OrderedDict()
+    key: tuple = (href, overview_level)
+    if "://" not in href and not href.startswith("/vsi"):
+        st = os.stat(href)
+        key = (*key, st.st_size, st.st_mtime_ns)
+    src = cache.get(key)
+    if src is not None and not src.closed:
+        cache.move_to_end(key)
+        return src
+    src = (
+        rasterio.open(href, overview_level=overview_level)
+        if overview_level is not None
+        else rasterio.open(href)
+    )
+    cache[key] = src
+    while len(cache) > _MAX_HANDLES:
+        _, old = cache.popitem(last=False)
+        old.close()
+    return src
+
+
 @lru_cache(maxsize=64)
 def _same_crs(a_wkt: str, b_wkt: str) -> bool:
     if a_wkt == b_wkt:
@@ -164,42 +202,41 @@ def read_asset(asset: AssetSpec, gbox: GeoBox, resampling: str = "nearest") -> n
     Returns None when the scene does not overlap the grid at all. ``resampling`` is a GDAL/rasterio method name
     (``nearest``, ``bilinear``, ``average``, ...). Must be called inside a ``rasterio.Env``.
     """
-    with rasterio.open(asset.href) as src:
-        dtype = np.dtype(src.dtypes[0])
-        nodata = asset.nodata if asset.nodata is not None else src.nodata
-        out = np.full(gbox.shape.yx, _fill_value(nodata, dtype), dtype=dtype)
-        src_wkt, dst_wkt = src.crs.to_wkt(), gbox.crs.to_wkt()
-        same = _same_crs(src_wkt, dst_wkt)
-        tr = src.transform
-        if same:
-            for k in sorted({1, round(abs(tr.a / gbox.transform.a))}):
-                if k >= 1 and (k == 1 or resampling == "nearest"):
-                    at = _paste_offset(tr, gbox, k)
-                    if at is not None:
-                        return out if _read_into(src, out, *at, k) else None
-        if resampling in ("nearest", "bilinear"):
-            pm = pixel_map(
-                dst_wkt if same else src_wkt,
-                tuple(tr)[:6],
-                (src.height, src.width),
-                dst_wkt,
-                tuple(gbox.transform)[:6],
-                tuple(gbox.shape.yx),
-                resampling,
-            )
-            if pm is None:
-                return None
-            if pm.scale < 1.5:  # not coarser: gather from one windowed read
-                block = src.read(1, window=Window(*pm.window))
-                if resampling == "bilinear":
-                    out = np.full(gbox.shape.yx, np.nan, dtype=np.float32)
-                return apply_map(pm, block, out, nodata)
-        ratio = abs(gbox.transform.a / tr.a) if same else 1.0
-        level = _overview_level(src, ratio) if ratio >= 2 else None
-        if level is None:
-            return _warp(src, out, gbox, nodata, resampling)
-    with rasterio.open(asset.href, overview_level=level) as ovr:
-        return _warp(ovr, out, gbox, nodata, resampling)
+    src = _open(asset.href)
+    dtype = np.dtype(src.dtypes[0])
+    nodata = asset.nodata if asset.nodata is not None else src.nodata
+    out = np.full(gbox.shape.yx, _fill_value(nodata, dtype), dtype=dtype)
+    src_wkt, dst_wkt = src.crs.to_wkt(), gbox.crs.wkt
+    same = _same_crs(src_wkt, dst_wkt)
+    tr = src.transform
+    if same:
+        for k in sorted({1, round(abs(tr.a / gbox.transform.a))}):
+            if k >= 1 and (k == 1 or resampling == "nearest"):
+                at = _paste_offset(tr, gbox, k)
+                if at is not None:
+                    return out if _read_into(src, out, *at, k) else None
+    if resampling in ("nearest", "bilinear"):
+        pm = pixel_map(
+            dst_wkt if same else src_wkt,
+            tuple(tr)[:6],
+            (src.height, src.width),
+            dst_wkt,
+            tuple(gbox.transform)[:6],
+            tuple(gbox.shape.yx),
+            resampling,
+        )
+        if pm is None:
+            return None
+        if pm.scale < 1.5:  # not coarser: gather from one windowed read
+            block = src.read(1, window=Window(*pm.window))
+            if resampling == "bilinear":
+                out = np.full(gbox.shape.yx, np.nan, dtype=np.float32)
+            return apply_map(pm, block, out, nodata)
+    ratio = abs(gbox.transform.a / tr.a) if same else 1.0
+    level = _overview_level(src, ratio) if ratio >= 2 else None
+    if level is not None:
+        src = _open(asset.href, level)
+    return _warp(src, out, gbox, nodata, resampling)
 
 
 def _warp(src, out: np.ndarray, gbox: GeoBox, nodata, resampling: str) -> np.ndarray | None:
@@ -209,20 +246,28 @@ def _warp(src, out: np.ndarray, gbox: GeoBox, nodata, resampling: str) -> np.nda
         src_nodata=nodata,
         dst_nodata=nodata,
         dst_transform=gbox.transform,
-        dst_crs=gbox.crs.to_wkt(),
+        dst_crs=gbox.crs.wkt,
         resampling=Resampling[resampling],
     )
     return out
 
 
 def _quality_mask(q: np.ndarray, kind: str, spec: ReadSpec, nodata) -> np.ndarray:
-    bad = mask_from_scl(q, spec.mask) if kind == "scl" else mask_from_qa_pixel(q, spec.mask)
+    if kind == "scl" and q.dtype == np.uint8:
+        bad = _scl_lut(spec.mask)[q]  # a table lookup: several times faster than np.isin on uint8
+    else:
+        bad = mask_from_scl(q, spec.mask) if kind == "scl" else mask_from_qa_pixel(q, spec.mask)
     if nodata is not None and "nodata" in spec.mask:
         bad |= q == nodata
     p = spec.dilate_px
     if p > 0:
         bad = dilate(bad, spec.dilate_m, spec.pixel_size)[p:-p, p:-p]
     return bad
+
+
+@lru_cache(maxsize=16)
+def _scl_lut(classes: tuple[str, ...]) -> np.ndarray:
+    return mask_from_scl(np.arange(256, dtype=np.uint8), classes)
 
 
 def _fail(scene: SceneSpec, asset: AssetSpec, exc: Exception, spec: ReadSpec) -> None:
@@ -245,16 +290,13 @@ def read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpec
     out = np.full((nb, nt, *gbox.shape.yx), np.nan, dtype=np.float32)
     if not any(steps):
         return out
+    npix = out[0, 0].size
     padded = gbox.pad(spec.dilate_px) if spec.dilate_px > 0 else gbox
     with rasterio.Env(**{**BASE_GDAL_ENV, **dict(spec.gdal_env)}):
         for t, scenes in enumerate(steps):
-            empty = [True] * nb  # nothing written yet for (band, t)
+            filled = [0] * nb  # pixels of (band, t) written so far
             for scene in scenes:
-                todo = [
-                    b
-                    for b in range(nb)
-                    if scene.assets[b] is not None and (empty[b] or np.isnan(out[b, t]).any())
-                ]
+                todo = [b for b in range(nb) if scene.assets[b] is not None and filled[b] < npix]
                 if not todo:
                     continue
                 bad = None
@@ -276,23 +318,27 @@ def read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpec
                     except RasterioError as exc:
                         _fail(scene, asset, exc, spec)
                         break
-                    if raw is None:
-                        continue
-                    nodata = asset.nodata
-                    valid = (raw != nodata) if nodata is not None else np.isfinite(raw)
-                    if np.issubdtype(raw.dtype, np.floating) and nodata is not None:
-                        valid &= np.isfinite(raw)
-                    if bad is not None and not spec.is_quality[b]:
-                        valid &= ~bad
-                    dst = out[b, t]
-                    if not empty[b]:
-                        valid &= np.isnan(dst)
-                    if spec.is_quality[b]:
-                        vals = raw[valid].astype(np.float32)
-                    else:
-                        vals = raw[valid].astype(np.float32) * np.float32(asset.scale) + np.float32(
-                            asset.offset
-                        )
-                    dst[valid] = vals
-                    empty[b] = False
+                    if raw is not None:
+                        filled[b] += _merge(out[b, t], raw, asset, bad, spec.is_quality[b], filled[b] > 0)
     return out
+
+
+def _merge(dst: np.ndarray, raw: np.ndarray, asset: AssetSpec, bad, is_quality: bool, partial: bool) -> int:
+    """Write the valid pixels of ``raw`` that ``dst`` lacks (scaled unless quality); returns how many."""
+    nodata = asset.nodata
+    if np.issubdtype(raw.dtype, np.floating):
+        valid = np.isfinite(raw)
+        if nodata is not None:
+            valid &= raw != nodata
+    else:
+        valid = raw != nodata if nodata is not None else np.ones(raw.shape, bool)
+    if bad is not None and not is_quality:
+        valid &= ~bad
+    if partial:
+        valid &= np.isnan(dst)
+    vals = raw.astype(np.float32)
+    if not is_quality:
+        vals *= np.float32(asset.scale)
+        vals += np.float32(asset.offset)
+    np.copyto(dst, vals, where=valid)
+    return int(np.count_nonzero(valid))

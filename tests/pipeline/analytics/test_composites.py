@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -108,3 +110,29 @@ def test_median_composite_of_truth_observed_cube_matches_clear_sky(
         err = np.abs(got[f"{b}_median"].values - want[b].values)
         assert np.isfinite(err).mean() > 0.99
         assert (err[np.isfinite(err)] < 0.02).mean() >= 0.95, b
+
+
+def test_sort_based_quantiles_equal_numpy_nan_quantiles() -> None:
+    """The fast sort-based median/percentile equals numpy's nanmedian/nanpercentile (linear method), NaN-aware,
+    on dask and numpy data alike, with empty calendar periods as NaN and counts as 0."""
+    rng = np.random.default_rng(3)
+    x = rng.random((9, 6, 7)).astype("float32")
+    x[rng.random(x.shape) < 0.4] = np.nan
+    x[:, 0, 0] = np.nan  # never clear
+    t = pd.to_datetime(
+        ["2023-01-02", "2023-01-09", "2023-01-30", "2023-03-01", "2023-03-05"] + ["2023-03-20"] * 4
+    )
+    da = xr.DataArray(x, dims=("time", "y", "x"), coords={"time": t}, name="v")
+    for data in (da, da.chunk({"y": 3, "x": 4})):
+        med = composite(data, "median", freq="1MS")
+        p30 = composite(data, "percentile", q=30)
+        cnt = composite(data, "count", freq="1MS")
+        assert list(med.time.values) == list(pd.to_datetime(["2023-01-01", "2023-02-01", "2023-03-01"]))
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want_jan = np.nanmedian(x[:3], axis=0)
+            want_p30 = np.nanpercentile(x, 30, axis=0)
+        np.testing.assert_allclose(med.values[0], want_jan, rtol=1e-6)
+        assert np.isnan(med.values[1]).all() and (cnt.values[1] == 0).all()
+        np.testing.assert_allclose(p30.values, want_p30, rtol=1e-6)
+        assert np.isnan(p30.values[0, 0]) and cnt.values[:, 0, 0].sum() == 0
