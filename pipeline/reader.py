@@ -101,8 +101,8 @@ _HANDLES = threading.local()
 _MAX_HANDLES = 512
 
 
-def _open(href: str, overview_level: int | None = None) -> rasterio.DatasetReader:
-    """An open dataset for ``href`` from this thread's cache (LRU, 512 handles).
+def _open(href: str, overview_level: int | None = None) -> tuple[rasterio.DatasetReader, str]:
+    """An open dataset for ``href`` and its CRS as WKT, from this thread's cache (LRU, 512 handles).
 
     Opening a COG costs milliseconds (header and IFD parsing), as much as decoding a 512 x 512 window; a tile
     read task opens every date's file, and every tile opens it again, so handles are kept per worker thread
@@ -116,20 +116,27 @@ def _open(href: str, overview_level: int | None = None) -> rasterio.DatasetReade
     if "://" not in href and not href.startswith("/vsi"):
         st = os.stat(href)
         key = (*key, st.st_size, st.st_mtime_ns)
-    src = cache.get(key)
-    if src is not None and not src.closed:
+    hit = cache.get(key)
+    if hit is not None and not hit[0].closed:
         cache.move_to_end(key)
-        return src
-    src = (
-        rasterio.open(href, overview_level=overview_level)
-        if overview_level is not None
-        else rasterio.open(href)
-    )
-    cache[key] = src
+        return hit
+    if overview_level is None:
+        src = rasterio.open(href)
+    else:
+        src = rasterio.open(href, overview_level=overview_level)
+    if src.crs is None:
+        src.close()
+        raise RasterioError(f"{href} has no CRS; georeference it (e.g. gdal_edit.py -a_srs EPSG:XXXX)")
+    cache[key] = (src, src.crs.to_wkt())
     while len(cache) > _MAX_HANDLES:
-        _, old = cache.popitem(last=False)
+        _, (old, _wkt) = cache.popitem(last=False)
         old.close()
-    return src
+    return cache[key]
+
+
+@lru_cache(maxsize=64)
+def _crs_wkt(crs) -> str:
+    return crs.wkt
 
 
 @lru_cache(maxsize=64)
@@ -202,11 +209,11 @@ def read_asset(asset: AssetSpec, gbox: GeoBox, resampling: str = "nearest") -> n
     Returns None when the scene does not overlap the grid at all. ``resampling`` is a GDAL/rasterio method name
     (``nearest``, ``bilinear``, ``average``, ...). Must be called inside a ``rasterio.Env``.
     """
-    src = _open(asset.href)
+    src, src_wkt = _open(asset.href)
     dtype = np.dtype(src.dtypes[0])
     nodata = asset.nodata if asset.nodata is not None else src.nodata
     out = np.full(gbox.shape.yx, _fill_value(nodata, dtype), dtype=dtype)
-    src_wkt, dst_wkt = src.crs.to_wkt(), gbox.crs.wkt
+    dst_wkt = _crs_wkt(gbox.crs)
     same = _same_crs(src_wkt, dst_wkt)
     tr = src.transform
     if same:
@@ -235,7 +242,7 @@ def read_asset(asset: AssetSpec, gbox: GeoBox, resampling: str = "nearest") -> n
     ratio = abs(gbox.transform.a / tr.a) if same else 1.0
     level = _overview_level(src, ratio) if ratio >= 2 else None
     if level is not None:
-        src = _open(asset.href, level)
+        src, _ = _open(asset.href, level)
     return _warp(src, out, gbox, nodata, resampling)
 
 
@@ -246,7 +253,7 @@ def _warp(src, out: np.ndarray, gbox: GeoBox, nodata, resampling: str) -> np.nda
         src_nodata=nodata,
         dst_nodata=nodata,
         dst_transform=gbox.transform,
-        dst_crs=gbox.crs.wkt,
+        dst_crs=_crs_wkt(gbox.crs),
         resampling=Resampling[resampling],
     )
     return out

@@ -151,8 +151,8 @@ class OutputSpec(_Model):
 
     path: str
     variables: list[str] | None = None
-    compression: Literal["zstd", "blosc-zstd"] = "zstd"
-    level: int = Field(3, ge=1, le=22)
+    compression: Literal["zstd", "blosc-zstd"] = "blosc-zstd"
+    level: int = Field(1, ge=1, le=22)
     time_chunk: int | None = Field(None, ge=1, description="chunk length along time; default the whole axis")
 
 
@@ -334,8 +334,8 @@ analytics:
 output:
   path: ndvi.zarr
   variables: [ndvi, ndvi_median]
-  compression: zstd
-  level: 3
+  compression: blosc-zstd
+  level: 1
 cluster:
   n_workers: 2
   threads_per_worker: 1

@@ -107,7 +107,7 @@ def write_zarr(
     }
     ds.attrs["orbitcube:provenance"] = json.dumps(prov, default=str)
     ds.attrs.setdefault("Conventions", "CF-1.8")
-    encoding = {v: {"compressors": [compressor_for("blosc-zstd", 3)]} for v in ds.data_vars}
+    encoding = {v: {"compressors": [compressor_for("blosc-zstd", 1)]} for v in ds.data_vars}
     try:
         job = ds.to_zarr(
             path,
@@ -143,13 +143,14 @@ def open_cube(path: str | Path) -> xr.Dataset:
 
 
 def compressor_for(kind: str = "zstd", level: int = 3):
-    """The zarr v3 codec for ``kind``: "zstd" (plain Zstandard) or "blosc-zstd" (Blosc, bit-shuffled zstd)."""
+    """The zarr v3 codec for ``kind``: "zstd" (plain Zstandard) or "blosc-zstd" (Blosc, byte-shuffled zstd: at
+    level 1 about 2.5x faster than plain zstd level 3 and 8 % smaller on float32 NDVI cubes; benchmarks/README.md)."""
     from zarr.codecs import BloscCodec, ZstdCodec
 
     if kind == "zstd":
         return ZstdCodec(level=level)
     if kind == "blosc-zstd":
-        return BloscCodec(cname="zstd", clevel=min(level, 9), shuffle="bitshuffle")
+        return BloscCodec(cname="zstd", clevel=min(level, 9), shuffle="shuffle")
     raise SinkError(f"unknown compression {kind!r}; use 'zstd' or 'blosc-zstd'")
 
 
