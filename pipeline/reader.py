@@ -212,9 +212,14 @@ def read_asset(asset: AssetSpec, gbox: GeoBox, resampling: str = "nearest") -> n
     src, src_wkt = _open(asset.href)
     dtype = np.dtype(src.dtypes[0])
     nodata = asset.nodata if asset.nodata is not None else src.nodata
-    out = np.full(gbox.shape.yx, _fill_value(nodata, dtype), dtype=dtype)
     dst_wkt = _crs_wkt(gbox.crs)
     same = _same_crs(src_wkt, dst_wkt)
+    if same and resampling not in ("nearest", "bilinear"):
+        ratio = abs(gbox.transform.a / src.transform.a)
+        level = _overview_level(src, ratio) if ratio >= 2 else None
+        if level is not None:  # an overview does most of the averaging
+            src, _ = _open(asset.href, level)
+    out = np.full(gbox.shape.yx, _fill_value(nodata, dtype), dtype=dtype)
     tr = src.transform
     if same:
         for k in sorted({1, round(abs(tr.a / gbox.transform.a))}):
@@ -239,10 +244,6 @@ def read_asset(asset: AssetSpec, gbox: GeoBox, resampling: str = "nearest") -> n
             if resampling == "bilinear":
                 out = np.full(gbox.shape.yx, np.nan, dtype=np.float32)
             return apply_map(pm, block, out, nodata)
-    ratio = abs(gbox.transform.a / tr.a) if same else 1.0
-    level = _overview_level(src, ratio) if ratio >= 2 else None
-    if level is not None:
-        src, _ = _open(asset.href, level)
     return _warp(src, out, gbox, nodata, resampling)
 
 
