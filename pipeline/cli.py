@@ -84,6 +84,7 @@ def cmd_catalog_search(args: argparse.Namespace) -> int:
         datetime=args.datetime,
         collections=args.collections,
         max_cloud_cover=args.max_cloud_cover,
+        filter=args.filter,
         limit=args.limit,
     )
     if args.json:
@@ -94,6 +95,19 @@ def cmd_catalog_search(args: argparse.Namespace) -> int:
             print(f"{it.id}\t{it.datetime:%Y-%m-%dT%H:%M:%SZ}\t{it.collection_id}\tcloud={cc}")
         print(f"{len(found)} item(s)", file=sys.stderr)
     return 0
+
+
+def cmd_catalog_validate(args: argparse.Namespace) -> int:
+    from catalog.validate import validate_catalog
+
+    problems = validate_catalog(args.catalog)
+    errors = [p for p in problems if p.severity == "error"]
+    for p in problems:
+        print(p)
+    print(
+        f"{len(errors)} error(s), {len(problems) - len(errors)} warning(s) in {args.catalog}", file=sys.stderr
+    )
+    return 1 if errors else 0
 
 
 def cmd_recipe_example(args: argparse.Namespace) -> int:
@@ -189,17 +203,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace items whose id exists with other content"
     )
     ci.set_defaults(func=cmd_catalog_ingest)
-    cs = csub.add_parser("search", help="search a local STAC catalog")
-    cs.add_argument("source", help="catalog.json path or catalog folder")
+    cs = csub.add_parser("search", help="search a local catalog, a static catalog URL or a STAC API")
+    cs.add_argument(
+        "source", help="catalog folder or catalog.json, or an http(s) URL of a catalog or STAC API"
+    )
     cs.add_argument(
         "--bbox", help="west,south,east,north in degrees (WGS84); write --bbox=-55.2,... for negatives"
     )
     cs.add_argument("--datetime", help="e.g. 2023-01-01/2023-03-31, 2023-06/.. ")
     cs.add_argument("--collections", nargs="+")
     cs.add_argument("--max-cloud-cover", type=float)
+    cs.add_argument(
+        "--filter", help="CQL2 text or JSON, e.g. \"platform = 'sentinel-2a' AND view:off_nadir < 5\""
+    )
     cs.add_argument("--limit", type=int)
     cs.add_argument("--json", action="store_true", help="print an ItemCollection as JSON")
     cs.set_defaults(func=cmd_catalog_search)
+    cv = csub.add_parser("validate", help="check items and collections against the STAC schemas (offline)")
+    cv.add_argument("catalog", type=Path, help="catalog folder or its catalog.json")
+    cv.set_defaults(func=cmd_catalog_validate)
     r = sub.add_parser("recipe", help="write and check recipe files")
     rsub = r.add_subparsers(dest="recipe_command", metavar="ACTION", required=True)
     rsub.add_parser("example", help="print a commented example recipe").set_defaults(func=cmd_recipe_example)
