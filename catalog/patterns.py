@@ -29,7 +29,7 @@ OLI = {
 }  # fmt: skip
 MSI = {
     "B01": ("coastal", 0.443), "B02": ("blue", 0.49), "B03": ("green", 0.56), "B04": ("red", 0.665),
-    "B05": ("rededge1", 0.704), "B06": ("rededge2", 0.74), "B07": ("rededge3", 0.783), "B08": ("nir", 0.842),
+    "B05": ("rededge071", 0.704), "B06": ("rededge075", 0.74), "B07": ("rededge078", 0.783), "B08": ("nir", 0.842),
     "B8A": ("nir08", 0.865), "B09": ("nir09", 0.945), "B11": ("swir16", 1.61), "B12": ("swir22", 2.19),
 }  # fmt: skip
 QUALITY_KEYS = ("SCL", "QA_PIXEL", "BQA")

@@ -33,7 +33,7 @@ class LandCover(IntEnum):
 
 
 #: surface reflectance spectra by STAC common band name
-BANDS = ("blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "nir08", "swir16", "swir22")
+BANDS = ("blue", "green", "red", "rededge071", "rededge075", "rededge078", "nir", "nir08", "swir16", "swir22")
 _SPECTRA = {
     "vegetation": (0.030, 0.075, 0.035, 0.110, 0.280, 0.360, 0.400, 0.410, 0.200, 0.100),
     "soil": (0.090, 0.130, 0.170, 0.200, 0.220, 0.240, 0.260, 0.270, 0.330, 0.290),
