@@ -316,7 +316,7 @@ def read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpec
                         continue
                     if q is None:
                         continue
-                    bad = _quality_mask(q, scene.quality_kind or "scl", spec, scene.quality.nodata)
+                    bad = _quality_mask(q, scene.quality_kind or "scl", spec, _nodata(scene.quality))
                     if bad.all():
                         continue
                 for b in todo:
@@ -331,9 +331,14 @@ def read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpec
     return out
 
 
+def _nodata(asset: AssetSpec) -> float | None:
+    """The asset's nodata: as the STAC item says (raster:bands), else as the file says."""
+    return asset.nodata if asset.nodata is not None else _open(asset.href)[0].nodata
+
+
 def _merge(dst: np.ndarray, raw: np.ndarray, asset: AssetSpec, bad, is_quality: bool, partial: bool) -> int:
     """Write the valid pixels of ``raw`` that ``dst`` lacks (scaled unless quality); returns how many."""
-    nodata = asset.nodata
+    nodata = _nodata(asset)
     if np.issubdtype(raw.dtype, np.floating):
         valid = np.isfinite(raw)
         if nodata is not None:
