@@ -7,6 +7,9 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 OUT    ?= orbitcube-demo
 PYTEST_ARGS ?=
+# the Azure Storage emulator the object-storage tests start on loopback (installed from npm, git-ignored)
+AZURITE_VERSION := 3.37.0
+AZURITE := .cache/azurite/node_modules/.bin/azurite-blob
 
 .PHONY: demo test lint bench notebooks clean help
 
@@ -36,7 +39,10 @@ $(VENV)/.stamp-notebooks: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.stamp-base
 	$(BIN)/orbitcube demo --out $(OUT)
 
-test: $(VENV)/.stamp-test
+$(AZURITE):
+	npm install --silent --no-audit --no-fund --prefix .cache/azurite azurite@$(AZURITE_VERSION)
+
+test: $(VENV)/.stamp-test $(AZURITE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.stamp-test

@@ -112,7 +112,7 @@ def _open(href: str, overview_level: int | None = None) -> tuple[rasterio.Datase
     cache: OrderedDict | None = getattr(_HANDLES, "cache", None)
     if cache is None:
         cache = _HANDLES.cache = OrderedDict()
-    key: tuple = (href, overview_level)
+    key: tuple = (href, overview_level, getattr(_HANDLES, "env_key", None))  # other credentials: other handle
     if "://" not in href and not href.startswith("/vsi"):
         st = os.stat(href)
         key = (*key, st.st_size, st.st_mtime_ns)
@@ -300,6 +300,7 @@ def read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpec
         return out
     npix = out[0, 0].size
     padded = gbox.pad(spec.dilate_px) if spec.dilate_px > 0 else gbox
+    _HANDLES.env_key = hash(spec.gdal_env)
     with rasterio.Env(**{**BASE_GDAL_ENV, **dict(spec.gdal_env)}):
         for t, scenes in enumerate(steps):
             filled = [0] * nb  # pixels of (band, t) written so far

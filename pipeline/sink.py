@@ -77,17 +77,25 @@ def write_zarr(
     chunks: Mapping[str, int] | None = None,
     overwrite: bool = False,
     compute: bool = True,
-) -> Path:
+    storage_options: Mapping[str, Any] | None = None,
+) -> Path | str:
     """Write ``ds`` (dims (time, y, x) and/or (y, x)) to a Zarr v3 store at ``path`` with zstd compression.
 
-    Chunks follow the dask chunks of ``ds`` (or ``chunks``) and must tile the arrays regularly; CF grid-mapping
+    ``path`` is a folder or an ``az://`` / ``s3://`` URL written through fsspec with ``storage_options`` (see
+    :mod:`catalog.storage`; secrets are redacted from the provenance). Chunks follow the dask chunks of ``ds`` (or ``chunks``) and must tile the arrays regularly; CF grid-mapping
     attributes make the CRS and transform readable by rioxarray and odc-geo; ``provenance`` (recipe, input item
     ids, ...) is stored as JSON in the ``orbitcube:provenance`` attribute together with software versions and the
     write time. An existing store is refused unless ``overwrite``.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise SinkError(f"{path} already exists; choose another output path or pass overwrite=True")
+    from catalog.storage import is_remote, redact
+
+    target, shown = _store(path, storage_options)
+    if not is_remote(str(path)):
+        path = Path(path)
+    if _exists(path, storage_options) and not overwrite:
+        raise SinkError(f"{shown} already exists; choose another output path or pass overwrite=True")
+    if provenance:  # no secrets in stored metadata (SAS tokens, signatures, keys in hrefs or options)
+        provenance = json.loads(redact(json.dumps(provenance, default=str)))
     ds = _grid_mapping(ds)
     if chunks:
         ds = ds.chunk(dict(chunks))
@@ -110,28 +118,60 @@ def write_zarr(
     encoding = {v: {"compressors": [compressor_for("blosc-zstd", 1)]} for v in ds.data_vars}
     try:
         job = ds.to_zarr(
-            path,
+            target,
             mode="w" if overwrite else "w-",
             zarr_format=3,
             consolidated=False,
             encoding=encoding,
             compute=compute,
         )
-    except (OSError, ValueError) as exc:
-        raise SinkError(f"cannot write Zarr store {path}: {exc}") from exc
+    except (OSError, ValueError, PermissionError) as exc:
+        raise SinkError(f"cannot write Zarr store {shown}: {redact(exc)}") from exc
     if not compute:
         return job
-    log.info("wrote %s (%s)", path, ", ".join(map(str, ds.data_vars)))
+    log.info("wrote %s (%s)", shown, ", ".join(map(str, ds.data_vars)))
     return path
 
 
-def open_cube(path: str | Path) -> xr.Dataset:
-    """Open a store written by :func:`write_zarr` lazily, with its CRS attached (``ds.odc.geobox`` works)."""
-    path = Path(path)
-    if not path.exists():
-        raise SinkError(f"no Zarr store at {path}; check the path (run the recipe first?)")
+def _store(path: str | Path, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
+    """What xarray writes to (a path, or a zarr FsspecStore for az:// s3:// URLs) and the URL to show."""
+    from catalog.storage import fsspec_options, is_remote, redact
+
+    if not is_remote(str(path)):
+        return Path(path), str(path)
+    from zarr.storage import FsspecStore
+
+    url = str(path)
     try:
-        ds = xr.open_zarr(path, consolidated=False)
+        store = FsspecStore.from_url(url, storage_options=fsspec_options(url, storage_options))
+    except (ImportError, ValueError) as exc:
+        raise SinkError(f"cannot open Zarr store {redact(url)}: {redact(exc)}") from exc
+    return store, redact(url)
+
+
+def _exists(path: str | Path, storage_options: Mapping[str, Any] | None) -> bool:
+    from catalog.storage import filesystem, is_remote, redact
+
+    if not is_remote(str(path)):
+        return Path(path).exists()
+    url = str(path).rstrip("/")
+    fs = filesystem(url, storage_options)
+    try:
+        return bool(fs.exists(url + "/zarr.json"))
+    except (OSError, PermissionError) as exc:
+        raise SinkError(f"cannot reach {redact(url)}: {redact(exc)}; check the URL and credentials") from exc
+
+
+def open_cube(path: str | Path, *, storage_options: Mapping[str, Any] | None = None) -> xr.Dataset:
+    """Open a store written by :func:`write_zarr` lazily, with its CRS attached (``ds.odc.geobox`` works).
+
+    ``path`` is a folder or an ``az://`` / ``s3://`` URL (credentials in ``storage_options``, see
+    :mod:`catalog.storage`)."""
+    target, shown = _store(path, storage_options)
+    if not _exists(path, storage_options):
+        raise SinkError(f"no Zarr store at {shown}; check the path (run the recipe first?)")
+    try:
+        ds = xr.open_zarr(target, consolidated=False)
     except Exception as exc:  # zarr raises several types for non-stores
         raise SinkError(f"{path} is not a readable Zarr store: {exc}") from exc
     ds = ds.drop_vars([TILE_VAR], errors="ignore")  # run bookkeeping, not part of the cube
