@@ -4,8 +4,8 @@ Reads of rasters go through GDAL's virtual file systems (:func:`to_gdal_path`, w
 range reads fast and the credentials in :func:`gdal_options`); Zarr stores and other files go through fsspec
 (:func:`filesystem`, :func:`fsspec_options`: adlfs for Azure Blob Storage, s3fs for S3-compatible stores).
 
-Credentials come from the environment (GDAL and the SDKs read ``AZURE_STORAGE_CONNECTION_STRING``,
-``AWS_ACCESS_KEY_ID`` ...) or from *storage options*, a small mapping a recipe or caller passes::
+Credentials come from the environment (``AZURE_STORAGE_CONNECTION_STRING``, ``AWS_ACCESS_KEY_ID``,
+``AWS_ENDPOINT_URL`` ...) or from *storage options*, a small mapping a recipe or caller passes::
 
     {"connection_string": "${AZURE_STORAGE_CONNECTION_STRING}"}                  # Azure (or account_name/_key,
                                                                                  #  sas_token)
@@ -14,35 +14,180 @@ Credentials come from the environment (GDAL and the SDKs read ``AZURE_STORAGE_CO
 
 ``${NAME}`` values are taken from the environment, so secrets need not be written into recipes. Secrets never
 reach logs or stored metadata: :func:`redact` strips query strings (SAS tokens, signatures), user info and
-account keys from any text before it is logged or recorded.
+account keys from any text before it is logged or recorded, and the credential values :func:`gdal_options`
+returns are :class:`Secret` strings whose ``repr`` is ``'***'`` (they travel inside Dask graphs, whose reprs
+distributed logs when a task fails).
+
+Errors: :func:`storage_error` turns what fsspec, the cloud SDKs or GDAL raise into an
+:class:`~catalog.errors.OrbitcubeError` naming the URL (without secrets) and the fix; :func:`retry` repeats a call
+a bounded number of times when the error is transient (connection reset or refused, timeouts, HTTP 429/5xx).
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import re
-from collections.abc import Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from catalog.errors import CatalogError
+import rasterio.session
+
+from catalog.errors import CatalogError, OrbitcubeError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _VSI = {"az": "/vsiaz/", "azure": "/vsiaz/", "abfs": "/vsiaz/", "s3": "/vsis3/", "gs": "/vsigs/"}
-FAST_COG_READS: dict[str, str] = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "GDAL_HTTP_MULTIPLEX": "YES",
-    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+_FROM_VSI = {"/vsiaz/": "az://", "/vsis3/": "s3://", "/vsigs/": "gs://"}
+AZURE_SCHEMES = ("az", "azure", "abfs")
+
+#: GDAL settings for fast cloud-optimised GeoTIFF reads over HTTP
+FAST_COG_READS: dict[str, Any] = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # no directory listing per open (no .aux.xml/.ovr probing)
+    # block cache per process, in bytes: rasterio.Env passes an int to GDALSetCacheMax64 and refuses strings (a
+    # plain 256 would mean 256 bytes there, while GDAL reads "256" from the environment as MiB)
+    "GDAL_CACHEMAX": 256 * 2**20,
+    "GDAL_HTTP_MULTIPLEX": "YES",  # several range requests on one HTTP/2 connection
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",  # one request for adjacent tiles
     "GDAL_HTTP_VERSION": "2TLS",
-    "VSI_CACHE": "TRUE",
+    "VSI_CACHE": "TRUE",  # cache of recently read file ranges
+    "VSI_CACHE_SIZE": "25000000",
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff,.TIFF,.json,.xml",
+    "CPL_VSIL_CURL_CACHE_SIZE": "67108864",
+    # GDAL retries HTTP 429/500/502/503/504 and connection resets / timeouts this many times (delay doubles)
     "GDAL_HTTP_MAX_RETRY": "3",
     "GDAL_HTTP_RETRY_DELAY": "0.5",
+    "GDAL_HTTP_TIMEOUT": "60",
+    "GDAL_HTTP_CONNECTTIMEOUT": "10",
 }
-_SECRET_KEYS = re.compile(r"(?i)(AccountKey|SharedAccessSignature|sig|secret|password|token)=([^;&\s]+)")
+
+#: GDAL configuration keys whose values are credentials (wrapped in :class:`Secret`)
+SECRET_GDAL_KEYS = frozenset(
+    {
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_STORAGE_ACCESS_KEY",
+        "AZURE_STORAGE_SAS_TOKEN",
+        "AZURE_SAS",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "GS_ACCESS_KEY_ID",
+        "GS_SECRET_ACCESS_KEY",
+        "GS_OAUTH2_REFRESH_TOKEN",
+    }
+)
+#: environment variables GDAL understands, copied into :func:`gdal_options` so that workers on other machines get
+#: them too (per family, only when the storage options name no credentials of that family)
+_ENV_AZURE = (
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_ACCOUNT",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_SAS",
+    "AZURE_NO_SIGN_REQUEST",
+)
+_ENV_AWS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_S3_ENDPOINT",
+    "AWS_HTTPS",
+    "AWS_VIRTUAL_HOSTING",
+    "AWS_NO_SIGN_REQUEST",
+    "AWS_REQUEST_PAYER",
+)
+_AZURE_OPTS = ("connection_string", "account_name", "account_key", "sas_token")
+_AWS_OPTS = ("key", "secret", "token", "endpoint_url", "region", "client_kwargs")
+
+_SECRET_KV = re.compile(
+    r"(?i)\b(AccountKey|SharedAccessSignature|SharedAccessKey|sig|se|skoid|sktid|X-Amz-Signature|"
+    r"X-Amz-Credential|X-Amz-Security-Token|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|AZURE_STORAGE_ACCESS_KEY|"
+    r"AZURE_STORAGE_SAS_TOKEN|AZURE_STORAGE_CONNECTION_STRING|secret|password|passwd|pwd|token)=([^;&\s'\"]+)"
+)
+_SECRET_FIELD = re.compile(
+    r"(?i)([\"']?(?:account_key|secret|secret_access_key|aws_secret_access_key|sas_token|connection_string|"
+    r"password|token|session_token|credential|credentials)[\"']?\s*[:=]\s*)([\"'])(?:(?!\2).)*\2"
+)
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+
+
+class Secret(str):
+    """A credential: a ``str`` (GDAL and fsspec get the value) whose ``repr`` is ``'***'``, so that logged reprs of
+    Dask tasks, specs or option dicts never show it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+#: credentials rasterio.Env refuses as plain options ("AWS credentials are handled exclusively by boto3"); they
+#: reach GDAL through :class:`GdalCredentials`, passed as ``session=``
+_SESSION_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+class GdalCredentials(rasterio.session.Session):
+    """A rasterio session that hands fixed credentials (GDAL configuration options such as
+    ``AWS_SECRET_ACCESS_KEY``) to GDAL: ``rasterio.Env(session=GdalCredentials({...}))``.
+
+    Small, picklable, hashable (it travels inside Dask graphs), and its ``repr`` names the keys only."""
+
+    def __init__(self, options: Mapping[str, str]) -> None:
+        self._items = tuple(sorted((str(k), Secret(v)) for k, v in options.items()))
+
+    @classmethod
+    def hascreds(cls, config: Mapping[str, Any]) -> bool:
+        return all(k in config for k in _SESSION_KEYS[:2])
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        return dict(self._items)
+
+    def get_credential_options(self) -> dict[str, str]:
+        return {k: str(v) for k, v in self._items}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GdalCredentials) and other._items == self._items
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __lt__(self, other: object) -> bool:  # so that sorted(options.items()) never fails
+        return repr(self) < repr(other)
+
+    def __reduce__(self):
+        return (GdalCredentials, (dict(self._items),))
+
+    def __dask_tokenize__(self):
+        return ("GdalCredentials", self._items)
+
+    def __repr__(self) -> str:
+        return f"GdalCredentials({', '.join(k for k, _ in self._items)})"
+
+
+@dataclass(frozen=True)
+class StorageURL:
+    """A parsed href: ``scheme`` ("" for local paths), ``bucket`` (container/bucket/host; "" locally), ``key``
+    (object key, or the local path)."""
+
+    scheme: str
+    bucket: str
+    key: str
+
+    @property
+    def is_remote(self) -> bool:
+        return self.scheme not in ("", "file")
 
 
 def scheme(href: str) -> str:
-    """The URL scheme of ``href`` ("" for local paths)."""
+    """The URL scheme of ``href`` in lower case ("" for local paths)."""
     return urlsplit(str(href)).scheme.lower() if "://" in str(href) else ""
 
 
@@ -51,9 +196,19 @@ def is_remote(href: str) -> bool:
     return scheme(href) not in ("", "file")
 
 
+def parse_url(href: str) -> StorageURL:
+    """Split ``href`` (``az://container/key``, ``s3://bucket/key``, ``https://host/path``, ``file:///p``, ``/p``)."""
+    s = scheme(href)
+    if s in ("", "file"):
+        return StorageURL(s, "", str(href).removeprefix("file://"))
+    rest = str(href).split("://", 1)[1]
+    bucket, _, key = rest.partition("/")
+    return StorageURL(s, bucket, key.split("?", 1)[0] if s in _VSI else key)
+
+
 def to_gdal_path(href: str) -> str:
     """What GDAL opens for ``href``: ``az://c/k`` -> ``/vsiaz/c/k``, ``s3://b/k`` -> ``/vsis3/b/k``,
-    ``gs://`` -> ``/vsigs/``, ``https://...`` -> ``/vsicurl/https://...``; local paths unchanged."""
+    ``gs://`` -> ``/vsigs/``, ``https://...`` -> ``/vsicurl/https://...``; local paths and ``/vsi...`` unchanged."""
     s = scheme(href)
     if s in ("", "file"):
         return str(href).removeprefix("file://")
@@ -62,12 +217,25 @@ def to_gdal_path(href: str) -> str:
     if s in ("http", "https"):
         return f"/vsicurl/{href}"
     raise CatalogError(
-        f"unsupported URL scheme {s!r} in {redact(href)}; use az://, s3://, gs://, https:// or a path"
+        f"unsupported URL scheme {s!r} in {redact(href)}; use az://, s3://, gs://, https:// or a local path"
     )
 
 
+def from_gdal_path(path: str) -> str:
+    """The href a GDAL path stands for (``/vsiaz/c/k`` -> ``az://c/k``, ``/vsicurl/URL`` -> URL), for messages."""
+    p = str(path)
+    if p.startswith("/vsicurl/"):
+        return p.removeprefix("/vsicurl/")
+    for prefix, sch in _FROM_VSI.items():
+        if p.startswith(prefix):
+            return sch + p.removeprefix(prefix)
+    return p
+
+
 def _expand(value: Any) -> Any:
-    """``${NAME}`` -> os.environ["NAME"] (CatalogError naming NAME when unset)."""
+    """``${NAME}`` -> os.environ["NAME"] (CatalogError naming NAME when unset); nested dicts too."""
+    if isinstance(value, Mapping):
+        return {k: _expand(v) for k, v in value.items()}
     if not isinstance(value, str):
         return value
 
@@ -75,7 +243,8 @@ def _expand(value: Any) -> Any:
         name = m.group(1)
         if name not in os.environ:
             raise CatalogError(
-                f"storage option refers to ${{{name}}}, but the environment variable {name} is unset"
+                f"storage option refers to ${{{name}}}, but the environment variable {name} is unset; export it "
+                "or write the value into the storage options"
             )
         return os.environ[name]
 
@@ -87,16 +256,36 @@ def resolve_options(storage_options: Mapping[str, Any] | None) -> dict[str, Any]
     return {k: _expand(v) for k, v in (storage_options or {}).items()}
 
 
-def _parse_connection_string(cs: str) -> dict[str, str]:
-    return dict(part.split("=", 1) for part in cs.split(";") if "=" in part)
+def _endpoint_settings(endpoint: str) -> dict[str, str]:
+    p = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    return {
+        "AWS_S3_ENDPOINT": p.netloc,
+        "AWS_HTTPS": "YES" if p.scheme == "https" else "NO",
+        "AWS_VIRTUAL_HOSTING": "FALSE",
+    }
 
 
-def gdal_options(storage_options: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """GDAL configuration options for fast COG reads plus the credentials in ``storage_options`` (Azure:
-    ``connection_string`` | ``account_name`` + ``account_key`` | ``sas_token``; S3: ``key``, ``secret``,
-    ``endpoint_url``, ``region``). Without options GDAL reads the usual environment variables itself."""
+def gdal_options(storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """GDAL configuration options for fast COG reads (:data:`FAST_COG_READS`) plus credentials.
+
+    Credentials come from ``storage_options`` (Azure: ``connection_string`` | ``account_name`` + ``account_key``
+    | ``sas_token``; S3: ``key``, ``secret``, ``token``, ``endpoint_url``, ``region``; ``${ENV}`` references
+    expanded) or, for a family (Azure / AWS) the options do not configure, from the GDAL/AWS/Azure variables of
+    this process's environment (``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3`` become ``AWS_S3_ENDPOINT``,
+    ``AWS_HTTPS`` and ``AWS_VIRTUAL_HOSTING``). Use as ``rasterio.Env(**gdal_options(opts))``; pass the dict into
+    Dask graphs so remote workers read with the same settings. Values are strings (credential values are
+    :class:`Secret`) except ``GDAL_CACHEMAX`` (bytes, an int as rasterio wants it) and ``"session"``: rasterio refuses ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` as
+    options, so AWS keys travel in a :class:`GdalCredentials` session (``rasterio.Env(session=...)``).
+    """
     o = resolve_options(storage_options)
     env = dict(FAST_COG_READS)
+    if not any(o.get(k) for k in _AZURE_OPTS):
+        env.update({k: os.environ[k] for k in _ENV_AZURE if os.environ.get(k)})
+    if not any(o.get(k) for k in _AWS_OPTS):
+        env.update({k: os.environ[k] for k in _ENV_AWS if os.environ.get(k)})
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint and "AWS_S3_ENDPOINT" not in env:
+            env.update(_endpoint_settings(endpoint))
     if o.get("connection_string"):
         env["AZURE_STORAGE_CONNECTION_STRING"] = o["connection_string"]
     if o.get("account_name"):
@@ -105,30 +294,40 @@ def gdal_options(storage_options: Mapping[str, Any] | None = None) -> dict[str, 
         env["AZURE_STORAGE_ACCESS_KEY"] = o["account_key"]
     if o.get("sas_token"):
         env["AZURE_STORAGE_SAS_TOKEN"] = o["sas_token"].lstrip("?")
+    if o.get("anon"):
+        env["AZURE_NO_SIGN_REQUEST" if o.get("account_name") else "AWS_NO_SIGN_REQUEST"] = "YES"
     if o.get("key"):
         env["AWS_ACCESS_KEY_ID"] = o["key"]
     if o.get("secret"):
         env["AWS_SECRET_ACCESS_KEY"] = o["secret"]
+    if o.get("token"):
+        env["AWS_SESSION_TOKEN"] = o["token"]
     if o.get("region"):
         env["AWS_REGION"] = o["region"]
     endpoint = o.get("endpoint_url") or (o.get("client_kwargs") or {}).get("endpoint_url")
     if endpoint:
-        p = urlsplit(endpoint)
-        env["AWS_S3_ENDPOINT"] = p.netloc
-        env["AWS_HTTPS"] = "YES" if p.scheme == "https" else "NO"
-        env["AWS_VIRTUAL_HOSTING"] = "FALSE"
-    return env
+        env.update(_endpoint_settings(endpoint))
+    out: dict[str, Any] = {
+        k: Secret(v) if k in SECRET_GDAL_KEYS else v if isinstance(v, int) else str(v) for k, v in env.items()
+    }
+    creds = {k: out.pop(k) for k in _SESSION_KEYS if k in out}
+    if creds:
+        out["session"] = GdalCredentials(creds)
+    return out
 
 
 def fsspec_options(url: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Keyword arguments for the fsspec filesystem of ``url`` (adlfs for az://, s3fs for s3://)."""
+    """Keyword arguments for the fsspec filesystem of ``url`` (adlfs for az://, s3fs for s3://).
+
+    Without options adlfs and s3fs read the usual environment variables themselves
+    (``AZURE_STORAGE_CONNECTION_STRING``, ``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL`` ...)."""
     o = resolve_options(storage_options)
     s = scheme(url)
-    if s in ("az", "azure", "abfs"):
-        keys = ("connection_string", "account_name", "account_key", "sas_token", "anon")
+    if s in AZURE_SCHEMES:
+        keys = ("connection_string", "account_name", "account_key", "sas_token", "anon", "account_host")
         return {k: o[k] for k in keys if k in o}
     if s == "s3":
-        out: dict[str, Any] = {k: o[k] for k in ("key", "secret", "anon") if k in o}
+        out: dict[str, Any] = {k: o[k] for k in ("key", "secret", "token", "anon") if k in o}
         client = dict(o.get("client_kwargs") or {})
         if o.get("endpoint_url"):
             client["endpoint_url"] = o["endpoint_url"]
@@ -146,20 +345,196 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None):
 
     try:
         return fsspec.filesystem(scheme(url) or "file", **fsspec_options(url, storage_options))
-    except (ImportError, ValueError) as exc:
-        raise CatalogError(f"cannot open a filesystem for {redact(url)}: {exc}") from exc
+    except (ImportError, ValueError, TypeError) as exc:
+        raise CatalogError(f"cannot open a filesystem for {redact(url)}: {redact(exc)}") from exc
 
 
 def redact(text: Any) -> str:
-    """``text`` with secrets removed: URL query strings and user info, ``AccountKey=``/``sig=``/``secret=`` values."""
+    """``text`` with secrets removed: URL query strings (SAS tokens, ``X-Amz-Signature``/``-Credential``) and user
+    info (``user:password@``), ``AccountKey=``/``sig=``/``se=``/``secret=``/``password=`` values, and
+    ``"secret": "..."``-style fields of JSON or Python reprs."""
     s = str(text)
 
     def strip_url(m: re.Match) -> str:
-        p = urlsplit(m.group(0))
-        host = p.hostname or ""
-        if p.port:
-            host = f"{host}:{p.port}"
+        raw = m.group(0)
+        try:
+            p = urlsplit(raw)
+            host = p.hostname or ""
+            if p.port:
+                host = f"{host}:{p.port}"
+        except ValueError:  # e.g. a port that is not a number: keep scheme and host only
+            return raw.split("?", 1)[0].split("@")[-1]
         return urlunsplit((p.scheme, host, p.path, "", ""))
 
-    s = re.sub(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+", strip_url, s)
-    return _SECRET_KEYS.sub(lambda m: f"{m.group(1)}=***", s)
+    s = _URL.sub(strip_url, s)
+    s = _SECRET_KV.sub(lambda m: f"{m.group(1)}=***", s)
+    return _SECRET_FIELD.sub(lambda m: f"{m.group(1)}{m.group(2)}***{m.group(2)}", s)
+
+
+# ----- errors and retries -------------------------------------------------------------------------------------------
+_MISSING = {
+    "NoSuchBucket",
+    "NoSuchKey",
+    "ContainerNotFound",
+    "BlobNotFound",
+    "ResourceNotFound",
+    "NotFound",
+    "404",
+}
+_DENIED = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AuthenticationFailed",
+    "AuthorizationFailure",
+    "AuthorizationPermissionMismatch",
+    "InvalidClientTokenId",
+    "ExpiredToken",
+    "403",
+    "401",
+}
+_TRANSIENT_TYPES = {
+    "ConnectionError",
+    "ConnectionResetError",
+    "ConnectionRefusedError",
+    "ConnectionAbortedError",
+    "BrokenPipeError",
+    "TimeoutError",
+    "ServerDisconnectedError",
+    "ClientConnectionError",
+    "ClientConnectorError",
+    "ClientOSError",
+    "ClientPayloadError",
+    "ServerTimeoutError",
+    "EndpointConnectionError",
+    "ConnectionClosedError",
+    "ReadTimeoutError",
+    "ConnectTimeoutError",
+    "ServiceRequestError",
+    "ServiceResponseError",
+    "IncompleteReadError",
+    "ResponseStreamingError",
+}
+_TRANSIENT_CODES = {
+    "429",
+    "500",
+    "502",
+    "503",
+    "504",
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "ServerBusy",
+}
+_TRANSIENT_ERRNOS = {errno.ECONNRESET, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EPIPE, errno.ECONNABORTED}
+_TRANSIENT_TEXT = re.compile(
+    r"(?i)connection (reset|refused|aborted|closed)|timed out|temporarily unavailable|service unavailable|"
+    r"server disconnected|\b(429|50[234])\b|couldn't connect|could not connect|cannot connect"
+)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out, seen = [], set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        out.append(e)
+        e = e.__cause__ or e.__context__
+    return out
+
+
+def _codes(e: BaseException) -> set[str]:
+    """Error codes and HTTP statuses an SDK exception carries (botocore ClientError, azure HttpResponseError)."""
+    codes: set[str] = set()
+    resp = getattr(e, "response", None)
+    if isinstance(resp, Mapping):  # botocore ClientError
+        err = resp.get("Error") or {}
+        codes.add(str(err.get("Code", "")))
+        codes.add(str((resp.get("ResponseMetadata") or {}).get("HTTPStatusCode", "")))
+    for attr in ("status_code", "status", "error_code"):
+        v = getattr(e, attr, None)
+        if v is not None and not callable(v):
+            codes.add(str(getattr(v, "value", v)))
+    return codes - {"", "None"}
+
+
+def classify(exc: BaseException) -> str:
+    """What an object-storage error means: ``"missing"`` (no such bucket/container/object), ``"denied"`` (wrong
+    or missing credentials), ``"transient"`` (worth retrying: connection reset/refused, timeouts, HTTP 429/5xx),
+    or ``"other"``."""
+    chain = _chain(exc)
+    for e in chain:
+        names = {t.__name__ for t in type(e).__mro__}
+        codes = _codes(e)
+        if isinstance(e, FileNotFoundError) or names & {"ResourceNotFoundError"} or codes & _MISSING:
+            return "missing"
+        if isinstance(e, PermissionError) or names & {"ClientAuthenticationError"} or codes & _DENIED:
+            return "denied"
+        if names & _TRANSIENT_TYPES or codes & _TRANSIENT_CODES:
+            return "transient"
+        if isinstance(e, OSError) and e.errno in _TRANSIENT_ERRNOS:
+            return "transient"
+    if any(_TRANSIENT_TEXT.search(str(e)) for e in chain):
+        return "transient"
+    return "other"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when retrying the call that raised ``exc`` may succeed (see :func:`classify`)."""
+    return classify(exc) == "transient"
+
+
+_HINTS = {
+    "missing": "the bucket/container or object does not exist; create the bucket/container or fix the URL",
+    "denied": "access denied; check the credentials (storage options or AZURE_*/AWS_* environment variables)",
+    "transient": "the storage service did not answer (connection refused/reset, timeout or HTTP 5xx); check the "
+    "endpoint and that the service is up, then run again",
+    "other": "check the URL, the endpoint and the credentials",
+}
+
+
+def storage_error(
+    exc: BaseException, url: str, action: str = "access", error: type[OrbitcubeError] = CatalogError
+) -> OrbitcubeError:
+    """An ``error`` saying that ``action`` on ``url`` failed, why (see :func:`classify`) and how to fix it; the
+    URL and the underlying message are redacted."""
+    kind = classify(exc)
+    detail = redact(f"{type(exc).__name__}: {exc}")[:400]
+    return error(f"cannot {action} {redact(url)}: {_HINTS[kind]} ({detail})")
+
+
+def retry(
+    call: Callable[[], T],
+    *,
+    url: str,
+    action: str = "access",
+    attempts: int = 4,
+    delay: float = 0.25,
+    error: type[OrbitcubeError] = CatalogError,
+    passthrough: tuple[type[BaseException], ...] = (),
+) -> T:
+    """Run ``call()``; retry it up to ``attempts`` times in all (delay ``delay`` s, doubling) while it fails with
+    a transient error (:func:`is_transient`). Any other failure, or the last transient one, is raised as
+    ``error`` via :func:`storage_error` naming ``url`` (redacted). OrbitcubeErrors and ``passthrough`` exception
+    types are re-raised unchanged."""
+    if attempts < 1:
+        raise ValueError(f"attempts={attempts}; use 1 or more")
+    for n in range(1, attempts + 1):
+        try:
+            return call()
+        except (OrbitcubeError, *passthrough):
+            raise
+        except Exception as exc:  # the SDKs raise many types; classify() sorts them out
+            if n < attempts and is_transient(exc):
+                log.warning(
+                    "%s %s failed (%s), retry %d of %d",
+                    action,
+                    redact(url),
+                    redact(type(exc).__name__),
+                    n,
+                    attempts - 1,
+                )
+                time.sleep(delay * 2 ** (n - 1))
+                continue
+            raise storage_error(exc, url, action, error) from exc
+    raise AssertionError("unreachable")  # pragma: no cover
