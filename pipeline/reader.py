@@ -44,10 +44,11 @@ from pipeline.resample import apply_map, pixel_map
 log = logging.getLogger(__name__)
 
 #: GDAL settings every read runs under (plus the caller's): no directory listing on open, and a block cache of
-#: 256 MB per worker process (GDAL's default, 5 % of RAM, would be held per worker since handles stay open)
+#: 64 MB per worker process: a tile reads more blocks than that, so a larger cache buys little reuse, and GDAL's
+#: default (5 % of RAM) would be held per worker since handles stay open (memory would grow with the AOI)
 BASE_GDAL_ENV: dict[str, str | int] = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "GDAL_CACHEMAX": 256 * 2**20,  # bytes (rasterio sets it with GDALSetCacheMax64)
+    "GDAL_CACHEMAX": 64 * 2**20,  # bytes (rasterio sets it with GDALSetCacheMax64)
 }
 _TOL = 1e-6
 
