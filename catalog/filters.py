@@ -4,8 +4,9 @@ pyarrow compute expression evaluated on the stac-geoparquet index columns.
 Supported (the CQL2 "basic" subset plus a little): ``=``, ``<>``, ``<``, ``<=``, ``>``, ``>=``, ``and``, ``or``,
 ``not``, ``in``, ``between``, ``like``, ``isNull``; literals are numbers, strings, booleans, ``TIMESTAMP(...)``
 and ``DATE(...)``. Properties are item properties (``eo:cloud_cover``, ``platform``; a ``properties.`` prefix
-is accepted) or ``id``, ``collection``, ``datetime``. A property the index lacks is null, so comparisons with
-it are false (as in SQL). Spatial and temporal operators are not supported: use ``bbox``/``intersects`` and
+is accepted) or ``id``, ``collection``, ``datetime``. A property that some items lack is null for them, so
+comparisons with it are false (as in SQL); a property that no item of a local catalog has is an error (a typo,
+most likely; see :func:`check_properties`). Spatial and temporal operators are not supported: use ``bbox``/``intersects`` and
 ``datetime`` of :func:`catalog.search.search`.
 """
 
@@ -58,6 +59,39 @@ def filter_text(value: str | dict) -> str:
     import cql2
 
     return cql2.parse_json(json.dumps(parse_filter(value))).to_text()
+
+
+def filter_properties(cql2_json: Any, *, null_checks: bool = True) -> list[str]:
+    """Names of the properties a CQL2 JSON filter reads (``properties.`` prefix removed), in first-use order;
+    without those only tested by ``isNull`` when ``null_checks`` is False."""
+    out: dict[str, None] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if not null_checks and str(node.get("op", "")).lower() == "isnull":
+                return
+            if isinstance(node.get("property"), str):
+                out[node["property"].removeprefix("properties.")] = None
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(cql2_json)
+    return list(out)
+
+
+def check_properties(cql2_json: dict, schema: pa.Schema) -> None:
+    """CatalogError when the filter compares a property that no item of the index has (most likely a typo);
+    ``isNull`` tests of absent properties are allowed."""
+    unknown = [n for n in filter_properties(cql2_json, null_checks=False) if n not in schema.names]
+    if unknown:
+        known = sorted(n for n in schema.names if n not in ("assets", "links", "geometry", "bbox", "type"))
+        raise CatalogError(
+            f"filter property {unknown[0]!r} is not a property of any item here; check the spelling "
+            f"(properties: {', '.join(known)}), or test its absence with '{unknown[0]} IS NULL'"
+        )
 
 
 def _column(name: str, schema: pa.Schema) -> Any:

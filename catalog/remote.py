@@ -131,4 +131,4 @@ def search_remote(url: str, q: Any, *, headers: dict[str, str] | None = None) ->
     except (APIError, OSError) as exc:
         raise CatalogError(f"search on {safe_url(url)} failed: {exc}") from exc
     log.info("STAC API %s returned %d items", safe_url(url), len(found))
-    return search_items(found, q)
+    return search_items(found, q, strict=False)

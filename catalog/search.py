@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +20,9 @@ import pyarrow.compute as pc
 import pystac
 
 from catalog.errors import CatalogError
+
+if TYPE_CHECKING:
+    from catalog.index import ItemIndex
 
 Interval = tuple[dt.datetime | None, dt.datetime | None]
 
@@ -220,7 +223,7 @@ def search(
     from catalog.store import Catalog, open_catalog
 
     if isinstance(source, Catalog):
-        return pystac.ItemCollection(source.materialise(select_rows(source, q)))
+        return pystac.ItemCollection(source.materialise(select_rows(source, q)), clone_items=False)
     if isinstance(source, pystac.ItemCollection | list | tuple):
         return search_items(list(source), q)
     text = str(source)
@@ -233,59 +236,59 @@ def search(
             f"cannot search a {type(source).__name__}; give a catalog path, a Catalog, a list of items or a URL"
         )
     cat = open_catalog(source)
-    return pystac.ItemCollection(cat.materialise(select_rows(cat, q)))
+    try:
+        return pystac.ItemCollection(cat.materialise(select_rows(cat, q)), clone_items=False)
+    finally:
+        cat.close()
 
 
-def search_items(items: list[pystac.Item], q: Query) -> pystac.ItemCollection:
-    """Apply ``q`` to items in memory (same semantics as the index search); returns the original objects."""
+def search_items(items: list[pystac.Item], q: Query, *, strict: bool = True) -> pystac.ItemCollection:
+    """Apply ``q`` to items in memory (same semantics as the index search); returns the original objects.
+    ``strict=False``: a filter may name properties none of the items has (for results a server filtered)."""
     if not items:
         return pystac.ItemCollection([])
-    from catalog.store import _index_table, item_records
+    from catalog.index import ItemIndex, index_table
+    from catalog.store import item_records
 
-    holder = _TableHolder(_index_table(item_records(items)))
-    return pystac.ItemCollection([items[i] for i in select_rows(holder, q)])
-
-
-class _TableHolder:
-    def __init__(self, table: pa.Table) -> None:
-        self.table = table
-        self._cache: dict[str, Any] = {}
+    index = ItemIndex(table=index_table(item_records(items)))
+    return pystac.ItemCollection([items[i] for i in select_rows(index, q, strict=strict)], clone_items=False)
 
 
-def _columns(cat: Any) -> dict[str, Any]:
-    """Numpy views of the columns every search reads, cached on the catalog object."""
-    cache = cat._cache
+def _columns(index: ItemIndex) -> dict[str, Any]:
+    """Numpy arrays of the columns every search reads (bbox, time, cloud cover), cached on the index."""
+    cache = index._cache
     if "xmin" not in cache:
-        t = cat.table
-        if t.num_rows == 0:
+        n = index.num_rows
+        if n == 0:
             cache.update(n=0)
             return cache
-        b = t.column("bbox").combine_chunks()
+        names = index.schema.names
+        b = index.column("bbox")
         for k in ("xmin", "ymin", "xmax", "ymax"):
             cache[k] = pc.fill_null(b.field(k), np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
-        start, end = _time_columns(t)
-        cache.update(start=start, end=end, n=t.num_rows)
-        cc = t.column("eo:cloud_cover") if "eo:cloud_cover" in t.schema.names else None
+        start, end = _time_columns(index)
+        cache.update(start=start, end=end, n=n)
+        cc = index.column("eo:cloud_cover") if "eo:cloud_cover" in names else None
         cache["cloud"] = (
-            np.full(t.num_rows, np.nan)
+            np.full(n, np.nan)
             if cc is None
             else pc.cast(pc.fill_null(cc, np.nan), pa.float64()).to_numpy(zero_copy_only=False)
         )
     return cache
 
 
-def _as_us(col: pa.ChunkedArray) -> np.ndarray:
+def _as_us(col: pa.Array) -> np.ndarray:
     """A timestamp column as int64 microseconds since the epoch (UTC), nulls as the int64 minimum."""
     arr = pc.cast(col, pa.timestamp("us", tz="UTC")).cast(pa.int64())
     return pc.fill_null(arr, np.iinfo(np.int64).min).to_numpy(zero_copy_only=False)
 
 
-def _time_columns(t: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    names = t.schema.names
-    null = np.full(t.num_rows, np.iinfo(np.int64).min)
-    dtime = _as_us(t.column("datetime")) if "datetime" in names else null
-    start = _as_us(t.column("start_datetime")) if "start_datetime" in names else null
-    end = _as_us(t.column("end_datetime")) if "end_datetime" in names else null
+def _time_columns(index: ItemIndex) -> tuple[np.ndarray, np.ndarray]:
+    names = index.schema.names
+    null = np.full(index.num_rows, np.iinfo(np.int64).min)
+    dtime = _as_us(index.column("datetime")) if "datetime" in names else null
+    start = _as_us(index.column("start_datetime")) if "start_datetime" in names else null
+    end = _as_us(index.column("end_datetime")) if "end_datetime" in names else null
     nul = np.iinfo(np.int64).min
     lo = np.where(dtime != nul, dtime, start)
     hi = np.where(dtime != nul, dtime, np.where(end != nul, end, np.iinfo(np.int64).max))
@@ -296,14 +299,21 @@ def _us(t: dt.datetime) -> int:
     return int((t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) / dt.timedelta(microseconds=1))
 
 
-def select_rows(cat: Any, q: Query) -> np.ndarray:
-    """Row numbers of ``cat.table`` matching ``q``, sorted by ``q.sortby`` (then id) and cut to ``q.limit``."""
+def select_rows(index: ItemIndex, q: Query, *, strict: bool = True) -> np.ndarray:
+    """Row numbers of ``index`` matching ``q``, sorted by ``q.sortby`` (then id) and cut to ``q.limit``.
+
+    Reads only the index columns the query needs (bbox, time, cloud cover, collection/id, the filter's
+    properties, the geometry of the candidates). ``strict``: CatalogError when the filter compares a property
+    no item has (:func:`catalog.filters.check_properties`)."""
     import shapely
 
-    c = _columns(cat)
+    if strict and q.filter is not None and index.num_rows:
+        from catalog.filters import check_properties
+
+        check_properties(q.filter, index.schema)
+    c = _columns(index)
     if c["n"] == 0:
         return np.zeros(0, np.int64)
-    t = cat.table
     mask = np.ones(c["n"], bool)
     t0, t1 = q.interval
     if t0 is not None:
@@ -316,36 +326,41 @@ def select_rows(cat: Any, q: Query) -> np.ndarray:
         w, s, e, n = q.aoi_bbox
         mask &= (c["xmin"] <= e) & (c["xmax"] >= w) & (c["ymin"] <= n) & (c["ymax"] >= s)
     if q.collections is not None:
-        mask &= pc.fill_null(
-            pc.is_in(t.column("collection"), pa.array(q.collections, pa.string())), False
-        ).to_numpy(zero_copy_only=False)
+        if "collection" not in index.schema.names:
+            mask[:] = False
+        else:
+            mask &= pc.fill_null(
+                pc.is_in(index.column("collection"), pa.array(q.collections, pa.string())), False
+            ).to_numpy(zero_copy_only=False)
     if q.ids is not None:
-        mask &= pc.is_in(t.column("id"), pa.array(q.ids, pa.string())).to_numpy(zero_copy_only=False)
+        mask &= pc.is_in(index.column("id"), pa.array(q.ids, pa.string())).to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(mask)
     if q.filter is not None and rows.size:
-        from catalog.filters import apply_filter
+        from catalog.filters import apply_filter, filter_properties
 
-        rows = rows[apply_filter(t.take(pa.array(rows)), q.filter)]
+        names = ["id", *(n for n in filter_properties(q.filter) if n in index.schema.names)]
+        rows = rows[apply_filter(index.take(rows, names), q.filter)]
     if q.aoi is not None and rows.size:
-        geoms = shapely.from_wkb(t.column("geometry").take(pa.array(rows)).to_numpy(zero_copy_only=False))
+        wkb = index.take(rows, ["geometry"]).column(0).to_numpy(zero_copy_only=False)
         shapely.prepare(q.aoi)
-        rows = rows[shapely.intersects(q.aoi, geoms)]
-    return _sort(t, rows, q)
+        rows = rows[shapely.intersects(q.aoi, shapely.from_wkb(wkb))]
+    return _sort(index, rows, q)
 
 
-def _sort(t: pa.Table, rows: np.ndarray, q: Query) -> np.ndarray:
+def _sort(index: ItemIndex, rows: np.ndarray, q: Query) -> np.ndarray:
     if rows.size == 0:
         return rows
     keys = [k for k in q.sortby if k[0] != "id"] + [("id", True)]
     sub = {"__row": pa.array(rows)}
     sort_keys = []
+    names = index.schema.names
     for i, (name, asc) in enumerate(keys):
-        if name not in t.schema.names:
+        if name not in names:
             raise CatalogError(
                 f"cannot sort by {name!r}: no such property in the index; use one of "
-                f"{sorted(n for n in t.schema.names if n not in ('assets', 'links', 'geometry', 'bbox'))}"
+                f"{sorted(n for n in names if n not in ('assets', 'links', 'geometry', 'bbox'))}"
             )
-        sub[f"k{i}"] = t.column(name).take(pa.array(rows))
+        sub[f"k{i}"] = index.take(rows, [name]).column(0)
         sort_keys.append((f"k{i}", "ascending" if asc else "descending"))
     order = pc.sort_indices(pa.table(sub), sort_keys=sort_keys).to_numpy()
     out = rows[order]

@@ -8,9 +8,10 @@ Layout under ``root``::
     <collection>/<id>/<id>.json       items; asset hrefs relative to the item file (absolute URLs stay URLs)
 
 In the index, local asset hrefs and each item's ``self`` link are relative to ``root``, so the folder can be
-moved or copied as a whole. Writes are atomic file by file (temporary file + rename) and ordered items ->
-index -> collections -> root catalog; every file is serialised in memory before the first one is written, so
-an error never leaves a half-written catalog.
+moved or copied as a whole. Writes are staged: every file (items, index, collections, root catalog) is first
+written in full to a temporary file beside its target; only when all of them exist are they renamed into place,
+items -> index -> collections -> root catalog. An error while staging (disk full, a path that cannot be
+created, an interrupt) removes the temporary files and leaves the catalog exactly as it was.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pystac
 
 from catalog.errors import CatalogError
+from catalog.index import ItemIndex, atomic_write_index, index_table, sort_table, write_index
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +43,54 @@ def _is_url(href: str) -> bool:
     return "://" in href
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+class _Staging:
+    """Files written in full to temporary names first, renamed into place only by :meth:`commit`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.staged: list[tuple[Path, Path]] = []
+        self.new_dirs: list[Path] = []
+
+    def _mkdir(self, folder: Path) -> None:
+        missing = []
+        for d in (folder, *folder.parents):
+            if d.exists():
+                break
+            missing.append(d)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.new_dirs += reversed(missing)
+
+    def stage(self, path: Path, write) -> None:
+        """Run ``write(tmp_path)`` for the file that will become ``path``."""
+        try:
+            self._mkdir(path.parent)
+            tmp = _tmp_name(path)
+            self.staged.append((tmp, path))
+            write(tmp)
+        except OSError as exc:
+            raise CatalogError(
+                f"cannot write {path}: {exc.strerror or exc}; check that the folder is writable, has free space "
+                f"and holds no file where a folder must go. The catalog at {self.root} is unchanged"
+            ) from exc
+
+    def commit(self) -> None:
+        for tmp, path in self.staged:
+            os.replace(tmp, path)
+        self.staged = []
+
+    def abort(self) -> None:
+        for tmp, _ in self.staged:
+            tmp.unlink(missing_ok=True)
+        for d in reversed(self.new_dirs):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        self.staged, self.new_dirs = [], []
 
 
 def _dumps(d: dict) -> bytes:
@@ -90,29 +130,21 @@ def _relocate(d: dict, root: Path, base: Path, self_href: str | None) -> dict:
     return out
 
 
-def _index_table(dicts: list[dict]) -> pa.Table:
-    import stac_geoparquet.arrow as sga
-
-    reader = sga.parse_stac_items_to_arrow(dicts)
-    return reader.read_all() if hasattr(reader, "read_all") else reader
-
-
-class Catalog:
+class Catalog(ItemIndex):
     """A catalog folder opened through its index: ``len()``, ``.items``, ``.collections``, ``.search(...)``.
 
-    Open one with :func:`open_catalog`; the index table is read once and kept, so repeated searches are fast.
+    Open one with :func:`open_catalog`. Only the index columns a search filters on are read (once, then
+    cached), and whole items only for the matches, so repeated searches on one opened catalog are fast.
     """
 
-    def __init__(self, root: Path, table: pa.Table, catalog_dict: dict) -> None:
+    def __init__(
+        self, root: Path, catalog_dict: dict, *, table: pa.Table | None = None, path: Path | None = None
+    ) -> None:
+        super().__init__(table=table, path=path)
         self.root = root
         self.catalog_file = root / "catalog.json"
-        self.table = table
         self.catalog_dict = catalog_dict
         self._collections: dict[str, pystac.Collection] | None = None
-        self._cache: dict[str, Any] = {}
-
-    def __len__(self) -> int:
-        return self.table.num_rows
 
     def __repr__(self) -> str:
         return f"Catalog({str(self.root)!r}, {len(self)} items, collections={sorted(self.collection_ids)})"
@@ -120,7 +152,7 @@ class Catalog:
     @property
     def ids(self) -> list[str]:
         """Item ids in index order."""
-        return self.table.column("id").to_pylist() if len(self) else []
+        return self.column("id").to_pylist() if len(self) else []
 
     @property
     def collection_ids(self) -> list[str]:
@@ -168,7 +200,7 @@ class Catalog:
 
         if len(rows) == 0:
             return []
-        sub = self.table.take(pa.array(np.asarray(rows, dtype=np.int64)))
+        sub = self.take(rows)
         out = []
         for d in sga.stac_table_to_items(sub):
             out.append(pystac.Item.from_dict(self._resolve(d), preserve_dict=False))
@@ -191,20 +223,21 @@ class Catalog:
         """Summary for ``orbitcube catalog info``: root, item count, index size, and per collection the item
         count, spatial extent (WGS84 bbox), temporal extent (ISO 8601) and asset keys."""
         colls = {}
+        light = (
+            self.columns([n for n in ("collection", "bbox", *_TIME_COLUMNS) if n in self.schema.names])
+            if len(self)
+            else pa.table({})
+        )
+        keys = sorted(self.schema.field("assets").type.names) if "assets" in self.schema.names else []
         for cid in self.collection_ids:
-            mask = _collection_mask(self.table, cid)
+            mask = _collection_mask(light, cid)
             n = int(np.count_nonzero(mask))
-            ext = _extent(self.table.filter(pa.array(mask))) if n else None
-            keys = (
-                sorted(self.table.schema.field("assets").type.names)
-                if "assets" in self.table.schema.names
-                else []
-            )
+            ext = _extent(light.filter(pa.array(mask))) if n else None
             colls[cid] = {
                 "items": n,
                 "bbox": ext[0] if ext else None,
                 "interval": [t.isoformat() for t in ext[1]] if ext else None,
-                "asset_keys": keys if cid in _present(self.table) else [],
+                "asset_keys": keys if n else [],
             }
         index = self.root / INDEX_NAME
         return {
@@ -215,6 +248,9 @@ class Catalog:
             "index_bytes": index.stat().st_size if index.exists() else 0,
             "collections": colls,
         }
+
+
+_TIME_COLUMNS = ("datetime", "start_datetime", "end_datetime")
 
 
 def _present(table: pa.Table) -> set[str]:
@@ -237,7 +273,7 @@ def _extent(table: pa.Table) -> tuple[list[float], list[dt.datetime]]:
         float(pc.max(b.field("ymax")).as_py()),
     ]
     times = []
-    for name in ("datetime", "start_datetime", "end_datetime"):
+    for name in _TIME_COLUMNS:
         if name in table.schema.names:
             col = table.column(name)
             for v in (pc.min(col).as_py(), pc.max(col).as_py()):
@@ -270,7 +306,7 @@ def _index_from_json(root: Path) -> pa.Table:
         d = _absolute_dict(it)
         rel = Path(os.path.relpath(self_href, root)).as_posix() if self_href else None
         dicts.append(_relocate(d, root, root, rel))
-    return _index_table(dicts) if dicts else pa.table({"id": pa.array([], pa.string())})
+    return sort_table(index_table(dicts))
 
 
 def open_catalog(path: str | Path) -> Catalog:
@@ -285,16 +321,16 @@ def open_catalog(path: str | Path) -> Catalog:
     cat_dict = _read_catalog_dict(root)
     index = root / INDEX_NAME
     if index.exists():
+        cat = Catalog(root, cat_dict, path=index)
         try:
-            table = pq.read_table(index)
+            cat.schema  # noqa: B018 (reads and checks the parquet footer now, not at the first search)
         except (OSError, pa.ArrowException) as exc:
             raise CatalogError(
                 f"cannot read index {index}: {exc}; rebuild it with reindex({str(root)!r})"
             ) from exc
-    else:
-        log.info("%s has no %s; indexing its JSON files in memory", root, INDEX_NAME)
-        table = _index_from_json(root)
-    return Catalog(root, table, cat_dict)
+        return cat
+    log.info("%s has no %s; indexing its JSON files in memory", root, INDEX_NAME)
+    return Catalog(root, cat_dict, table=_index_from_json(root))
 
 
 def reindex(path: str | Path) -> Catalog:
@@ -304,20 +340,8 @@ def reindex(path: str | Path) -> Catalog:
         root = root.parent
     cat_dict = _read_catalog_dict(root)
     table = _index_from_json(root)
-    _write_index(table, root / INDEX_NAME)
-    return Catalog(root, table, cat_dict)
-
-
-def _write_index(table: pa.Table, path: Path) -> None:
-    import stac_geoparquet.arrow as sga
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        sga.to_parquet(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_index(table, root / INDEX_NAME)
+    return Catalog(root, cat_dict, table=table)
 
 
 @dataclass
@@ -347,28 +371,36 @@ def merge_items(
     existing = open_catalog(root) if (root / "catalog.json").exists() else None
     old_ids = dict(zip(existing.ids, range(len(existing)), strict=True)) if existing is not None else {}
     plan = MergePlan(root, existing, collections={c.id: c for c in collections or ()})
+    given: dict[str, dict] = {}
     for it in items:
         if not it.collection_id:
             raise CatalogError(f"item {it.id!r} has no collection; set item.collection_id before writing it")
         d = _absolute_dict(it)
-        if it.id in plan.new:
-            if _comparable(plan.new[it.id]) != _comparable(d):
+        if it.id in given:
+            if _comparable(given[it.id]) != _comparable(d):
                 raise CatalogError(
                     f"item id {it.id!r} is given twice with different content; give the scenes distinct ids"
                 )
             continue
-        if it.id in old_ids:
-            (old,) = existing.materialise([old_ids[it.id]])
-            if _comparable(_absolute_dict(old)) == _comparable(d):
-                plan.unchanged.append(it.id)
-                continue
-            if not overwrite:
-                raise CatalogError(
-                    f"item {it.id!r} already exists in {root} with different content; pass overwrite=True "
-                    "(CLI: --overwrite) to replace it, or give the new files another id"
-                )
-        plan.new[it.id] = d
-        plan.added.append(it.id)
+        given[it.id] = d
+    known = [iid for iid in given if iid in old_ids]
+    olds = existing.materialise([old_ids[i] for i in known]) if known else []
+    same = {
+        iid
+        for iid, old in zip(known, olds, strict=True)
+        if _comparable(_absolute_dict(old)) == _comparable(given[iid])
+    }
+    for iid, d in given.items():
+        if iid in same:
+            plan.unchanged.append(iid)
+            continue
+        if iid in old_ids and not overwrite:
+            raise CatalogError(
+                f"item {iid!r} already exists in {root} with different content; pass overwrite=True "
+                "(CLI: --overwrite) to replace it, or give the new files another id"
+            )
+        plan.new[iid] = d
+        plan.added.append(iid)
     return plan
 
 
@@ -404,21 +436,25 @@ def write_merged(plan: MergePlan) -> Catalog:
             for cid in coll_ids
         ),
     ]
-    cat_bytes = _dumps(cat_dict)
-    # everything is serialised: write items, then the index, then collections, then the root catalog
+    files[root / "catalog.json"] = _dumps(cat_dict)
     moved = _moved_items(existing, plan)
-    for path, data in files.items():
-        if path.name != "collection.json":
-            _write_atomic(path, data)
-    root.mkdir(parents=True, exist_ok=True)
-    _write_index(table, root / INDEX_NAME)
-    for path, data in files.items():
-        if path.name == "collection.json":
-            _write_atomic(path, data)
-    _write_atomic(root / "catalog.json", cat_bytes)
+    # stage every file in full (items, index, collections, root catalog), then rename them into place
+    staging = _Staging(root)
+    try:
+        for path, data in files.items():
+            if path.name not in ("collection.json", "catalog.json"):
+                staging.stage(path, lambda tmp, data=data: tmp.write_bytes(data))
+        staging.stage(root / INDEX_NAME, lambda tmp: write_index(table, tmp))
+        for path, data in files.items():
+            if path.name in ("collection.json", "catalog.json"):
+                staging.stage(path, lambda tmp, data=data: tmp.write_bytes(data))
+        staging.commit()
+    except BaseException:
+        staging.abort()
+        raise
     for old in moved:
         old.unlink(missing_ok=True)
-    return Catalog(root, table, cat_dict)
+    return Catalog(root, cat_dict, table=table)
 
 
 def _meta_changed(existing: Catalog, plan: MergePlan) -> bool:
@@ -429,8 +465,8 @@ def _moved_items(existing: Catalog | None, plan: MergePlan) -> list[Path]:
     """JSON files of replaced items whose collection changed (removed after the new files are in place)."""
     if existing is None or not plan.new:
         return []
-    ids = existing.table.column("id").to_pylist()
-    colls = existing.table.column("collection").to_pylist()
+    ids = existing.column("id").to_pylist()
+    colls = existing.column("collection").to_pylist()
     return [
         plan.root / c / i / f"{i}.json"
         for i, c in zip(ids, colls, strict=True)
@@ -439,11 +475,11 @@ def _moved_items(existing: Catalog | None, plan: MergePlan) -> list[Path]:
 
 
 def _merge_tables(existing: Catalog | None, new_rows: list[dict], replaced: set[str]) -> pa.Table:
-    new = _index_table(new_rows) if new_rows else None
+    new = index_table(new_rows) if new_rows else None
     if existing is None or len(existing) == 0:
         if new is None:
             raise CatalogError("no items to write; ingest at least one readable scene")
-        return new
+        return sort_table(new)
     old = existing.table
     if replaced:
         keep = pc.invert(pc.is_in(old.column("id"), pa.array(sorted(replaced)))).to_numpy(
@@ -451,13 +487,14 @@ def _merge_tables(existing: Catalog | None, new_rows: list[dict], replaced: set[
         )
         old = old.filter(pa.array(keep))
     if new is None:
-        return old
+        return sort_table(old)
     try:
-        return pa.concat_tables([old, new], promote_options="permissive").combine_chunks()
+        merged = pa.concat_tables([old, new], promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         import stac_geoparquet.arrow as sga
 
-        return _index_table([_drop_nones(d) for d in sga.stac_table_to_items(old)] + new_rows)
+        merged = index_table([_drop_nones(d) for d in sga.stac_table_to_items(old)] + new_rows)
+    return sort_table(merged)
 
 
 def _catalog_dict(root: Path, existing: Catalog | None, plan: MergePlan) -> dict:

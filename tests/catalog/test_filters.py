@@ -27,9 +27,15 @@ CASES = [
 ]
 
 
+@pytest.fixture(params=["json-walk", "parquet-index"])
+def source(request, mixed_mission: Mission, indexed_catalog):
+    """The simulator's catalog (no index: its JSON is walked) and the same items behind a parquet index."""
+    return mixed_mission.catalog_path if request.param == "json-walk" else indexed_catalog
+
+
 @pytest.mark.parametrize(("text", "predicate"), CASES, ids=[c[0] for c in CASES])
-def test_cql2_text_filters_match_python_predicates(mixed_mission: Mission, text, predicate) -> None:
-    got = [i.id for i in search(mixed_mission.catalog_path, filter=text)]
+def test_cql2_text_filters_match_python_predicates(mixed_mission: Mission, source, text, predicate) -> None:
+    got = [i.id for i in search(source, filter=text)]
     want = sorted(
         (i for i in mixed_mission.items if predicate(i.to_dict()["properties"], i.id)),
         key=lambda i: (i.datetime, i.id),
@@ -52,11 +58,21 @@ def test_cql2_json_equals_text(mixed_mission: Mission) -> None:
     assert a == b and a
 
 
-def test_bad_filters_are_clear_errors(mixed_mission: Mission) -> None:
+def test_bad_filters_are_clear_errors(source) -> None:
     with pytest.raises(CatalogError, match="not valid CQL2"):
-        search(mixed_mission.catalog_path, filter="eo:cloud_cover <<< 3")
-    # a property no item has is null: comparisons are false, as in SQL
-    assert len(search(mixed_mission.catalog_path, filter="nonexistent:field = 3")) == 0
+        search(source, filter="eo:cloud_cover <<< 3")
+    # a property no item has is most likely a typo: an error listing the properties there are
+    with pytest.raises(CatalogError, match=r"'eo:cloudcover' is not a property .*eo:cloud_cover"):
+        search(source, filter="eo:cloudcover < 20")
+    # ... but its absence can be tested, and a property some items lack is null for them (as in SQL)
+    assert len(search(source, filter="nonexistent:field IS NULL")) == len(search(source))
+    s2 = search(source, collections="sentinel-2-l2a-sim")
+    assert [i.id for i in search(source, filter="s2:mgrs_tile LIKE '3%'")] == [i.id for i in s2]
+    assert len(search(source, filter="NOT (s2:mgrs_tile LIKE '3%')")) == 0  # null for Landsat, not "not like"
+    with pytest.raises(CatalogError, match="compare each property with a value of its type"):
+        search(source, filter="eo:cloud_cover = 'cloudy'")
+    with pytest.raises(CatalogError, match="not supported"):
+        search(source, filter="S_INTERSECTS(geometry, POINT(1 2))")
 
 
 def test_sort_descending_and_limit(mixed_mission: Mission) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,62 @@ def test_package_search_is_the_function_even_after_the_module_is_imported() -> N
 
     importlib.import_module("catalog.search")
     assert callable(catalog.search) and catalog.search is sys.modules["catalog.search"].search
+
+
+def _utm_box(bbox) -> object:
+    from odc.geo.geom import box
+
+    return box(*bbox, crs=4326).to_crs("EPSG:32632")
+
+
+QUERIES = {
+    "all": {},
+    "west-bbox": {"bbox": "west"},
+    "utm-intersects": {"intersects": "utm"},
+    "open-start": {"datetime": "../2023-06-20"},
+    "open-end": {"datetime": "2023-06-20T10:00:00Z/.."},
+    "month": {"datetime": "2023-07"},
+    "collection": {"collections": "landsat-c2-l2-sim"},
+    "cloud": {"max_cloud_cover": 25},
+    "filter": {"filter": "platform IN ('sentinel-2a', 'landsat-9') AND eo:cloud_cover >= 5"},
+    "sort-limit": {"sortby": ["-eo:cloud_cover"], "limit": 4},
+    "ids": {"ids": "from-mission"},
+    "combined": {"bbox": "west", "datetime": "2023-06-05/2023-07-05", "max_cloud_cover": 60},
+}
+
+
+@pytest.mark.parametrize("name", list(QUERIES))
+def test_parquet_index_json_walk_and_item_list_agree(mixed_mission: Mission, indexed_catalog, name) -> None:
+    """The same query on the stac-geoparquet index (several row groups), on the simulator's JSON catalog (no
+    index: walked) and on the items in memory gives the same items in the same order."""
+    w, s, e, n = mixed_mission.config.aoi_bbox
+    kw = dict(QUERIES[name])
+    if kw.get("bbox") == "west":
+        kw["bbox"] = (w, s, w + 0.001, n)  # only the western tile
+    if kw.get("intersects") == "utm":
+        kw["intersects"] = _utm_box((e - 0.001, s, e, n))  # only the eastern tile
+    if kw.get("ids") == "from-mission":
+        kw["ids"] = [mixed_mission.items[i].id for i in (0, 5, 9)] + ["no-such-item"]
+    by_index = search(indexed_catalog, **kw)
+    by_walk = search(mixed_mission.catalog_path, **kw)
+    in_memory = search(list(mixed_mission.items), **kw)
+    ids = [i.id for i in by_index]
+    assert ids == [i.id for i in by_walk] == [i.id for i in in_memory]
+    assert ids, "every query matches something"
+    if name != "all":
+        assert len(ids) < len(mixed_mission.items), "and filters something out"
+    for it in by_index:  # materialised from the index: absolute hrefs to the scenes' files
+        assert all(Path(a.href).is_absolute() and Path(a.href).exists() for a in it.assets.values())
+
+
+def test_query_arguments_are_checked(indexed_catalog) -> None:
+    with pytest.raises(CatalogError, match="cannot sort by 'nope'"):
+        search(indexed_catalog, sortby="nope")
+    with pytest.raises(CatalogError, match="max_cloud_cover 120"):
+        search(indexed_catalog, max_cloud_cover=120)
+    with pytest.raises(CatalogError, match="limit 0"):
+        search(indexed_catalog, limit=0)
+    with pytest.raises(CatalogError, match="ends before it starts"):
+        search(indexed_catalog, datetime=(dt.date(2023, 7, 1), dt.date(2023, 6, 1)))
+    with pytest.raises(CatalogError, match="cannot search a int"):
+        search(3)

@@ -1,0 +1,28 @@
+"""Fixtures of the catalog tests: the mixed mission written through catalog.store (with its parquet index)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import catalog.index
+from catalog.simulator import Mission
+from catalog.store import write_catalog
+
+#: row-group size of the indexed fixture: small, so that every search reads across several row groups
+SMALL_ROW_GROUPS = 4
+
+
+@pytest.fixture(scope="session")
+def indexed_catalog(mixed_mission: Mission, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The mixed mission's items written by ``write_catalog`` (items.parquet in row groups of 4 rows).
+
+    The simulator writes its own catalog without an index, so searching ``mixed_mission.catalog_path`` walks
+    the JSON files; this one is searched through the parquet index. Treat it as read-only.
+    """
+    root = tmp_path_factory.mktemp("indexed") / "cat"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(catalog.index, "ROW_GROUP_ROWS", SMALL_ROW_GROUPS)
+        write_catalog(mixed_mission.items, root)
+    return root
