@@ -3,10 +3,10 @@
 Search reads only what it filters on: an :class:`ItemIndex` opened on ``items.parquet`` reads the parquet footer,
 then single columns on demand (``bbox``, ``datetime``, ``eo:cloud_cover``, ``collection``, ``id``, ``geometry``,
 the properties a CQL2 filter names), caching each. Whole items are decoded only for the matching rows, from the
-few row groups that hold them. The index is written sorted by datetime (then id) in row groups of
-:data:`ROW_GROUP_ROWS` rows, so that a time window falls into neighbouring row groups and materialising a handful
-of items decodes a few small groups instead of the whole file (a 1,000,000-item index of Sentinel-2-like items is
-~4 GB of Arrow memory; its light columns are ~200 MB).
+few row groups that hold them. The index is written sorted by place (a coarse lon/lat cell), then datetime, in
+row groups of :data:`ROW_GROUP_ROWS` rows, so that the matches of an area + time search sit in a few neighbouring
+row groups and materialising them decodes a few small groups instead of the whole file (a 1,000,000-item index
+of Sentinel-2-like items is ~4 GB of Arrow memory; its light columns are ~200 MB).
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ import pyarrow.parquet as pq
 
 #: rows per parquet row group of a written index (decoding one group of S2-like items takes ~5-10 ms)
 ROW_GROUP_ROWS = 512
+#: size in degrees of the lon/lat cells that order the index (see :func:`sort_table`)
+CELL_DEGREES = 2.0
+_STATS_COLUMNS = ("id", "collection", "datetime", "start_datetime", "end_datetime", "eo:cloud_cover")
 
 
 def index_table(dicts: Sequence[dict]) -> pa.Table:
@@ -35,13 +38,44 @@ def index_table(dicts: Sequence[dict]) -> pa.Table:
     return table.combine_chunks()
 
 
+def _cell_keys(bbox: pa.Array) -> np.ndarray:
+    """Z-order (Morton) number of the :data:`CELL_DEGREES` lon/lat cell holding each bbox centre."""
+    xy = [
+        pc.fill_null(bbox.field(k), 0.0).to_numpy(zero_copy_only=False).astype(np.float64)
+        for k in ("xmin", "ymin", "xmax", "ymax")
+    ]
+    cx, cy = np.nan_to_num((xy[0] + xy[2]) / 2), np.nan_to_num((xy[1] + xy[3]) / 2)
+    ix = np.clip((cx + 180) // CELL_DEGREES, 0, 0xFFFF).astype(np.uint64)
+    iy = np.clip((cy + 90) // CELL_DEGREES, 0, 0xFFFF).astype(np.uint64)
+    key = np.zeros(len(ix), np.uint64)
+    for bit in range(16):
+        key |= ((ix >> np.uint64(bit)) & np.uint64(1)) << np.uint64(2 * bit)
+        key |= ((iy >> np.uint64(bit)) & np.uint64(1)) << np.uint64(2 * bit + 1)
+    return key
+
+
 def sort_table(table: pa.Table) -> pa.Table:
-    """Rows ordered by datetime (nulls last) then id: the order the index is written in."""
+    """Rows in the order the index is written in: by :data:`CELL_DEGREES` cell of the bbox centre (cells in
+    Z-order), then datetime (nulls last), then id. Items of one place over any time span, and of one place and
+    month, sit in neighbouring rows, so an area + time search decodes few row groups."""
     if table.num_rows < 2:
         return table
-    keys = [(k, "ascending") for k in ("datetime", "id") if k in table.schema.names]
-    order = pc.sort_indices(table, sort_keys=keys)  # nulls sort last by default
-    return table.take(order).combine_chunks()
+    return table.take(sort_order(table)).combine_chunks()
+
+
+def sort_order(table: pa.Table) -> pa.Array:
+    """Row order of :func:`sort_table` (reads only ``bbox``, ``datetime`` and ``id``)."""
+    names = table.schema.names
+    keys = pa.table(
+        {
+            "cell": _cell_keys(table.column("bbox").combine_chunks())
+            if "bbox" in names
+            else np.zeros(table.num_rows, np.uint64),
+            "datetime": table.column("datetime") if "datetime" in names else pa.nulls(table.num_rows),
+            "id": table.column("id"),
+        }
+    )
+    return pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in keys.column_names])  # nulls last
 
 
 def write_index(table: pa.Table, path: str | Path) -> None:
@@ -49,9 +83,13 @@ def write_index(table: pa.Table, path: str | Path) -> None:
     :data:`ROW_GROUP_ROWS`; the table is expected to be sorted (:func:`sort_table`)."""
     import stac_geoparquet.arrow as sga
 
-    batches = table.to_batches(max_chunksize=ROW_GROUP_ROWS)
+    batches = table.combine_chunks().to_batches(max_chunksize=ROW_GROUP_ROWS)
     reader = pa.RecordBatchReader.from_batches(table.schema, batches)
-    sga.to_parquet(reader, path, compression="zstd")
+    # statistics only for the columns search reads (with ~150 leaf columns of assets, per-row-group statistics
+    # of every column would make the footer, which every open parses, tens of MB)
+    stats = [n for n in table.schema.names if n in _STATS_COLUMNS]
+    stats += [f"bbox.{k}" for k in ("xmin", "ymin", "xmax", "ymax")] if "bbox" in table.schema.names else []
+    sga.to_parquet(reader, path, compression="zstd", write_statistics=stats)
 
 
 class ItemIndex:
