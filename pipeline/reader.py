@@ -21,13 +21,16 @@ the tile's GeoBox); each task opens the files it needs itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -51,6 +54,36 @@ BASE_GDAL_ENV: dict[str, str | int] = {
     "GDAL_CACHEMAX": 64 * 2**20,  # bytes (rasterio sets it with GDALSetCacheMax64)
 }
 _TOL = 1e-6
+
+
+def gdal_env(options: Mapping[str, Any] | Sequence[tuple[str, Any]] = ()) -> dict[str, Any]:
+    """:data:`BASE_GDAL_ENV` updated with ``options``, as ``rasterio.Env`` takes them: ``GDAL_CACHEMAX`` given
+    the way GDAL reads it from the environment (a string: "512" = 512 MB as GDAL takes numbers below 100,000,
+    "512MB", "1GB", "5%" of the physical memory, or a byte count) becomes an int number of bytes, since
+    rasterio passes it to GDALSetCacheMax64 and refuses strings."""
+    env = {**BASE_GDAL_ENV, **dict(options)}
+    value = env.get("GDAL_CACHEMAX")
+    if isinstance(value, str):
+        env["GDAL_CACHEMAX"] = _cache_bytes(value)
+    return env
+
+
+def _cache_bytes(text: str) -> int:
+    t = text.strip().upper().removesuffix("B")
+    try:
+        if t.endswith("%"):
+            import psutil
+
+            return int(psutil.virtual_memory().total * float(t[:-1]) / 100)
+        for suffix, mult in (("K", 2**10), ("M", 2**20), ("G", 2**30)):
+            if t.endswith(suffix):
+                return int(float(t[:-1]) * mult)
+        n = int(float(t))
+    except ValueError:
+        raise LoadError(
+            f"GDAL_CACHEMAX={text!r}: use a number of MB below 100000, a byte count, '512MB', '1GB' or '5%'"
+        ) from None
+    return n * 2**20 if n < 100_000 else n
 
 
 @dataclass(frozen=True)
@@ -278,9 +311,75 @@ def _scl_lut(classes: tuple[str, ...]) -> np.ndarray:
     return mask_from_scl(np.arange(256, dtype=np.uint8), classes)
 
 
+#: attempts per remote asset read when it fails with a transient error (GDAL retries HTTP 429/5xx itself, but gives
+#: up on a refused or repeatedly reset connection); the delay between attempts doubles from READ_RETRY_DELAY_S
+READ_ATTEMPTS = 3
+READ_RETRY_DELAY_S = 0.5
+
+
+def _read(asset: AssetSpec, gbox: GeoBox, resampling: str) -> np.ndarray | None:
+    """:func:`read_asset`, retried for object-store/HTTP hrefs that fail with a transient error (connection
+    refused or reset, timeout, HTTP 5xx: :func:`catalog.storage.is_transient`), reopening the file each time."""
+    from catalog.storage import is_transient, redact
+
+    remote = asset.href.startswith("/vsi") or "://" in asset.href
+    for n in range(1, READ_ATTEMPTS + 1):
+        try:
+            return read_asset(asset, gbox, resampling)
+        except RasterioError as exc:
+            if not remote or n == READ_ATTEMPTS or not is_transient(exc):
+                raise
+            _forget(asset.href)
+            log.warning(
+                "reading %s failed (%s), retry %d of %d", asset.href, redact(exc), n, READ_ATTEMPTS - 1
+            )
+            time.sleep(READ_RETRY_DELAY_S * 2 ** (n - 1))
+    return None  # not reached
+
+
+def _forget(href: str) -> None:
+    """Close and drop this thread's cached handles of ``href`` and GDAL's cached state of it (its /vsicurl-family
+    cache remembers a failed open as "no such file"), so that the next read reopens it from scratch."""
+    cache: OrderedDict | None = getattr(_HANDLES, "cache", None)
+    for key in [k for k in (cache or {}) if k[0] == href]:
+        src, _ = cache.pop(key)
+        with contextlib.suppress(Exception):
+            src.close()
+    lib = _libgdal()
+    if lib is not None and href.startswith("/vsi"):
+        with contextlib.suppress(Exception):
+            lib.VSICurlPartialClearCache(href.encode())
+
+
+@lru_cache(maxsize=1)
+def _libgdal():
+    """The GDAL library rasterio runs on (for the one C call rasterio does not expose), or None."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        with open(
+            "/proc/self/maps"
+        ) as maps:  # the copy already loaded (a wheel's bundled libgdal, or conda's)
+            path = next((ln.split()[-1] for ln in maps if "libgdal" in ln and ".so" in ln), None)
+    except OSError:
+        path = None
+    path = path or ctypes.util.find_library("gdal")
+    try:
+        return ctypes.CDLL(path) if path else None
+    except OSError:
+        return None
+
+
 def _fail(scene: SceneSpec, asset: AssetSpec, exc: Exception, spec: ReadSpec) -> None:
+    detail = str(exc)
+    cause = exc.__cause__ or exc.__context__
+    if (
+        cause is not None and "previous exception" in detail
+    ):  # rasterio's "Read failed. See previous exception"
+        detail = f"{detail.split('. See previous')[0]}: {cause}"
     msg = (
-        f"item {scene.item_id!r}: cannot read {asset.href}: {exc}; fix or remove the asset, or load with "
+        f"item {scene.item_id!r}: cannot read {asset.href}: {detail}; fix or remove the asset, or load with "
         "on_error='skip' to skip scenes that fail to open"
     )
     if spec.on_error == "fail":
@@ -294,6 +393,18 @@ def read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpec
     ``gbox`` is the tile's grid (any CRS; y decreasing), ``steps`` the scenes of each time step in mosaic order.
     Reflectance bands are ``raw * scale + offset``; quality bands keep their class values (not masked).
     """
+    failure: LoadError | None = None
+    try:
+        return _read_tile(gbox, steps, spec)
+    except LoadError as exc:
+        failure = exc
+    # raised outside the handler, without the GDAL exceptions it came from: this runs on Dask workers, and
+    # rasterio's CPLE_* exceptions in a cause/context chain cannot be unpickled on the client (the user would
+    # get a bare Exception instead of the LoadError)
+    raise LoadError(str(failure))
+
+
+def _read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpec) -> np.ndarray:
     nb, nt = len(spec.bands), len(steps)
     out = np.full((nb, nt, *gbox.shape.yx), np.nan, dtype=np.float32)
     if not any(steps):
@@ -301,7 +412,7 @@ def read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpec
     npix = out[0, 0].size
     padded = gbox.pad(spec.dilate_px) if spec.dilate_px > 0 else gbox
     _HANDLES.env_key = hash(spec.gdal_env)
-    with rasterio.Env(**{**BASE_GDAL_ENV, **dict(spec.gdal_env)}):
+    with rasterio.Env(**gdal_env(spec.gdal_env)):
         for t, scenes in enumerate(steps):
             filled = [0] * nb  # pixels of (band, t) written so far
             for scene in scenes:
@@ -311,7 +422,7 @@ def read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpec
                 bad = None
                 if spec.mask and scene.quality is not None:
                     try:
-                        q = read_asset(scene.quality, padded, "nearest")
+                        q = _read(scene.quality, padded, "nearest")
                     except RasterioError as exc:
                         _fail(scene, scene.quality, exc, spec)
                         continue
@@ -323,7 +434,7 @@ def read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpec
                 for b in todo:
                     asset = scene.assets[b]
                     try:
-                        raw = read_asset(asset, gbox, spec.resampling[b])
+                        raw = _read(asset, gbox, spec.resampling[b])
                     except RasterioError as exc:
                         _fail(scene, asset, exc, spec)
                         break
