@@ -29,6 +29,7 @@ _LAZY: dict[str, str] = {
     "write_catalog": "catalog.store",
     "catalog_info": "catalog.store",
     "open_remote": "catalog.remote",
+    "publish_catalog": "catalog.publish",
     "validate_items": "catalog.validate",
     "validate_catalog": "catalog.validate",
 }

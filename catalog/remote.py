@@ -59,11 +59,31 @@ def _is_api(doc: dict) -> bool:
     return has_search or any(str(c).endswith("item-search") for c in conforms)
 
 
-def open_remote(url: str, *, headers: dict[str, str] | None = None, timeout: float = 30.0) -> Any:
+def open_remote(
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    storage_options: dict[str, Any] | None = None,
+) -> Any:
     """Open the STAC document at ``url``: a ``pystac_client.Client`` for a STAC API (Item Search), else a
-    ``pystac.Catalog`` (or Collection) for a static catalog. CatalogError when it cannot be read."""
+    ``pystac.Catalog`` (or Collection) for a static catalog. ``az://`` / ``s3://`` (any fsspec URL) are static
+    catalogs read through fsspec with ``storage_options`` (default: credentials from the environment; see
+    :mod:`catalog.storage`). CatalogError when it cannot be read."""
+    from catalog.storage import is_remote, redact, stac_io
+
+    if not is_remote(url):
+        raise CatalogError(f"{url!r} is not a URL; give a local path to open a catalog on disk")
     if not url.startswith(("http://", "https://")):
-        raise CatalogError(f"{url!r} is not an http(s) URL; give a local path to open a catalog on disk")
+        try:
+            root = pystac.read_file(url, stac_io=stac_io(storage_options))
+        except CatalogError:
+            raise
+        except (KeyError, ValueError, pystac.STACError) as exc:
+            raise CatalogError(f"{redact(url)} is not a valid STAC catalog: {redact(exc)}") from exc
+        if not isinstance(root, pystac.Catalog):
+            raise CatalogError(f"{redact(url)} is a STAC {type(root).__name__}, not a Catalog or Collection")
+        return root
     doc = fetch_json(url, headers=headers, timeout=timeout)
     if _is_api(doc):
         from pystac_client import Client

@@ -199,7 +199,9 @@ def search(
     """Items of ``source`` matching every given filter, as a ``pystac.ItemCollection``.
 
     ``source``: a catalog folder or ``catalog.json`` path, a :class:`~catalog.store.Catalog`, a list or
-    ItemCollection of items, or an ``http(s)://`` URL of a static catalog or a STAC API.
+    ItemCollection of items, an ``http(s)://`` URL of a static catalog or a STAC API, or the ``az://`` / ``s3://``
+    URL of a static catalog's catalog.json (e.g. one :func:`catalog.publish.publish_catalog` wrote; credentials
+    from the environment).
     ``bbox`` (west, south, east, north) and ``intersects`` (GeoJSON dict, shapely or odc-geo geometry) are in
     ``crs`` (default EPSG:4326, lon/lat degrees; an odc-geo Geometry carries its own); items match when their
     geometry intersects the area. ``datetime``: ``"2023-01-01/2023-03-31"``, ``"../2023-03"``, ``"2023-06"``,
@@ -227,7 +229,7 @@ def search(
     if isinstance(source, pystac.ItemCollection | list | tuple):
         return search_items(list(source), q)
     text = str(source)
-    if text.startswith(("http://", "https://")):
+    if "://" in text and not text.startswith("file://"):  # http(s), az://, s3:// ...
         from catalog.remote import search_remote
 
         return search_remote(text, q)

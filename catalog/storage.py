@@ -50,13 +50,14 @@ AZURE_SCHEMES = ("az", "azure", "abfs")
 FAST_COG_READS: dict[str, Any] = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # no directory listing per open (no .aux.xml/.ovr probing)
     # block cache per process, in bytes: rasterio.Env passes an int to GDALSetCacheMax64 and refuses strings (a
-    # plain 256 would mean 256 bytes there, while GDAL reads "256" from the environment as MiB)
-    "GDAL_CACHEMAX": 256 * 2**20,
+    # plain 64 would mean 64 bytes there, while GDAL reads "64" from the environment as MiB). 64 MiB as the
+    # reader's own default: a tile reads more blocks than that anyway, and readers keep handles open
+    "GDAL_CACHEMAX": 64 * 2**20,
     "GDAL_HTTP_MULTIPLEX": "YES",  # several range requests on one HTTP/2 connection
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",  # one request for adjacent tiles
     "GDAL_HTTP_VERSION": "2TLS",
-    "VSI_CACHE": "TRUE",  # cache of recently read file ranges
-    "VSI_CACHE_SIZE": "25000000",
+    "VSI_CACHE": "TRUE",  # cache of recently read ranges per open file (headers, IFDs, neighbouring tiles) ...
+    "VSI_CACHE_SIZE": str(4 * 2**20),  # ... of 4 MiB: handles stay open, so this is held per handle
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff,.TIFF,.json,.xml",
     "CPL_VSIL_CURL_CACHE_SIZE": "67108864",
     # GDAL retries HTTP 429/500/502/503/504 and connection resets / timeouts this many times (delay doubles)
@@ -105,6 +106,7 @@ _ENV_AWS = (
 )
 _AZURE_OPTS = ("connection_string", "account_name", "account_key", "sas_token")
 _AWS_OPTS = ("key", "secret", "token", "endpoint_url", "region", "client_kwargs")
+#: s3fs passes ``config_kwargs`` to botocore's Config (e.g. {"retries": {"max_attempts": 3}})
 
 _SECRET_KV = re.compile(
     r"(?i)\b(AccountKey|SharedAccessSignature|SharedAccessKey|sig|se|skoid|sktid|X-Amz-Signature|"
@@ -323,11 +325,15 @@ def fsspec_options(url: str, storage_options: Mapping[str, Any] | None = None) -
     (``AZURE_STORAGE_CONNECTION_STRING``, ``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL`` ...)."""
     o = resolve_options(storage_options)
     s = scheme(url)
+    # no cached directory listings: a run's client, its workers and other runs all write the same prefixes, and
+    # a stale listing makes a freshly created array look missing (seen with adlfs, which caches ``exists``)
+    nocache = {"use_listings_cache": False}
     if s in AZURE_SCHEMES:
         keys = ("connection_string", "account_name", "account_key", "sas_token", "anon", "account_host")
-        return {k: o[k] for k in keys if k in o}
+        return {**{k: o[k] for k in keys if k in o}, **nocache}
     if s == "s3":
-        out: dict[str, Any] = {k: o[k] for k in ("key", "secret", "token", "anon") if k in o}
+        out: dict[str, Any] = {k: o[k] for k in ("key", "secret", "token", "anon", "config_kwargs") if k in o}
+        out.update(nocache)
         client = dict(o.get("client_kwargs") or {})
         if o.get("endpoint_url"):
             client["endpoint_url"] = o["endpoint_url"]
@@ -347,6 +353,30 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None):
         return fsspec.filesystem(scheme(url) or "file", **fsspec_options(url, storage_options))
     except (ImportError, ValueError, TypeError) as exc:
         raise CatalogError(f"cannot open a filesystem for {redact(url)}: {redact(exc)}") from exc
+
+
+def stac_io(storage_options: Mapping[str, Any] | None = None):
+    """A ``pystac.StacIO`` that reads and writes STAC JSON through fsspec for object-store URLs (``az://``,
+    ``s3://``, ``gs://``) with ``storage_options``, and like pystac's default for local paths and HTTP(S):
+    ``pystac.Catalog.from_file("az://c/catalog.json", stac_io=stac_io(opts))``, ``catalog.save(stac_io=...)``.
+    Errors are CatalogErrors naming the (redacted) URL."""
+    import pystac
+
+    class FsspecStacIO(pystac.stac_io.DefaultStacIO):
+        def read_text_from_href(self, href: str) -> str:
+            if scheme(href) in (*_VSI, *AZURE_SCHEMES):
+                fs = filesystem(href, storage_options)
+                return retry(lambda: fs.cat_file(href).decode("utf-8"), url=href, action="read STAC file")
+            return super().read_text_from_href(href)
+
+        def write_text_to_href(self, href: str, txt: str) -> None:
+            if scheme(href) in (*_VSI, *AZURE_SCHEMES):
+                fs = filesystem(href, storage_options)
+                retry(lambda: fs.pipe_file(href, txt.encode("utf-8")), url=href, action="write STAC file")
+                return
+            super().write_text_to_href(href, txt)
+
+    return FsspecStacIO()
 
 
 def redact(text: Any) -> str:

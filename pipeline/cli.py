@@ -110,6 +110,25 @@ def cmd_catalog_validate(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def cmd_catalog_publish(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from catalog.publish import publish_catalog
+    from catalog.storage import redact
+
+    with tqdm(unit="file", desc="publish", disable=None) as bar:
+
+        def step(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        out = publish_catalog(args.catalog, args.url, progress=step)
+    print(f"published: {redact(out)}")
+    print(f"  search it : orbitcube catalog search {redact(out)}")
+    print("  in a recipe: catalog: {source: <that URL>, kind: static}")
+    return 0
+
+
 def cmd_recipe_example(args: argparse.Namespace) -> int:
     from pipeline.recipe import example_recipe
 
@@ -222,6 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
     cv = csub.add_parser("validate", help="check items and collections against the STAC schemas (offline)")
     cv.add_argument("catalog", type=Path, help="catalog folder or its catalog.json")
     cv.set_defaults(func=cmd_catalog_validate)
+    cp = csub.add_parser(
+        "publish",
+        help="copy a catalog folder (JSON, index, scenes) to az:// or s3:// as a static catalog "
+        "(credentials from AZURE_STORAGE_* / AWS_* environment variables)",
+    )
+    cp.add_argument("catalog", type=Path, help="catalog folder or its catalog.json")
+    cp.add_argument(
+        "url", help="destination prefix, e.g. az://container/catalogs/mission or s3://bucket/prefix"
+    )
+    cp.set_defaults(func=cmd_catalog_publish)
     r = sub.add_parser("recipe", help="write and check recipe files")
     rsub = r.add_subparsers(dest="recipe_command", metavar="ACTION", required=True)
     rsub.add_parser("example", help="print a commented example recipe").set_defaults(func=cmd_recipe_example)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
@@ -21,18 +24,25 @@ def export_cog(
     out: str | Path | None = None,
     *,
     overwrite: bool = False,
-) -> Path:
+    storage_options: Mapping[str, Any] | None = None,
+) -> Path | str:
     """Write ``variable`` of the Zarr cube at ``store`` as a COG at ``out`` (default ``<store>-<variable>.tif``).
+
+    ``store`` and ``out`` may be ``az://`` / ``s3://`` URLs (credentials in ``storage_options`` or the
+    environment, see :mod:`catalog.storage`); a remote COG is written locally first, then uploaded.
 
     A (y, x) variable is written as is; a (t, y, x) one needs ``time``: an index along its first dimension
     (``time``, ``month``, ...) or a date/datetime64/ISO string that must match one of its coordinate values.
     The COG (GDAL COG driver) keeps the cube's CRS and transform, float32 with NaN nodata, deflate, 256 px tiles.
     """
+    from catalog.storage import filesystem, is_remote, redact, retry
     from pipeline.sink import open_cube
 
-    ds = open_cube(store)
+    ds = open_cube(store, storage_options=storage_options)
     if variable not in ds.data_vars:
-        raise SinkError(f"{store} has no variable {variable!r}; it has {sorted(map(str, ds.data_vars))}")
+        raise SinkError(
+            f"{redact(store)} has no variable {variable!r}; it has {sorted(map(str, ds.data_vars))}"
+        )
     da = ds[variable]
     steps = [d for d in da.dims if d not in ("y", "x")]
     if len(steps) > 1:
@@ -62,17 +72,33 @@ def export_cog(
                     f"{variable!r} has no step {str(time)!r} along {dim!r}; choose one of {values}"
                 )
             da = da.isel({dim: int(hits[0])})
-    out = Path(out) if out else Path(str(store).rstrip("/").removesuffix(".zarr") + f"-{variable}.tif")
-    if out.exists() and not overwrite:
-        raise SinkError(f"{out} already exists; choose another path or pass overwrite=True")
+    target = str(out) if out else str(store).rstrip("/").removesuffix(".zarr") + f"-{variable}.tif"
+    remote = is_remote(target)
+    fs = filesystem(target, storage_options) if remote else None
+    exists = (
+        retry(lambda: fs.exists(target), url=target, action="reach", error=SinkError)
+        if fs
+        else Path(target).exists()
+    )
+    if exists and not overwrite:
+        raise SinkError(f"{redact(target)} already exists; choose another path or pass overwrite=True")
     import rioxarray  # noqa: F401  (registers the .rio accessor)
 
     data = da.load().astype("float32")
     data = data.rio.write_crs(data.odc.crs.to_wkt()).rio.write_nodata(np.nan, encoded=False)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # GDAL's COG driver: tiled, overviews when large enough, IFDs first; floating-point predictor for float32
-    data.rio.to_raster(
-        out, driver="COG", compress="DEFLATE", predictor=3, blocksize=256, overview_resampling="average"
-    )
-    log.info("wrote %s (%s)", out, variable)
-    return out
+    with tempfile.TemporaryDirectory(prefix="orbitcube-cog-") as tmp:
+        local = Path(tmp) / "out.tif" if remote else Path(target)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        # GDAL's COG driver: tiled, overviews when large enough, IFDs first; floating-point predictor for float32
+        data.rio.to_raster(
+            local, driver="COG", compress="DEFLATE", predictor=3, blocksize=256, overview_resampling="average"
+        )
+        if fs is not None:
+            retry(
+                lambda: fs.put_file(str(local), target),
+                url=target,
+                action="upload the COG to",
+                error=SinkError,
+            )
+    log.info("wrote %s (%s)", redact(target), variable)
+    return target if remote else Path(target)

@@ -29,10 +29,20 @@ class _Model(BaseModel):
 
 
 class CatalogSpec(_Model):
-    """Where the items come from: a local catalog (folder or catalog.json), a static catalog URL, or a STAC API."""
+    """Where the items come from: a local catalog (folder or catalog.json), a static catalog URL (``https://``,
+    ``az://``, ``s3://`` ... catalog.json), or a STAC API."""
 
     source: str = Field(description="catalog.json path or folder, static catalog URL, or STAC API root URL")
     kind: Literal["local", "static", "api"] = "local"
+
+    @model_validator(mode="after")
+    def _urls_are_not_local(self) -> CatalogSpec:
+        if self.kind == "local" and "://" in self.source and not self.source.startswith("file://"):
+            raise ValueError(
+                f"catalog.source {self.source!r} is a URL; set catalog.kind to 'static' (a catalog.json on a web "
+                "server or in object storage) or 'api' (a STAC API)"
+            )
+        return self
 
 
 class SearchSpec(_Model):
@@ -154,6 +164,11 @@ class OutputSpec(_Model):
     compression: Literal["zstd", "blosc-zstd"] = "blosc-zstd"
     level: int = Field(1, ge=1, le=22)
     time_chunk: int | None = Field(None, ge=1, description="chunk length along time; default the whole axis")
+    report_dir: str | None = Field(
+        None,
+        description="local folder for the HTML run report and log; default <path>-report beside a local store, "
+        "./<store name>-report for an az:// or s3:// store",
+    )
 
 
 class ClusterSpec(_Model):
@@ -167,8 +182,31 @@ class ClusterSpec(_Model):
     gdal_env: dict[str, str] = Field(default_factory=dict)
 
 
+STORAGE_SCHEMES = ("az", "azure", "abfs", "s3", "gs", "http", "https")
+STORAGE_OPTIONS = (
+    "connection_string",
+    "account_name",
+    "account_key",
+    "sas_token",
+    "account_host",
+    "anon",
+    "key",
+    "secret",
+    "token",
+    "endpoint_url",
+    "region",
+    "client_kwargs",
+    "config_kwargs",
+)
+
+
 class Recipe(_Model):
-    """A whole batch run: catalog -> search -> grid -> load -> analytics steps -> Zarr, on a Dask cluster."""
+    """A whole batch run: catalog -> search -> grid -> load -> analytics steps -> Zarr, on a Dask cluster.
+
+    ``storage`` maps a URL scheme (``az``, ``s3``, ...) or a URL prefix (``s3://my-bucket/``) to the storage
+    options of :mod:`catalog.storage` for the URLs it matches (the longest prefix wins): scenes, static catalogs
+    and the output store. Write secrets as ``${ENV_VAR}`` references; they are expanded when used and never
+    stored in the output's provenance."""
 
     name: str = "orbitcube-run"
     catalog: CatalogSpec
@@ -178,6 +216,41 @@ class Recipe(_Model):
     analytics: list[Step] = Field(default_factory=list)
     output: OutputSpec
     cluster: ClusterSpec = ClusterSpec()
+    storage: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="{scheme or URL prefix: storage options}, e.g. {s3: {endpoint_url: ..., secret: ${AWS_SECRET}}}",
+    )
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_keys(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for prefix, opts in v.items():
+            sch = prefix.split("://", 1)[0] if "://" in prefix else prefix
+            if sch not in STORAGE_SCHEMES:
+                raise ValueError(
+                    f"key {prefix!r} is not a URL scheme or URL prefix; use one of {list(STORAGE_SCHEMES)} or a "
+                    "prefix such as s3://my-bucket/"
+                )
+            bad = sorted(k for k in opts if k not in STORAGE_OPTIONS)
+            if bad:
+                raise ValueError(
+                    f"storage.{prefix}: unknown option(s) {bad}; allowed: {list(STORAGE_OPTIONS)}"
+                )
+        return v
+
+    def storage_options(self, url: str | Path) -> dict[str, Any]:
+        """The storage options for ``url`` from ``storage`` (longest matching prefix; a bare scheme matches every
+        URL of that scheme); {} for local paths or when nothing matches. ``${ENV}`` references are left as they
+        are (:mod:`catalog.storage` expands them when it uses the options)."""
+        url = str(url)
+        if "://" not in url or url.startswith("file://"):
+            return {}
+        best, length = {}, -1
+        for prefix, opts in self.storage.items():
+            p = prefix if "://" in prefix else f"{prefix}://"
+            if url.startswith(p) and len(p) > length:
+                best, length = opts, len(p)
+        return dict(best)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> Recipe:
@@ -196,12 +269,16 @@ class Recipe(_Model):
     def fingerprint(self) -> str:
         """SHA-256 of the canonical JSON of everything that shapes the output (not the cluster settings nor where
         the output goes, so the same recipe writes identical stores anywhere)."""
-        doc = self.model_dump(mode="json", exclude={"cluster": True, "output": {"path"}})
+        doc = self.model_dump(mode="json", exclude=NOT_IN_FINGERPRINT)
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
     def to_yaml(self) -> str:
         """The recipe as YAML (round-trips through :func:`load_recipe`)."""
         return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+#: recipe parts that do not shape the output: where it runs, where it goes, how storage is reached
+NOT_IN_FINGERPRINT: dict[str, Any] = {"cluster": True, "storage": True, "output": {"path", "report_dir"}}
 
 
 def step_outputs(step: IndexStep | BandMathStep | CompositeStep | TrendStep) -> list[str]:
@@ -244,6 +321,8 @@ def _model_classes(ann: Any) -> list[type]:
 
 
 def _format(exc: ValidationError, source: str) -> str:
+    from catalog.storage import redact
+
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
@@ -261,7 +340,9 @@ def _format(exc: ValidationError, source: str) -> str:
         else:
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"  {where}: {msg} (got {err.get('input')!r})")
-    return f"invalid recipe {source}:\n" + "\n".join(lines)
+    return redact(
+        f"invalid recipe {source}:\n" + "\n".join(lines)
+    )  # a literal secret never reaches a message
 
 
 def load_recipe(source: str | Path | Mapping[str, Any] | Recipe) -> Recipe:
@@ -306,6 +387,8 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
         cat = cat.model_copy(update={"source": str(base / cat.source)})
     if "://" not in out.path and not Path(out.path).is_absolute():
         out = out.model_copy(update={"path": str(base / out.path)})
+    if out.report_dir and not Path(out.report_dir).is_absolute():
+        out = out.model_copy(update={"report_dir": str(base / out.report_dir)})
     return recipe.model_copy(update={"catalog": cat, "output": out})
 
 
@@ -342,6 +425,11 @@ cluster:
   memory_limit: auto
   max_tiles_in_flight: 4
   # scheduler: tcp://127.0.0.1:8786     # use an existing Dask cluster instead of a local one
+# Object storage (scenes, static catalogs or output.path as az:// or s3:// URLs): options per scheme or URL
+# prefix; ${VAR} is read from the environment when the run starts, so no secret is written here.
+# storage:
+#   az: {connection_string: "${AZURE_STORAGE_CONNECTION_STRING}"}
+#   s3: {key: "${AWS_ACCESS_KEY_ID}", secret: "${AWS_SECRET_ACCESS_KEY}", endpoint_url: "https://s3.example.com"}
 """
 
 

@@ -143,7 +143,7 @@ def run_report(result, out_dir: Path) -> Path:
 
     out_dir = Path(out_dir)
     plan = result.plan
-    cube = open_cube(result.store)
+    cube = open_cube(result.store, storage_options=plan.storage_options)
     images = []
     for name in plan.template.data_vars:
         try:

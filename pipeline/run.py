@@ -59,8 +59,24 @@ class RunPlan:
     bytes_written: int
 
     @property
-    def store(self) -> Path:
-        return Path(self.recipe.output.path)
+    def store(self) -> Path | str:
+        """The output store: a local Path, or the ``az://`` / ``s3://`` URL."""
+        from catalog.storage import is_remote
+
+        p = self.recipe.output.path
+        return p.rstrip("/") if is_remote(p) else Path(p)
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """Storage options of the output store (from the recipe's ``storage``; ``${ENV}`` not yet expanded)."""
+        return self.recipe.storage_options(self.recipe.output.path)
+
+    @property
+    def read_env(self) -> dict[str, Any]:
+        """GDAL options every read task runs under: fast-COG settings, the credentials of the recipe's ``storage``
+        entries that match the items' asset hrefs (else those of the environment), then ``cluster.gdal_env``.
+        Small and picklable: it travels inside the Dask graph, so that remote workers get the credentials."""
+        return read_env(self.recipe, self.items)
 
     @property
     def output_shape(self) -> dict[str, dict[str, int]]:
@@ -128,11 +144,15 @@ def search_items(recipe: Recipe) -> list[pystac.Item]:
         return sorted(items, key=lambda i: (i.datetime, i.id))
     source: Any = cat.source
     if cat.kind == "static":
+        from catalog.storage import redact, stac_io
+
         try:
-            root = pystac.Catalog.from_file(cat.source)
+            root = pystac.Catalog.from_file(cat.source, stac_io=stac_io(recipe.storage_options(cat.source)))
+            source = list(root.get_items(recursive=True))
         except Exception as exc:  # pystac raises many types for unreachable or bad JSON
-            raise RecipeError(f"catalog.source: cannot read the static catalog {cat.source}: {exc}") from exc
-        source = list(root.get_items(recursive=True))
+            raise RecipeError(
+                f"catalog.source: cannot read the static catalog {redact(cat.source)}: {redact(exc)}"
+            ) from exc
         for it in source:
             it.make_asset_hrefs_absolute()
     items = list(
@@ -201,7 +221,31 @@ def apply_steps(cube: xr.Dataset, recipe: Recipe) -> xr.Dataset:
     return out
 
 
-def _load(recipe: Recipe, items: Sequence[pystac.Item], geobox: GeoBox) -> xr.Dataset:
+def read_env(recipe: Recipe, items: Sequence[pystac.Item]) -> dict[str, Any]:
+    """See :attr:`RunPlan.read_env`. Local scenes only: just ``cluster.gdal_env`` (the reader's defaults suit
+    local files)."""
+    from catalog.storage import gdal_options, is_remote
+
+    env: dict[str, Any] = {}
+    seen: list[dict[str, Any]] = []
+    remote = False
+    for it in items:
+        for a in it.assets.values():
+            href = a.get_absolute_href() or a.href
+            remote = remote or is_remote(href)
+            opts = recipe.storage_options(href)
+            if opts and opts not in seen:
+                seen.append(opts)
+    if remote:
+        for opts in seen or [{}]:
+            env.update(gdal_options(opts))
+    env.update(recipe.cluster.gdal_env)
+    return env
+
+
+def _load(
+    recipe: Recipe, items: Sequence[pystac.Item], geobox: GeoBox, gdal_env: dict[str, Any] | None = None
+) -> xr.Dataset:
     from pipeline.load import load_cube
 
     ty, tx = recipe.grid.tile_shape
@@ -214,6 +258,7 @@ def _load(recipe: Recipe, items: Sequence[pystac.Item], geobox: GeoBox) -> xr.Da
         groupby=recipe.load.groupby,
         resampling=recipe.load.resampling,
         chunks={"y": ty, "x": tx},
+        gdal_env=gdal_env if gdal_env is not None else read_env(recipe, items),
     )
 
 
@@ -289,7 +334,7 @@ def _band_bytes(item: pystac.Item, band: str) -> int:
 class RunResult:
     """What a run did: where the store, report and log are, tiles written / skipped (already complete)."""
 
-    store: Path
+    store: Path | str
     report: Path | None
     log_file: Path | None
     tiles_done: int
@@ -311,19 +356,31 @@ class RunResult:
         )
 
 
-def report_dir(store: Path) -> Path:
-    """Where the report, quicklooks, Dask performance report and log of the run writing ``store`` go."""
+def report_dir(store: Path | str, recipe: Recipe | None = None) -> Path:
+    """Where the report, quicklooks, Dask performance report and log of the run writing ``store`` go (a local
+    folder): ``recipe.output.report_dir`` if set, else ``<store>-report`` beside a local store, else
+    ``./<store name>-report`` for an ``az://`` / ``s3://`` store."""
+    from catalog.storage import is_remote
+
+    if recipe is not None and recipe.output.report_dir:
+        return Path(recipe.output.report_dir)
+    if is_remote(str(store)):
+        return Path.cwd() / (str(store).rstrip("/").rsplit("/", 1)[-1].removesuffix(".zarr") + "-report")
+    store = Path(store)
     return store.with_name(store.name.removesuffix(".zarr") + "-report")
 
 
 def provenance(plan: RunPlan) -> dict[str, Any]:
     """Provenance recorded in the store: recipe, items, grid, software versions (no timestamps)."""
+    from pipeline.recipe import NOT_IN_FINGERPRINT
     from pipeline.sink import software_versions
 
     g = plan.geobox
     return {
         "name": plan.recipe.name,
-        "recipe": plan.recipe.model_dump(mode="json", exclude={"cluster": True, "output": {"path"}}),
+        # no storage options (credentials), no cluster settings, no output location: the same recipe run
+        # anywhere records the same provenance (and a resumed store stays byte-identical)
+        "recipe": plan.recipe.model_dump(mode="json", exclude=NOT_IN_FINGERPRINT),
         "items": sorted(it.id for it in plan.items),
         "skipped_items": plan.skipped,
         "grid": {
@@ -336,9 +393,10 @@ def provenance(plan: RunPlan) -> dict[str, Any]:
     }
 
 
-def tile_graph(plan: RunPlan, tile: Tile):
+def tile_graph(plan: RunPlan, tile: Tile, gdal_env: dict[str, Any] | None = None):
     """The lazy write of one tile: load its items on the tile grid, reindex onto the run's time axis, analytics,
-    region write into the store. Returns a dask Delayed."""
+    region write into the store. ``gdal_env`` (default :attr:`RunPlan.read_env`) goes into the read tasks.
+    Returns a dask Delayed."""
     from pipeline.sink import write_tile
 
     recipe = plan.recipe
@@ -348,9 +406,10 @@ def tile_graph(plan: RunPlan, tile: Tile):
     if not tp.items:  # nothing overlaps: an all-NaN tile, written as missing chunks (the fill value)
         cube = _empty_cube(plan, gbox)
     else:
-        cube = _load(recipe, [by_id[i] for i in tp.items], gbox).reindex(time=plan.time_axis)
+        env = gdal_env if gdal_env is not None else plan.read_env
+        cube = _load(recipe, [by_id[i] for i in tp.items], gbox, env).reindex(time=plan.time_axis)
     out = apply_steps(cube, recipe)
-    return write_tile(out, plan.store, tile)
+    return write_tile(out, plan.store, tile, plan.storage_options)
 
 
 def _empty_cube(plan: RunPlan, gbox: GeoBox) -> xr.Dataset:
@@ -421,7 +480,12 @@ def run_recipe(
     ``resume`` an existing store of the same recipe keeps its completed tiles and only the others are computed
     (the finished store is byte-identical to an uninterrupted run); ``resume=False`` rewrites the store. A second
     run on the same store at the same time raises SinkError. Writes ``<store>-report/`` (index.html, quicklooks,
-    dask-performance.html, run.log).
+    dask-performance.html, run.log; see :func:`report_dir`).
+
+    ``output.path`` may be an ``az://`` or ``s3://`` URL: the store, its tile markers and its lock (a lease object,
+    see :mod:`pipeline.locks`) then live in the object store, reached with the recipe's ``storage`` options;
+    tiles that fail with a transient storage error (connection reset or refused, HTTP 5xx) are retried up to
+    :data:`TILE_ATTEMPTS` times in all.
     """
     from pipeline.sink import create_store, remove_store, store_lock, store_state
 
@@ -432,18 +496,16 @@ def run_recipe(
     total = len(plan.tile_plans)
     if dry_run:
         return RunResult(store, None, None, 0, 0, total, plan)
-    if "://" in recipe.output.path:
-        raise RecipeError(
-            f"output.path {recipe.output.path!r}: resumable runs write local stores only (the lock and tile "
-            "markers need a local file system); write locally and copy the finished store"
-        )
-    rdir = report_dir(store)
-    with store_lock(store), _log_to(rdir / "run.log") as log_file:
-        log.info("run %r: %d items, %d tiles -> %s", recipe.name, len(plan.items), total, store)
+    from catalog.storage import redact
+
+    so = plan.storage_options
+    rdir = report_dir(store, recipe)
+    with store_lock(store, so) as lock, _log_to(rdir / "run.log") as log_file:
+        log.info("run %r: %d items, %d tiles -> %s", recipe.name, len(plan.items), total, redact(store))
         fingerprint = _fingerprint(plan)
-        done = store_state(store, fingerprint) if resume else None
+        done = store_state(store, fingerprint, so) if resume else None
         if done is None:
-            remove_store(store)
+            remove_store(store, so)
             create_store(
                 plan.template,
                 store,
@@ -453,11 +515,12 @@ def run_recipe(
                 compression=recipe.output.compression,
                 level=recipe.output.level,
                 time_chunk=recipe.output.time_chunk,
+                storage_options=so,
             )
             done = set()
         todo = [tp.index for tp in plan.tile_plans if tp.index not in done]
         log.info("%d tile(s) already complete, %d to write", len(done), len(todo))
-        timings, dashboard = _execute(plan, todo, scheduler or recipe.cluster.scheduler, progress, rdir)
+        timings, dashboard = _execute(plan, todo, scheduler or recipe.cluster.scheduler, progress, rdir, lock)
         seconds = time.perf_counter() - t_start
         log.info("run finished in %.1f s", seconds)
         result = RunResult(
@@ -477,11 +540,16 @@ def _fingerprint(plan: RunPlan) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
+#: attempts per tile when it fails with a transient storage error (connection reset/refused, timeout, HTTP 5xx)
+TILE_ATTEMPTS = 3
+
+
 def _execute(
-    plan: RunPlan, todo: list[Tile], scheduler: str | None, progress: bool, rdir: Path
+    plan: RunPlan, todo: list[Tile], scheduler: str | None, progress: bool, rdir: Path, lock=None
 ) -> tuple[list[dict[str, Any]], str | None]:
     from distributed import performance_report, wait
 
+    from catalog.storage import is_transient, redact
     from pipeline.cluster import start_cluster
     from pipeline.sink import mark_tile_done
 
@@ -505,6 +573,8 @@ def _execute(
         dashboard = client.dashboard_link
         log.info("Dask dashboard: %s", dashboard)
         rdir.mkdir(parents=True, exist_ok=True)
+        env = plan.read_env  # computed once: credentials expanded from ${ENV} here, on the client
+        attempts: dict[Tile, int] = {}
         with performance_report(filename=str(rdir / "dask-performance.html")):
             queue = list(todo)
             running: dict[Any, tuple[Tile, float]] = {}
@@ -513,13 +583,29 @@ def _execute(
                     while queue and len(running) < c.max_tiles_in_flight:
                         tile = queue.pop(0)
                         t0 = time.perf_counter()
-                        fut = client.compute(tile_graph(plan, tile))
+                        fut = client.compute(tile_graph(plan, tile, env))
                         running[fut] = (tile, t0)
                     finished, _ = wait(list(running), return_when="FIRST_COMPLETED")
                     for fut in finished:
                         tile, t0 = running.pop(fut)
-                        fut.result()  # re-raises the tile's error
-                        mark_tile_done(plan.store, tile)
+                        try:
+                            fut.result()  # re-raises the tile's error
+                        except Exception as exc:
+                            attempts[tile] = attempts.get(tile, 1) + 1
+                            if is_transient(exc) and attempts[tile] <= TILE_ATTEMPTS:
+                                log.warning(
+                                    "tile %d-%d failed (%s), attempt %d of %d",
+                                    *tile,
+                                    redact(exc)[:300],
+                                    attempts[tile],
+                                    TILE_ATTEMPTS,
+                                )
+                                queue.insert(0, tile)
+                                continue
+                            raise _tile_error(exc, plan, tile) from exc
+                        if lock is not None:
+                            lock.check()  # never record a tile after losing the store's lease
+                        mark_tile_done(plan.store, tile, plan.storage_options)
                         tp = plan.tile_plans[tile[0] * plan.tiles.shape[1] + tile[1]]
                         secs = time.perf_counter() - t0
                         timings.append(
@@ -538,6 +624,25 @@ def _execute(
                 if bar is not None:
                     bar.close()
     return timings, dashboard
+
+
+def _tile_error(exc: BaseException, plan: RunPlan, tile: Tile) -> Exception:
+    """The error a failed tile raises: an OrbitcubeError as it is (secrets redacted from its message), anything
+    else (storage SDK errors from the workers' writes) as a SinkError naming the store and the cause."""
+    from catalog.errors import OrbitcubeError
+    from catalog.storage import redact, storage_error
+    from pipeline.errors import SinkError
+
+    if isinstance(exc, OrbitcubeError):
+        # GDAL paths back to the URLs the user wrote (/vsiaz/c/k -> az://c/k), secrets removed
+        msg = redact(re.sub(r"/vsi(az|s3|gs)/", r"\1://", str(exc)).replace("/vsicurl/", ""))
+        if msg == str(exc):
+            return exc
+        try:
+            return type(exc)(msg)
+        except TypeError:  # a subclass with another signature
+            return SinkError(msg)
+    return storage_error(exc, str(plan.store), f"write tile {tile[0]}-{tile[1]} of", SinkError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

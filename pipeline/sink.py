@@ -6,15 +6,12 @@ from the ``spatial_ref`` variable (CF ``grid_mapping`` with ``crs_wkt``, ``spati
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import importlib.metadata as md
 import json
 import logging
-import os
 import shutil
-import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +122,10 @@ def write_zarr(
             encoding=encoding,
             compute=compute,
         )
-    except (OSError, ValueError, PermissionError) as exc:
+    except ValueError as exc:  # xarray/zarr refusing the data or the layout
         raise SinkError(f"cannot write Zarr store {shown}: {redact(exc)}") from exc
+    except Exception as exc:  # fsspec and the cloud SDKs raise many types; _fail names the cause
+        raise _fail(exc, path, "write Zarr store") from exc
     if not compute:
         return job
     log.info("wrote %s (%s)", shown, ", ".join(map(str, ds.data_vars)))
@@ -134,32 +133,38 @@ def write_zarr(
 
 
 def _store(path: str | Path, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
-    """What xarray writes to (a path, or a zarr FsspecStore for az:// s3:// URLs) and the URL to show."""
+    """What xarray and zarr open (a path, or a zarr FsspecStore for az:// s3:// URLs) and the URL to show."""
     from catalog.storage import fsspec_options, is_remote, redact
 
     if not is_remote(str(path)):
         return Path(path), str(path)
     from zarr.storage import FsspecStore
 
-    url = str(path)
+    url = str(path).rstrip("/")
     try:
         store = FsspecStore.from_url(url, storage_options=fsspec_options(url, storage_options))
-    except (ImportError, ValueError) as exc:
+    except (ImportError, ValueError, TypeError) as exc:
         raise SinkError(f"cannot open Zarr store {redact(url)}: {redact(exc)}") from exc
     return store, redact(url)
 
 
-def _exists(path: str | Path, storage_options: Mapping[str, Any] | None) -> bool:
-    from catalog.storage import filesystem, is_remote, redact
+def _exists(path: str | Path, storage_options: Mapping[str, Any] | None, what: str = "zarr.json") -> bool:
+    """Whether ``path`` holds ``what`` (a Zarr group's metadata by default; "" = anything at all)."""
+    from catalog.storage import filesystem, is_remote, retry
 
+    target = str(path).rstrip("/") + (f"/{what}" if what else "")
     if not is_remote(str(path)):
-        return Path(path).exists()
-    url = str(path).rstrip("/")
-    fs = filesystem(url, storage_options)
-    try:
-        return bool(fs.exists(url + "/zarr.json"))
-    except (OSError, PermissionError) as exc:
-        raise SinkError(f"cannot reach {redact(url)}: {redact(exc)}; check the URL and credentials") from exc
+        return Path(target).exists()
+    fs = filesystem(target, storage_options)
+    return bool(retry(lambda: fs.exists(target), url=target, action="reach", error=SinkError))
+
+
+def _fail(exc: BaseException, path: str | Path, action: str) -> SinkError:
+    """A SinkError for a failed store operation, naming the (redacted) URL, what it means and the fix."""
+    from catalog.storage import storage_error
+
+    err = storage_error(exc, str(path), action, SinkError)
+    return err if isinstance(err, SinkError) else SinkError(str(err))
 
 
 def open_cube(path: str | Path, *, storage_options: Mapping[str, Any] | None = None) -> xr.Dataset:
@@ -167,13 +172,15 @@ def open_cube(path: str | Path, *, storage_options: Mapping[str, Any] | None = N
 
     ``path`` is a folder or an ``az://`` / ``s3://`` URL (credentials in ``storage_options``, see
     :mod:`catalog.storage`)."""
+    from catalog.storage import redact
+
     target, shown = _store(path, storage_options)
     if not _exists(path, storage_options):
         raise SinkError(f"no Zarr store at {shown}; check the path (run the recipe first?)")
     try:
         ds = xr.open_zarr(target, consolidated=False)
     except Exception as exc:  # zarr raises several types for non-stores
-        raise SinkError(f"{path} is not a readable Zarr store: {exc}") from exc
+        raise SinkError(f"{shown} is not a readable Zarr store: {redact(exc)}") from exc
     ds = ds.drop_vars([TILE_VAR], errors="ignore")  # run bookkeeping, not part of the cube
     if "spatial_ref" in ds.coords or "spatial_ref" in ds.variables:
         wkt = ds["spatial_ref"].attrs.get("crs_wkt")
@@ -216,22 +223,27 @@ def create_store(
     compression: str = "zstd",
     level: int = 3,
     time_chunk: int | None = None,
-) -> Path:
+    storage_options: Mapping[str, Any] | None = None,
+) -> Path | str:
     """Create the full-shape Zarr v3 store of ``template`` at ``path`` without writing any pixel.
 
-    ``template`` is the output cube (lazy; dims (t, y, x) or (y, x) with ``spatial_ref`` CRS); each array is
-    chunked ``tile_shape`` (y, x) pixels in space and ``time_chunk`` (default the whole axis) along its other
-    dimension, so that tile (i, j) of :func:`pipeline.grid.tile_grid` is exactly chunk (.., i, j). Coordinates,
-    CF grid mapping, ``provenance`` (JSON in ``orbitcube:provenance``; keep run timestamps out of it so that a
-    resumed store is byte-identical to an uninterrupted one) and ``fingerprint`` are written now, and a
-    ``tile_done`` (tile_y, tile_x) uint8 array records completed tiles (all 0). An existing path is refused.
+    ``path`` is a folder or an ``az://`` / ``s3://`` URL (credentials in ``storage_options``, see
+    :mod:`catalog.storage`). ``template`` is the output cube (lazy; dims (t, y, x) or (y, x) with ``spatial_ref``
+    CRS); each array is chunked ``tile_shape`` (y, x) pixels in space and ``time_chunk`` (default the whole axis)
+    along its other dimension, so that tile (i, j) of :func:`pipeline.grid.tile_grid` is exactly chunk (.., i, j).
+    Coordinates, CF grid mapping, ``provenance`` (JSON in ``orbitcube:provenance``, secrets redacted; keep run
+    timestamps out of it so that a resumed store is byte-identical to an uninterrupted one) and ``fingerprint``
+    are written now, and a ``tile_done`` (tile_y, tile_x) uint8 array records completed tiles (all 0). An existing
+    path is refused.
     """
     import dask.array as dsa
     import zarr
 
-    path = Path(path)
-    if path.exists():
-        raise SinkError(f"{path} already exists; remove it, choose another output path, or resume the run")
+    from catalog.storage import is_remote, redact
+
+    target, shown = _store(path, storage_options)
+    if _exists(path, storage_options, ""):
+        raise SinkError(f"{shown} already exists; remove it, choose another output path, or resume the run")
     ty, tx = tile_shape
     ds = _grid_mapping(template)
     encoding: dict[str, dict] = {}
@@ -251,17 +263,18 @@ def create_store(
         data[name] = var.copy(data=dsa.zeros(var.shape, dtype=var.dtype, chunks=chunks))
         data[name].encoding = {}
     out = ds.assign(data)
+    prov = json.dumps(dict(provenance), sort_keys=True, default=str)
     out.attrs = {
         "Conventions": "CF-1.8",
         "title": str(provenance.get("name", "orbitcube cube")),
-        "orbitcube:provenance": json.dumps(dict(provenance), sort_keys=True, default=str),
+        "orbitcube:provenance": redact(prov),  # no SAS tokens, signatures or keys in stored metadata
         FINGERPRINT_ATTR: fingerprint,
         "orbitcube:tile_shape": [ty, tx],
     }
     try:
-        out.to_zarr(path, mode="w-", zarr_format=3, consolidated=False, encoding=encoding, compute=False)
+        out.to_zarr(target, mode="w-", zarr_format=3, consolidated=False, encoding=encoding, compute=False)
         ny, nx = -(-out.sizes["y"] // ty), -(-out.sizes["x"] // tx)
-        group = zarr.open_group(path, mode="r+", zarr_format=3)
+        group = zarr.open_group(target, mode="r+", zarr_format=3)
         arr = group.create_array(
             TILE_VAR,
             shape=(ny, nx),
@@ -275,77 +288,131 @@ def create_store(
             long_name="1 where output tile (tile_y, tile_x) is completely written (resumable runs)",
             tile_shape=[ty, tx],
         )
-    except (OSError, ValueError) as exc:
-        raise SinkError(f"cannot create Zarr store {path}: {exc}") from exc
+    except ValueError as exc:
+        raise SinkError(f"cannot create Zarr store {shown}: {redact(exc)}") from exc
+    except Exception as exc:  # fsspec and the cloud SDKs raise many types; _fail names the cause
+        raise _fail(exc, path, "create Zarr store") from exc
     log.info(
-        "created %s (%s; tiles %d x %d of %s px)", path, ", ".join(map(str, out.data_vars)), ny, nx, (ty, tx)
+        "created %s (%s; tiles %d x %d of %s px)", shown, ", ".join(map(str, out.data_vars)), ny, nx, (ty, tx)
     )
-    return path
+    return str(path).rstrip("/") if is_remote(str(path)) else Path(path)
 
 
-def store_state(path: str | Path, fingerprint: str) -> set[tuple[int, int]] | None:
+def store_state(
+    path: str | Path, fingerprint: str, storage_options: Mapping[str, Any] | None = None
+) -> set[tuple[int, int]] | None:
     """Completed tiles of an existing run store written for ``fingerprint``, or None when ``path`` holds no store
     or one whose creation never finished (safe to recreate). Raises SinkError if the store belongs to another
     recipe, so a rerun with changed settings never mixes two outputs. Leftover ``*.partial`` files of a killed
-    writer are removed."""
+    local writer are removed. ``path`` is a folder or an ``az://`` / ``s3://`` URL."""
     import zarr
 
-    path = Path(path)
-    if not path.exists():
+    from catalog.storage import is_remote, redact
+
+    target, shown = _store(path, storage_options)
+    if not _exists(path, storage_options, ""):
         return None
-    if path.is_dir() and not any(path.iterdir()):
+    if not is_remote(str(path)) and Path(path).is_dir() and not any(Path(path).iterdir()):
         return None
     try:
-        group = zarr.open_group(path, mode="r", zarr_format=3)
+        group = zarr.open_group(target, mode="r", zarr_format=3)
         theirs = group.attrs.get(FINGERPRINT_ATTR)
     except Exception as exc:  # not a zarr group at all
+        if is_remote(str(path)) and not isinstance(exc, FileNotFoundError | ValueError | KeyError):
+            raise _fail(exc, path, "read the run store") from exc
         raise SinkError(
-            f"{path} exists and is not an orbitcube run store ({exc}); remove it or choose another output path"
+            f"{shown} exists and is not an orbitcube run store ({redact(exc)}); remove it or choose another "
+            "output path"
         ) from exc
     if theirs is None:
         raise SinkError(
-            f"{path} exists and was not written by an orbitcube run; remove it or choose another path"
+            f"{shown} exists and was not written by an orbitcube run; remove it or choose another path"
         )
     if theirs != fingerprint:
         raise SinkError(
-            f"{path} was written by a different recipe (fingerprint {theirs[:12]} != {fingerprint[:12]}); remove "
+            f"{shown} was written by a different recipe (fingerprint {theirs[:12]} != {fingerprint[:12]}); remove "
             "it, choose another output path, or run with resume=False to overwrite it"
         )
-    for part in path.rglob("*.partial"):
-        part.unlink(missing_ok=True)
+    if not is_remote(str(path)):
+        for part in Path(path).rglob("*.partial"):
+            part.unlink(missing_ok=True)
     if TILE_VAR not in group:
         return None  # killed while creating: nothing was written yet
-    return completed_tiles(path)
+    return completed_tiles(path, storage_options)
 
 
-def completed_tiles(path: str | Path) -> set[tuple[int, int]]:
-    """(tile_y, tile_x) indices recorded as complete in the run store at ``path``."""
+def completed_tiles(
+    path: str | Path, storage_options: Mapping[str, Any] | None = None
+) -> set[tuple[int, int]]:
+    """(tile_y, tile_x) indices recorded as complete in the run store at ``path`` (folder or URL)."""
     import zarr
 
-    done = np.asarray(zarr.open_array(Path(path) / TILE_VAR, mode="r")[...])
+    from catalog.storage import retry
+
+    target, _ = _store(path, storage_options)
+
+    def read() -> np.ndarray:
+        return np.asarray(zarr.open_array(target, path=TILE_VAR, mode="r")[...])
+
+    done = retry(
+        read, url=f"{str(path).rstrip('/')}/{TILE_VAR}", action="read the tile markers of", error=SinkError
+    )
     return {(int(i), int(j)) for i, j in zip(*np.nonzero(done), strict=True)}
 
 
-def mark_tile_done(path: str | Path, tile: tuple[int, int]) -> None:
-    """Record tile (tile_y, tile_x) as complete (one atomic chunk write)."""
+def mark_tile_done(
+    path: str | Path, tile: tuple[int, int], storage_options: Mapping[str, Any] | None = None
+) -> None:
+    """Record tile (tile_y, tile_x) as complete: one chunk write, atomic on local disks (rename) and object
+    stores (one PUT); retried on transient errors."""
     import zarr
 
-    arr = zarr.open_array(Path(path) / TILE_VAR, mode="r+")
-    arr[tile] = 1
+    from catalog.storage import retry
+
+    target, _ = _store(path, storage_options)
+
+    def mark() -> None:
+        zarr.open_array(target, path=TILE_VAR, mode="r+")[tile] = 1
+
+    retry(
+        mark,
+        url=f"{str(path).rstrip('/')}/{TILE_VAR}",
+        action=f"record tile {tile} as complete in",
+        error=SinkError,
+    )
 
 
-def remove_store(path: str | Path) -> None:
-    """Delete a local store (to overwrite it)."""
-    path = Path(path)
-    if path.exists():
-        shutil.rmtree(path)
+def remove_store(path: str | Path, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Delete a store (to overwrite it): a local folder, or every object under an ``az://`` / ``s3://`` URL."""
+    from catalog.storage import filesystem, is_remote
+
+    if not is_remote(str(path)):
+        if Path(path).exists():
+            shutil.rmtree(path)
+        return
+    url = str(path).rstrip("/")
+    if not _exists(url, storage_options, ""):
+        return
+    try:
+        fs = filesystem(url, storage_options)
+        fs.rm(url, recursive=True)
+        fs.invalidate_cache(url)
+    except Exception as exc:  # the SDKs raise many types
+        raise _fail(exc, url, "remove the old store") from exc
 
 
-def tile_region(path: str | Path, tile: tuple[int, int]) -> dict[str, slice]:
+def tile_region(
+    path: str | Path, tile: tuple[int, int], storage_options: Mapping[str, Any] | None = None
+) -> dict[str, slice]:
     """The (y, x) region of tile (i, j) in the store, checked against the arrays' chunking."""
     import zarr
 
-    group = zarr.open_group(Path(path), mode="r", zarr_format=3)
+    target, _ = _store(path, storage_options)
+    group = zarr.open_group(target, mode="r", zarr_format=3)
+    return _region(group, tile)
+
+
+def _region(group, tile: tuple[int, int]) -> dict[str, slice]:
     ty, tx = (int(v) for v in group.attrs["orbitcube:tile_shape"])
     i, j = tile
     ny, nx = group[TILE_VAR].shape
@@ -354,22 +421,33 @@ def tile_region(path: str | Path, tile: tuple[int, int]) -> dict[str, slice]:
     return {"y": slice(i * ty, (i + 1) * ty), "x": slice(j * tx, (j + 1) * tx)}
 
 
-def write_tile(ds: xr.Dataset, path: str | Path, tile: tuple[int, int]):
+def write_tile(
+    ds: xr.Dataset,
+    path: str | Path,
+    tile: tuple[int, int],
+    storage_options: Mapping[str, Any] | None = None,
+):
     """Lazily write ``ds`` (the cube of one tile, dask-backed) into its region of the run store.
 
     Checks before writing that each variable exists in the store, that its non-spatial axes match the store
     and that the tile covers exactly whole store chunks (chunk alignment, so concurrent tiles never share a
-    chunk). Returns the dask Delayed of the write (``compute=False``).
+    chunk). Returns the dask Delayed of the write (``compute=False``). For ``az://`` / ``s3://`` stores the
+    graph carries the fsspec store, credentials included, so that the workers can write.
     """
     import zarr
 
-    path = Path(path)
-    region = tile_region(path, tile)
-    group = zarr.open_group(path, mode="r", zarr_format=3)
+    target, shown = _store(path, storage_options)
+    try:
+        group = zarr.open_group(target, mode="r", zarr_format=3)
+        region = _region(group, tile)
+    except SinkError:
+        raise
+    except Exception as exc:  # the SDKs raise many types
+        raise _fail(exc, path, "open the run store") from exc
     for name, var in ds.data_vars.items():
         if name not in group:
             raise SinkError(
-                f"variable {name!r} is not in the store {path}; it has {sorted(group.array_keys())}"
+                f"variable {name!r} is not in the store {shown}; it has {sorted(group.array_keys())}"
             )
         arr = group[name]
         want = tuple(arr.shape[:-2])
@@ -401,38 +479,19 @@ def write_tile(ds: xr.Dataset, path: str | Path, tile: tuple[int, int]):
         out[name].attrs = {}
         out[name].encoding = {}
     try:
-        return out.to_zarr(path, mode="r+", region=region, zarr_format=3, consolidated=False, compute=False)
-    except (OSError, ValueError) as exc:
-        raise SinkError(f"cannot write tile {tile} into {path}: {exc}") from exc
+        return out.to_zarr(target, mode="r+", region=region, zarr_format=3, consolidated=False, compute=False)
+    except ValueError as exc:
+        raise SinkError(f"cannot write tile {tile} into {shown}: {exc}") from exc
+    except Exception as exc:  # the SDKs raise many types
+        raise _fail(exc, path, f"write tile {tile} into") from exc
 
 
-@contextlib.contextmanager
-def store_lock(path: str | Path) -> Iterator[Path]:
-    """Hold an exclusive lock on the run store ``path`` (``<path>.lock`` beside it) for the duration of a run.
+def store_lock(path: str | Path, storage_options: Mapping[str, Any] | None = None, **kwargs: Any):
+    """Hold the exclusive lock of the run store ``path`` for the duration of a run (a context manager).
 
-    A second run on the same store is refused with SinkError. The operating system releases the lock when the
-    process dies, so a killed run never leaves a stale lock (the small lock file itself is kept).
-    """
-    import fcntl
+    Local stores: an OS lock on ``<path>.lock``, released by the OS if the process dies. ``az://`` / ``s3://``
+    stores: a lease object ``<path>.lock`` created with a conditional put and kept alive by a heartbeat. A second
+    run on the same store is refused with SinkError. See :mod:`pipeline.locks` for the guarantees."""
+    from pipeline.locks import store_lock as _lock
 
-    path = Path(path)
-    lock = path.with_name(path.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-        os.close(fd)
-        raise SinkError(
-            f"{path} is being written by another run ({holder}); wait for it to finish or choose another "
-            "output path"
-        ) from None
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
-        yield lock
-    finally:
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-        os.close(fd)
+    return _lock(path, storage_options, **kwargs)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,28 @@ AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
+@dataclass(frozen=True)
+class Emulator:
+    """A storage emulator running on 127.0.0.1: its port, the storage options that reach it (see
+    :mod:`catalog.storage`) and the secret in them (tests grep outputs for it)."""
+
+    name: str
+    port: int
+    options: dict
+    secret: str
+
+    def via(self, port: int, **changes: str) -> dict:
+        """The storage options with the endpoint moved to ``port`` (a proxy in front of the emulator) and
+        ``changes`` applied (e.g. a wrong key)."""
+        old = f"127.0.0.1:{self.port}"
+        out = {
+            k: (v.replace(old, f"127.0.0.1:{port}") if isinstance(v, str) else v)
+            for k, v in self.options.items()
+        }
+        out.update(changes)
+        return out
+
+
 def _free_port() -> int:
     import socket
 
@@ -72,61 +95,95 @@ def _wait_for(port: int, proc, what: str, timeout: float = 60.0) -> None:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
-            time.sleep(0.2)
+            time.sleep(0.1)
     proc.kill()
     raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout} s")
 
 
 def _stop(proc) -> None:
+    """SIGTERM, then SIGKILL after 2 s (Azurite's graceful shutdown waits for idle keep-alive connections of the
+    test process, which can take minutes; its data lives in a temporary folder anyway)."""
     import subprocess
 
     proc.terminate()
     try:
-        proc.wait(timeout=10)
+        proc.wait(timeout=2)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def azurite(tmp_path_factory: pytest.TempPathFactory):
-    """A real Azurite blob service on 127.0.0.1 (installed by `make test` from npm into .cache/azurite).
-
-    Yields storage options with the connection string of its development account."""
+def start_azurite(location: Path) -> tuple[object, int]:
+    """Start an Azurite blob service on a free loopback port with its data in ``location``: (process, port)."""
     import subprocess
 
     if not AZURITE.exists():
         raise FileNotFoundError(f"{AZURITE} is missing; run `make test` (it installs Azurite with npm)")
     port = _free_port()
-    proc = subprocess.Popen(
-        [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location",
-         str(tmp_path_factory.mktemp("azurite")), "--silent", "--skipApiVersionCheck", "--loose"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    with open(location / "azurite.log", "ab") as log:  # its own messages, if it fails to start
+        proc = subprocess.Popen(
+            [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location),
+             "--silent", "--skipApiVersionCheck", "--loose"],
+            stdout=log, stderr=log,
+        )  # fmt: skip
     try:
         _wait_for(port, proc, "Azurite")
+    except BaseException:
+        _stop(proc)
+        raise
+    return proc, port
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory):
+    """A real Azurite blob service on 127.0.0.1 (installed by `make test` from npm into .cache/azurite); its
+    options carry the connection string of the development account (shared-key signed requests)."""
+    proc, port = start_azurite(tmp_path_factory.mktemp("azurite"))
+    try:
         cs = (
             f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
             f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
         )
-        yield {"connection_string": cs, "port": port}
+        yield Emulator("azurite", port, {"connection_string": cs}, AZURITE_KEY)
     finally:
         _stop(proc)
 
 
 @pytest.fixture(scope="session")
 def moto_s3():
-    """A real S3-compatible server (moto_server) on 127.0.0.1; yields storage options for it."""
+    """A real S3-compatible server (moto_server) on 127.0.0.1 that checks credentials: IAM authentication is on
+    after the first three requests, which create the user, its access key and its policy."""
+    import json
+    import os
     import subprocess
     import sys
 
+    import boto3
+
     port = _free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        env.pop(k, None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     try:
         _wait_for(port, proc, "moto_server")
-        yield {"key": "testing-key", "secret": "testing-secret-0123", "endpoint_url": f"http://127.0.0.1:{port}"}  # fmt: skip
+        endpoint = f"http://127.0.0.1:{port}"
+        iam = boto3.client(
+            "iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bootstrap",
+            aws_secret_access_key="bootstrap",
+        )  # fmt: skip
+        iam.create_user(UserName="orbitcube-tests")
+        key = iam.create_access_key(UserName="orbitcube-tests")["AccessKey"]
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        iam.put_user_policy(UserName="orbitcube-tests", PolicyName="all", PolicyDocument=json.dumps(policy))
+        options = {
+            "key": key["AccessKeyId"],
+            "secret": key["SecretAccessKey"],
+            "endpoint_url": endpoint,
+        }
+        yield Emulator("moto", port, options, key["SecretAccessKey"])
     finally:
         _stop(proc)

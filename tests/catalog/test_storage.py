@@ -72,9 +72,11 @@ def test_credentials_become_gdal_and_fsspec_options(monkeypatch) -> None:
         "key": "AK",
         "secret": "SK",
         "client_kwargs": {"endpoint_url": "http://h:1"},
+        "use_listings_cache": False,
     }
     assert fsspec_options("az://c/x", {"connection_string": "${MY_CS}", "key": "ignored"}) == {
-        "connection_string": "DefaultEndpointsProtocol=http;AccountName=acc;AccountKey=K3Y==;"
+        "connection_string": "DefaultEndpointsProtocol=http;AccountName=acc;AccountKey=K3Y==;",
+        "use_listings_cache": False,
     }
     with pytest.raises(CatalogError, match="UNSET_VAR"):
         gdal_options({"secret": "${UNSET_VAR}"})
@@ -125,7 +127,7 @@ def test_credentials_hidden_from_reprs_but_usable() -> None:
         assert get_gdal_config("AZURE_STORAGE_CONNECTION_STRING") == "AccountKey=K3Y"
         assert get_gdal_config("GDAL_DISABLE_READDIR_ON_OPEN") == "EMPTY_DIR"
         assert (
-            get_gdal_config("GDAL_CACHEMAX") == 256 * 2**20
+            get_gdal_config("GDAL_CACHEMAX") == 64 * 2**20
         )  # bytes: rasterio sets it with GDALSetCacheMax64
 
 
