@@ -308,6 +308,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("orbitcube: interrupted; completed tiles are kept and a rerun resumes", file=sys.stderr)
         return 130
+    finally:
+        close_filesystems()
+
+
+def close_filesystems() -> None:
+    """Drop fsspec's cached object-store file systems while its event loop still runs: s3fs and adlfs close
+    their HTTP sessions in finalizers, which print a "Loop is not running" traceback if left to interpreter exit."""
+    import contextlib
+    import gc
+    import weakref
+
+    if "fsspec" not in sys.modules:
+        return
+    from fsspec.asyn import sync
+    from fsspec.spec import AbstractFileSystem
+
+    AbstractFileSystem.clear_instance_cache()
+    gc.collect()
+    # adlfs registers weakref.finalize(fs, sync, loop, close, fs): the finalizer holds the file system itself, so
+    # it only ever runs at exit, after fsspec's loop stopped. Run such finalizers now (each runs at most once).
+    registry = getattr(weakref.finalize, "_registry", {})
+    for fin, info in list(registry.items()):
+        if getattr(info, "func", None) is sync:
+            with contextlib.suppress(Exception):
+                fin()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -187,3 +187,11 @@ def moto_s3():
         yield Emulator("moto", port, options, key["SecretAccessKey"])
     finally:
         _stop(proc)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Close the object-store file systems the tests opened while fsspec's loop still runs (else s3fs/adlfs print
+    "Loop is not running" tracebacks at interpreter exit)."""
+    from pipeline.cli import close_filesystems
+
+    close_filesystems()

@@ -15,6 +15,7 @@ import pytest
 
 import catalog.store
 from catalog.errors import CatalogError
+from catalog.index import _cell_keys, sort_order
 from catalog.search import search
 from catalog.simulator import Mission
 from catalog.store import INDEX_NAME, catalog_info, open_catalog, reindex, write_catalog
@@ -59,9 +60,14 @@ def test_written_catalog_is_self_contained_with_a_sorted_index(
     assert pf.metadata.num_rows == len(mixed_mission.items)
     sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
     assert len(sizes) > 1 and set(sizes[:-1]) == {sizes[0]} and sizes[-1] <= sizes[0]  # fixture: 4 rows
-    t = pf.read(columns=["id", "datetime"])
-    keys = list(zip(t.column("datetime").to_pylist(), t.column("id").to_pylist(), strict=True))
-    assert keys == sorted(keys), "the index is written sorted by datetime, then id"
+    t = pf.read(columns=["id", "datetime", "bbox"])
+    # sorted by place (lon/lat cell in Z-order), then datetime, then id: rows of one area and time sit together
+    assert sort_order(t).to_pylist() == list(range(t.num_rows)), "the index is written in sort_order"
+    cells = _cell_keys(t.column("bbox").combine_chunks())
+    keys = list(
+        zip(cells.tolist(), t.column("datetime").to_pylist(), t.column("id").to_pylist(), strict=True)
+    )
+    assert keys == sorted(keys)
     assert b"geo" in pf.schema_arrow.metadata  # GeoParquet metadata, readable by other tools
     # what comes back is what went in
     back = {it.id: it for it in search(root)}
