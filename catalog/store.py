@@ -213,7 +213,8 @@ class Catalog(ItemIndex):
             d["properties"]["datetime"] = None
         for a in d.get("assets", {}).values():
             if not _is_url(a["href"]) and not os.path.isabs(a["href"]):
-                a["href"] = os.path.normpath(self.root / a["href"])
+                # absolute: pystac resolves a relative asset href against the item's (absolute) self link
+                a["href"] = os.path.normpath(os.path.abspath(self.root / a["href"]))
         for ln in d.get("links", []):
             if ln.get("rel") == "self" and not _is_url(ln["href"]) and not os.path.isabs(ln["href"]):
                 ln["href"] = str((self.root / ln["href"]).absolute())

@@ -233,3 +233,20 @@ def test_catalog_info_counts_and_extents(mixed_mission: Mission, indexed_catalog
         assert c["items"] == len(mine)
         assert dt.datetime.fromisoformat(c["interval"][0]) == min(i.datetime for i in mine)
         assert np.isclose(c["bbox"][0], min(i.bbox[0] for i in mine))
+
+
+@pytest.mark.parametrize("indexed", [False, True])
+def test_catalog_opened_by_a_relative_path_resolves_to_the_files(
+    mixed_mission: Mission, indexed_catalog: Path, indexed: bool, monkeypatch
+) -> None:
+    """`orbitcube demo --out demo` opens its catalog by a relative path: every asset href must come back absolute
+    and point at the scene's file, with and without an items.parquet index."""
+    root = indexed_catalog if indexed else mixed_mission.catalog_path.parent
+    assert (root / "items.parquet").exists() == indexed
+    monkeypatch.chdir(root.parent)
+    items = open_catalog(root.name).search()
+    assert len(items) == len(mixed_mission.items)
+    for it in items:
+        for a in it.assets.values():
+            href = a.get_absolute_href()
+            assert os.path.isabs(href) and os.path.exists(href), href

@@ -16,6 +16,8 @@ from catalog.simulator import MissionConfig, Truth
 
 
 def test_demo_writes_a_store_with_crs_and_masked_ndvi(tmp_path: Path) -> None:
+    """Run as `make demo` runs it: from the working folder, with a relative --out (relative catalog paths must
+    resolve to the scenes)."""
     out = tmp_path / "demo"
     proc = subprocess.run(
         [
@@ -24,7 +26,7 @@ def test_demo_writes_a_store_with_crs_and_masked_ndvi(tmp_path: Path) -> None:
             "pipeline.cli",
             "demo",
             "--out",
-            str(out),
+            "demo",
             "--tile-size",
             "128",
             "--workers",
@@ -33,10 +35,11 @@ def test_demo_writes_a_store_with_crs_and_masked_ndvi(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Dask dashboard" in proc.stdout and "http://" in proc.stdout
-    assert str(out / "cube.zarr") in proc.stdout and "xr.open_zarr" in proc.stdout
+    assert "demo/cube.zarr" in proc.stdout and "xr.open_zarr" in proc.stdout
     assert (out / "report" / "index.html").exists() and (out / "report" / "ndvi_monthly_median.png").exists()
 
     ds = xr.open_zarr(out / "cube.zarr", consolidated=False)
