@@ -106,6 +106,16 @@ _ENV_AWS = (
 )
 _AZURE_OPTS = ("connection_string", "account_name", "account_key", "sas_token")
 _AWS_OPTS = ("key", "secret", "token", "endpoint_url", "region", "client_kwargs")
+#: storage option -> the GDAL configuration option that carries it (sas_token, anon, endpoint_url: see gdal_options)
+_GDAL_NAMES = {
+    "connection_string": "AZURE_STORAGE_CONNECTION_STRING",
+    "account_name": "AZURE_STORAGE_ACCOUNT",
+    "account_key": "AZURE_STORAGE_ACCESS_KEY",
+    "key": "AWS_ACCESS_KEY_ID",
+    "secret": "AWS_SECRET_ACCESS_KEY",
+    "token": "AWS_SESSION_TOKEN",
+    "region": "AWS_REGION",
+}
 #: s3fs passes ``config_kwargs`` to botocore's Config (e.g. {"retries": {"max_attempts": 3}})
 
 _SECRET_KV = re.compile(
@@ -288,24 +298,11 @@ def gdal_options(storage_options: Mapping[str, Any] | None = None) -> dict[str, 
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         if endpoint and "AWS_S3_ENDPOINT" not in env:
             env.update(_endpoint_settings(endpoint))
-    if o.get("connection_string"):
-        env["AZURE_STORAGE_CONNECTION_STRING"] = o["connection_string"]
-    if o.get("account_name"):
-        env["AZURE_STORAGE_ACCOUNT"] = o["account_name"]
-    if o.get("account_key"):
-        env["AZURE_STORAGE_ACCESS_KEY"] = o["account_key"]
+    env.update({_GDAL_NAMES[k]: v for k, v in o.items() if k in _GDAL_NAMES and v})
     if o.get("sas_token"):
         env["AZURE_STORAGE_SAS_TOKEN"] = o["sas_token"].lstrip("?")
     if o.get("anon"):
         env["AZURE_NO_SIGN_REQUEST" if o.get("account_name") else "AWS_NO_SIGN_REQUEST"] = "YES"
-    if o.get("key"):
-        env["AWS_ACCESS_KEY_ID"] = o["key"]
-    if o.get("secret"):
-        env["AWS_SECRET_ACCESS_KEY"] = o["secret"]
-    if o.get("token"):
-        env["AWS_SESSION_TOKEN"] = o["token"]
-    if o.get("region"):
-        env["AWS_REGION"] = o["region"]
     endpoint = o.get("endpoint_url") or (o.get("client_kwargs") or {}).get("endpoint_url")
     if endpoint:
         env.update(_endpoint_settings(endpoint))
