@@ -36,7 +36,7 @@ def export_cog(
     The COG (GDAL COG driver) keeps the cube's CRS and transform, float32 with NaN nodata, deflate, 256 px tiles.
     """
     from catalog.storage import filesystem, is_remote, redact, retry
-    from pipeline.sink import open_cube
+    from pipeline.sink import _exists, open_cube
 
     ds = open_cube(store, storage_options=storage_options)
     if variable not in ds.data_vars:
@@ -75,12 +75,7 @@ def export_cog(
     target = str(out) if out else str(store).rstrip("/").removesuffix(".zarr") + f"-{variable}.tif"
     remote = is_remote(target)
     fs = filesystem(target, storage_options) if remote else None
-    exists = (
-        retry(lambda: fs.exists(target), url=target, action="reach", error=SinkError)
-        if fs
-        else Path(target).exists()
-    )
-    if exists and not overwrite:
+    if _exists(target, storage_options, what="") and not overwrite:
         raise SinkError(f"{redact(target)} already exists; choose another path or pass overwrite=True")
     import rioxarray  # noqa: F401  (registers the .rio accessor)
 

@@ -323,18 +323,18 @@ def _read(asset: AssetSpec, gbox: GeoBox, resampling: str) -> np.ndarray | None:
     from catalog.storage import is_transient, redact
 
     remote = asset.href.startswith("/vsi") or "://" in asset.href
-    for n in range(1, READ_ATTEMPTS + 1):
+    for n in range(1, READ_ATTEMPTS):
         try:
             return read_asset(asset, gbox, resampling)
         except RasterioError as exc:
-            if not remote or n == READ_ATTEMPTS or not is_transient(exc):
+            if not remote or not is_transient(exc):
                 raise
             _forget(asset.href)
             log.warning(
                 "reading %s failed (%s), retry %d of %d", asset.href, redact(exc), n, READ_ATTEMPTS - 1
             )
             time.sleep(READ_RETRY_DELAY_S * 2 ** (n - 1))
-    return None  # not reached
+    return read_asset(asset, gbox, resampling)  # the last attempt: its error goes to the caller
 
 
 def _forget(href: str) -> None:
