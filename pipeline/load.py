@@ -25,6 +25,7 @@ from odc.geo.geobox import GeoBox, GeoboxTiles
 from odc.geo.geom import Geometry
 from odc.geo.xr import xr_coords
 
+from pipeline import timeaxis
 from pipeline.errors import LoadError
 from pipeline.grid import output_grid
 from pipeline.masks import DEFAULT_MASK
@@ -96,10 +97,10 @@ def quality_band(item: pystac.Item) -> BandRef | None:
 
 
 def solar_day(item: pystac.Item) -> np.datetime64:
-    """Local solar date of the acquisition (UTC time + longitude / 15 h), as datetime64[ns] at midnight."""
-    lon = (item.bbox[0] + item.bbox[2]) / 2 if item.bbox else 0.0
-    t = np.datetime64(item.datetime.replace(tzinfo=None), "ns") + np.timedelta64(int(lon / 15 * 3600), "s")
-    return t.astype("datetime64[D]").astype("datetime64[ns]")
+    """Local solar date of the acquisition (UTC time + footprint centre longitude / 15 h, antimeridian-safe; the
+    UTC date itself when the item gives no time of day), as datetime64[ns] at midnight. See
+    :mod:`pipeline.timeaxis`."""
+    return timeaxis.solar_day(item)
 
 
 def check_items(items: list[pystac.Item], on_error: str) -> tuple[list[pystac.Item], list[str]]:
@@ -308,7 +309,7 @@ def load_cube(
     else:
         members = [[n] for n in range(len(items))]
         coords = {
-            "time": np.array([np.datetime64(it.datetime.replace(tzinfo=None), "ns") for it in items]),
+            "time": np.array([timeaxis.scene_time(it) for it in items]),
             "item_id": ("time", [it.id for it in items]),
         }
     first_ref = next(iter(resamplings.values()))
