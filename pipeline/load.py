@@ -22,11 +22,11 @@ import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
 import pystac
 import xarray as xr
 from odc.geo.geobox import GeoBox, GeoboxTiles
-from odc.geo.geom import Geometry
 from odc.geo.xr import xr_coords
 
 from pipeline import timeaxis
 from pipeline.errors import LoadError
+from pipeline.footprints import footprint_on
 from pipeline.grid import output_grid
 from pipeline.masks import DEFAULT_MASK
 from pipeline.reader import AssetSpec, ReadSpec, SceneSpec, read_tile
@@ -289,7 +289,7 @@ def load_cube(
     if geobox is None:
         geobox = output_grid(items, crs=crs, resolution=resolution, aoi=aoi, bands=list(bands))
     extent = geobox.extent.to_crs(4326)
-    items = [it for it in items if Geometry(it.geometry, crs=4326).intersects(extent)]
+    items = [it for it in items if footprint_on(it.geometry, geobox) is not None]  # antimeridian/pole-safe
     if not items:
         raise LoadError(
             f"the AOI/grid (lon/lat bounds {tuple(round(v, 5) for v in extent.boundingbox)}) intersects no item; "
@@ -380,7 +380,7 @@ def _tile_graph(items, scenes, members, geobox: GeoBox, tile_shape, spec: ReadSp
     tiles = GeoboxTiles(geobox, tile_shape)
     ny, nx = tiles.shape.yx
     pad = 2 * abs(geobox.resolution.x)  # resampling kernels reach a little beyond a footprint
-    footprints = [Geometry(it.geometry, crs=4326).to_crs(geobox.crs).geom.buffer(pad) for it in items]
+    footprints = [footprint_on(it.geometry, geobox).buffer(pad) for it in items]
     tree = shapely.STRtree(footprints)
     tile_polys = [tiles[i, j].extent.geom for i in range(ny) for j in range(nx)]
     tile_idx, scene_idx = tree.query(tile_polys, predicate="intersects")

@@ -76,6 +76,42 @@ def _lattice(d: Affine, inv: Affine, transformer, ny: int, nx: int) -> tuple[np.
     return interp(us), interp(vs)
 
 
+#: largest error (source pixels) of the lattice interpolation before every pixel is transformed exactly (GDAL's
+#: warper uses the same 0.125 threshold for its approximate transformer)
+MAX_LATTICE_ERROR = 0.125
+
+
+def _source_coords(d: Affine, inv: Affine, src_wkt: str, dst_wkt: str, ny: int, nx: int, width: int):
+    """Source pixel coordinates (u, v) of every output pixel centre across CRSs: the lattice
+    (:func:`_lattice`) when it is accurate to :data:`MAX_LATTICE_ERROR` source pixels at the centres of its
+    cells, else exact transforms of every pixel (near a pole or across the antimeridian the map from output
+    to source is far from linear). A geographic source whose grid starts west of -180 (or runs past 180) gets
+    longitudes wrapped onto its own range."""
+    t = _transformer(src_wkt, dst_wkt)
+    u, v = _lattice(d, inv, t, ny, nx)
+    rs = np.arange(min(_STEP // 2, ny - 1), ny, _STEP)
+    cs = np.arange(min(_STEP // 2, nx - 1), nx, _STEP)
+    cc, rr = np.meshgrid(cs + 0.5, rs + 0.5)
+    xs, ys = t.transform(d.c + cc * d.a + rr * d.b, d.f + cc * d.d + rr * d.e)
+    ue, ve = inv.a * xs + inv.b * ys + inv.c, inv.d * xs + inv.e * ys + inv.f
+    err = np.hypot(ue - u[np.ix_(rs, cs)], ve - v[np.ix_(rs, cs)])
+    if not np.all(err[np.isfinite(err)] <= MAX_LATTICE_ERROR) or not np.isfinite(u).all():
+        cols, rows = np.meshgrid(np.arange(nx, dtype="f8") + 0.5, np.arange(ny, dtype="f8") + 0.5)
+        xs, ys = t.transform(d.c + cols * d.a + rows * d.b, d.f + cols * d.d + rows * d.e)
+        u, v = inv.a * xs + inv.b * ys + inv.c, inv.d * xs + inv.e * ys + inv.f
+    if _is_geographic(src_wkt) and inv.b == 0 and inv.a > 0:
+        turn = 360.0 * inv.a  # source columns per 360 degrees of longitude
+        u = np.where(u < 0, u + turn, np.where(u >= width, u - turn, u))
+    return u, v
+
+
+@lru_cache(maxsize=16)
+def _is_geographic(wkt: str) -> bool:
+    from pyproj import CRS
+
+    return CRS.from_user_input(wkt).is_geographic
+
+
 @lru_cache(maxsize=16)
 def pixel_map(
     src_wkt: str,
@@ -97,7 +133,7 @@ def pixel_map(
         xs, ys = d.c + cols * d.a + rows * d.b, d.f + cols * d.d + rows * d.e
         u, v = inv.a * xs + inv.b * ys + inv.c, inv.d * xs + inv.e * ys + inv.f
     else:  # exact transforms on a sparse lattice, bilinear in between (GDAL's approximate transformer)
-        u, v = _lattice(d, inv, _transformer(src_wkt, dst_wkt), ny, nx)
+        u, v = _source_coords(d, inv, src_wkt, dst_wkt, ny, nx, w)
     scale = float(np.abs(u[0, -1] - u[0, 0]) / max(nx - 1, 1)) if nx > 1 else 1.0
     inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
     if not inside.any():
