@@ -186,3 +186,41 @@ def apply_map(pm: PixelMap, block: np.ndarray, out: np.ndarray, nodata: float | 
     o = out.ravel()
     o[pm.dst[ok]] = res[ok] / s[ok]
     return out
+
+
+def overview_for(
+    src_wkt: str,
+    src_transform: tuple[float, ...],
+    overviews: tuple[int, ...],
+    dst_wkt: str,
+    dst_transform: tuple[float, ...],
+    dst_shape: tuple[int, int],
+) -> int | None:
+    """Index of the COG overview to read for an output grid (any CRS), as GDAL's warper picks it: the ratio of
+    an output pixel's real footprint in the source CRS to a source pixel (the finest ratio over a 5 x 5 sample
+    of output pixels, so no part of the tile is read coarser than it needs), then the coarsest overview whose
+    decimation factor does not exceed it. None: read full resolution (the output is not 2x coarser, or the file
+    has no overviews). ``overviews`` are the file's decimation factors (rasterio's ``src.overviews(1)``)."""
+    if not overviews:
+        return None
+    d, inv = Affine(*dst_transform[:6]), ~Affine(*src_transform[:6])
+    ny, nx = dst_shape
+    rows, cols = np.meshgrid(np.linspace(0.5, ny - 0.5, 5), np.linspace(0.5, nx - 0.5, 5), indexing="ij")
+    # each sampled pixel's centre and its neighbours half a pixel right and down, in source pixels
+    pts = [(cols, rows), (cols + 0.5, rows), (cols, rows + 0.5)]
+    xs = np.concatenate([d.c + c * d.a + r * d.b for c, r in pts])
+    ys = np.concatenate([d.f + c * d.d + r * d.e for c, r in pts])
+    if src_wkt != dst_wkt:
+        xs, ys = _transformer(src_wkt, dst_wkt).transform(xs, ys)
+    u, v = inv.a * xs + inv.b * ys + inv.c, inv.d * xs + inv.e * ys + inv.f
+    u, v = u.reshape(3, -1), v.reshape(3, -1)
+    step_x = 2 * np.hypot(u[1] - u[0], v[1] - v[0])  # source pixels per output pixel, along output x ...
+    step_y = 2 * np.hypot(u[2] - u[0], v[2] - v[0])  # ... and along output y
+    ratio = np.nanmin(np.minimum(step_x, step_y)) if np.isfinite(step_x).any() else np.nan
+    if not np.isfinite(ratio) or ratio < 2:
+        return None
+    best = None
+    for i, f in enumerate(overviews):
+        if f <= ratio * (1 + 1e-6):
+            best = i
+    return best
