@@ -12,7 +12,9 @@ from odc.geo import XY, xy_
 from odc.geo.crs import CRS, norm_crs
 from odc.geo.geobox import GeoBox, GeoboxTiles
 from odc.geo.geom import Geometry, box
+from shapely.geometry import mapping
 
+from catalog.antimeridian import normalize_lonlat
 from pipeline.errors import GridError
 
 log = logging.getLogger(__name__)
@@ -232,10 +234,13 @@ def _extent(items: list[pystac.Item], aoi: AOI | None) -> Geometry:
         return aoi_geometry(aoi, items)
     if not items:
         raise GridError("output_grid needs an aoi= or items to take the extent from")
+    # footprints split at the antimeridian first: a ring jumping from 179 E to 179 W is not a band round the globe
     return aoi_geometry(
         {
             "type": "FeatureCollection",
-            "features": [{"type": "Feature", "geometry": it.geometry} for it in items],
+            "features": [
+                {"type": "Feature", "geometry": mapping(normalize_lonlat(it.geometry))} for it in items
+            ],
         }
     )
 

@@ -236,3 +236,19 @@ def test_tiles_cover_the_grid() -> None:
     assert tiles[0, 0].transform.c == gbox.transform.c
     with pytest.raises(GridError, match="tile_shape"):
         tile_grid(gbox, (0, 512))
+
+
+def test_grid_from_items_across_the_antimeridian() -> None:
+    """The real io-lulc item 60U (UTM zone 60, a footprint ring jumping from 180 to -180, bbox -180..180): the
+    grid derived from it covers the tile (its proj:bbox), not a band round the globe."""
+    import json
+
+    from tests.conftest import SHARED_DATA
+
+    docs = json.loads((SHARED_DATA / "real-stac-items" / "io-lulc-annual-v02-pc.json").read_text())
+    item = pystac.Item.from_dict(next(d for d in docs if d["id"] == "60U-2023"))
+    gbox = output_grid([item], crs="EPSG:32660", resolution=1000)
+    x0, y0, x1, y1 = item.properties["proj:bbox"]
+    left, bottom, right, top = gbox.extent.boundingbox
+    assert left == pytest.approx(x0, abs=20_000) and right == pytest.approx(x1, abs=20_000)
+    assert bottom == pytest.approx(y0, abs=20_000) and top == pytest.approx(y1, abs=20_000)
