@@ -230,7 +230,9 @@ def search(
     from the environment).
     ``bbox`` (west, south, east, north) and ``intersects`` (GeoJSON dict, shapely or odc-geo geometry) are in
     ``crs`` (default EPSG:4326, lon/lat degrees; an odc-geo Geometry carries its own); items match when their
-    geometry intersects the area. ``datetime``: ``"2023-01-01/2023-03-31"``, ``"../2023-03"``, ``"2023-06"``,
+    geometry intersects the area; a lon/lat ``bbox`` with west > east crosses the antimeridian (STAC), and items
+    whose footprint crosses it (split at +-180, bbox west > east, or one ring jumping across) are found from
+    either side. ``datetime``: ``"2023-01-01/2023-03-31"``, ``"../2023-03"``, ``"2023-06"``,
     a date/datetime, or a (start, end) pair with None for open ends (UTC). ``max_cloud_cover`` in percent
     (items without ``eo:cloud_cover`` do not match). ``filter``: CQL2 text or JSON (see :mod:`catalog.filters`).
     ``sortby``: field names, ``-`` prefix for descending (default ``datetime``, ties by id). At most ``limit``
