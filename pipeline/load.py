@@ -295,7 +295,7 @@ def load_cube(
             f"the AOI/grid (lon/lat bounds {tuple(round(v, 5) for v in extent.boundingbox)}) intersects no item; "
             "check the AOI and its CRS or search the catalog with this AOI"
         )
-    items.sort(key=lambda i: (i.datetime, i.id))
+    items.sort(key=lambda i: (timeaxis.acquisition_utc(i), i.id))  # UTC; datetime null: start_datetime
     chunks = {"y": 512, "x": 512, **(chunks or {})}
     scenes, resamplings = _scenes(items, bands, mask, resampling, geobox)
     if groupby == "solar_day":

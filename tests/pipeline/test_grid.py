@@ -43,7 +43,12 @@ def write_scene(
     return path
 
 
-def scene_item(item_id: str, files: dict[str, Path], when=dt.datetime(2023, 6, 1, 13, tzinfo=dt.UTC)):
+def scene_item(
+    item_id: str,
+    files: dict[str, Path],
+    when=dt.datetime(2023, 6, 1, 13, tzinfo=dt.UTC),
+    props: dict | None = None,
+):
     """A STAC item for files written by :func:`write_scene` (proj fields per asset, footprint from the first)."""
     from odc.geo.geom import Geometry
 
@@ -63,7 +68,9 @@ def scene_item(item_id: str, files: dict[str, Path], when=dt.datetime(2023, 6, 1
                 },
             )
     assert isinstance(footprint, Geometry)
-    it = pystac.Item(item_id, footprint.json, list(footprint.boundingbox), when, {}, collection="test")
+    it = pystac.Item(
+        item_id, footprint.json, list(footprint.boundingbox), when, props or {}, collection="test"
+    )
     for k, a in assets.items():
         it.add_asset(k, a)
     return it

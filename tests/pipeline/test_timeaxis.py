@@ -89,3 +89,25 @@ def test_real_items_near_midnight_and_at_the_antimeridian() -> None:
         assert centre_lon(d["geometry"], d["bbox"]) == pytest.approx(177, abs=0.5)
         it = pystac.Item.from_dict(d)
         assert time_unknown(it) and day(solar_day(it)) == "2023-01-01"  # an annual product: its start
+
+
+def test_load_orders_and_labels_scenes_in_utc(tmp_path) -> None:
+    """load_cube with groupby="time": an item with an offset (10:00+05:00 = 05:00 UTC) sorts before one at 08:00
+    UTC and is labelled 05:00; an item with ``datetime: null`` and an interval (an annual product) sorts by its
+    start instead of failing on None."""
+    from pipeline.load import load_cube
+    from tests.pipeline.test_grid import scene_item, write_scene
+
+    data = np.full((20, 20), 7, np.uint16)
+    path = write_scene(tmp_path / "a.tif", (500_025.0, 7_199_985.0), 30, data)
+    utc8 = scene_item("utc8", {"red": path}, dt.datetime(2023, 6, 1, 8, tzinfo=dt.UTC))
+    plus5 = scene_item(
+        "plus5", {"red": path}, dt.datetime(2023, 6, 1, 10, tzinfo=dt.timezone(dt.timedelta(hours=5)))
+    )
+    interval = {"start_datetime": "2023-01-01T00:00:00Z", "end_datetime": "2024-01-01T00:00:00Z"}
+    annual = scene_item("annual", {"red": path}, None, interval)
+    cube = load_cube([utc8, plus5, annual], ["red"], mask=None, groupby="time")
+    assert list(cube.item_id.values) == ["annual", "plus5", "utc8"]
+    assert list(cube.time.values) == [
+        np.datetime64(t, "ns") for t in ("2023-01-01", "2023-06-01T05:00", "2023-06-01T08:00")
+    ]
