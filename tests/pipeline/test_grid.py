@@ -10,6 +10,8 @@ import pystac
 import pytest
 import rasterio
 from affine import Affine
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from odc.geo import xy_
 from odc.geo.geom import box
 
@@ -259,3 +261,41 @@ def test_grid_from_items_across_the_antimeridian() -> None:
     left, bottom, right, top = gbox.extent.boundingbox
     assert left == pytest.approx(x0, abs=20_000) and right == pytest.approx(x1, abs=20_000)
     assert bottom == pytest.approx(y0, abs=20_000) and top == pytest.approx(y1, abs=20_000)
+
+
+def _meta_item(origin: tuple[float, float], res: float, shape=(200, 300), crs: str = UTM21S) -> pystac.Item:
+    """An item with projection metadata only (no file): asset ``red`` on the grid (origin, res, shape)."""
+    from odc.geo.geom import Geometry
+
+    x0, y1 = origin
+    fp = Geometry(box(x0, y1 - shape[0] * res, x0 + shape[1] * res, y1, crs=crs).geom, crs=crs).to_crs(4326)
+    it = pystac.Item("m", fp.json, list(fp.boundingbox), dt.datetime(2023, 6, 1, tzinfo=dt.UTC), {})
+    tr = [res, 0.0, x0, 0.0, -res, y1]
+    extra = {
+        "proj:code": crs,
+        "proj:shape": list(shape),
+        "proj:transform": tr,
+        "eo:bands": [{"common_name": "red"}],
+    }
+    it.add_asset("red", pystac.Asset("red.tif", extra_fields=extra))
+    return it
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    res=st.sampled_from([10.0, 20.0, 30.0, 60.0, 0.5]),
+    kx=st.integers(10_000, 40_000),
+    ky=st.integers(200_000, 240_000),
+    fx=st.floats(0, 1, exclude_max=True),
+    fy=st.floats(0, 1, exclude_max=True),
+)
+def test_derived_grids_align_with_any_sub_pixel_origin(res, kx, ky, fx, fy) -> None:
+    """Whatever the items' origin (whole multiples, odd multiples of half the pixel, any sub-pixel phase), the
+    grid derived from them and the grid given at their resolution put pixel edges on the items' edges."""
+    origin = (kx * res + round(fx, 4) * res, ky * res + round(fy, 4) * res)
+    item = _meta_item(origin, res)
+    for gbox in (output_grid([item], bands=["red"]), output_grid([item], crs=UTM21S, resolution=res)):
+        col = (gbox.transform.c - origin[0]) / res
+        row = (gbox.transform.f - origin[1]) / res
+        assert abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6
+        assert gbox.resolution.x == res
