@@ -288,9 +288,9 @@ def load_cube(
     items = fill_proj_from_headers(items, bands)
     if geobox is None:
         geobox = output_grid(items, crs=crs, resolution=resolution, aoi=aoi, bands=list(bands))
-    extent = geobox.extent.to_crs(4326)
     items = [it for it in items if footprint_on(it.geometry, geobox) is not None]  # antimeridian/pole-safe
     if not items:
+        extent = geobox.extent.to_crs(4326)
         raise LoadError(
             f"the AOI/grid (lon/lat bounds {tuple(round(v, 5) for v in extent.boundingbox)}) intersects no item; "
             "check the AOI and its CRS or search the catalog with this AOI"

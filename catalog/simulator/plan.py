@@ -208,9 +208,8 @@ class Tile:
     def geobox(self, resolution: float) -> GeoBox:
         """The tile's pixel grid at ``resolution`` metres (north-up, y decreasing)."""
         bbox = (self.x0, self.y1 - self.height_m, self.x0 + self.width_m, self.y1)
-        anchor = xy_(
-            (self.x0 / resolution) % 1.0, (self.y1 / resolution) % 1.0
-        )  # corners where the tile's are
+        # pixel corners where the tile's corners are (Landsat: odd multiples of 15 m)
+        anchor = xy_((self.x0 / resolution) % 1.0, (self.y1 / resolution) % 1.0)
         return GeoBox.from_bbox(bbox, crs=f"EPSG:{self.epsg}", resolution=resolution, anchor=anchor)
 
 
