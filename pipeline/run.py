@@ -275,7 +275,7 @@ def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
             f"(aoi={recipe.search.aoi}, datetime={recipe.search.datetime}, collections={recipe.search.collections}); "
             "widen the dates, AOI or cloud cover"
         )
-    items, missing = _check_items(found, "skip")
+    items, missing = _check_items(found, "skip", recipe.load.bands, bool(recipe.load.mask))
     skipped = {iid: "asset files missing" for iid in missing}
     geobox = output_grid(
         items,
