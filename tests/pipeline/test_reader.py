@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import shutil
 
@@ -9,7 +10,11 @@ import dask
 import numpy as np
 import pystac
 import pytest
+from affine import Affine
+from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
+from rasterio.enums import Resampling
+from rasterio.warp import reproject
 
 from catalog.simulator import Mission
 from pipeline.errors import LoadError
@@ -120,3 +125,128 @@ def test_a_rewritten_file_is_reread_not_served_from_the_handle_cache(s2_mission:
     shutil.copy(other, copy)
     second = load_cube([item], ["red"], geobox=gbox, mask=None).compute(scheduler="synchronous")
     assert not np.array_equal(first["red"].values, second["red"].values, equal_nan=True)
+
+
+# ----- validity travels beside values (issue 13, defect 1) ---------------------------------------------------------
+_T0 = dt.datetime(2023, 5, 1, 10, 0, tzinfo=dt.UTC)
+_TR = Affine(10, 0, 500000, 0, -10, 5000000)  # UTM 32N, 10 m
+
+
+def _half_and_full(raster_item, dtype="uint16", west=100, full=200, **kw):
+    """Two scenes of one solar day: the first covers only the west half (32 of 64 columns), the second all."""
+    a = raster_item("west", np.full((64, 32), west, dtype), _TR, _T0, **kw)
+    b = raster_item("full", np.full((64, 64), full, dtype), _TR, _T0 + dt.timedelta(minutes=1), **kw)
+    return [a, b]
+
+
+def _grids():
+    native = GeoBox((64, 64), _TR, "EPSG:32632")
+    shifted = GeoBox((60, 60), _TR * Affine.translation(2.5, 2.5), "EPSG:32632")  # bilinear
+    coarse = GeoBox((16, 16), _TR * Affine.scale(4), "EPSG:32632")  # average (GDAL warp)
+    geo = native.to_crs("EPSG:4326", resolution=0.00005)  # another CRS: pixel maps (bilinear)
+    return {"native": native, "shifted": shifted, "coarse": coarse, "geographic": geo}
+
+
+@pytest.mark.parametrize("grid", ["native", "shifted", "coarse", "geographic"])
+def test_integer_scenes_without_nodata_fill_each_other_like_odc_stac(raster_item, grid) -> None:
+    """No nodata in STAC nor file: the fill outside the first scene is not data, so the second scene of the same
+    day fills the east half (200), whatever path the reader takes; odc-stac agrees."""
+    import odc.stac
+    from pyproj import Transformer
+
+    items = _half_and_full(raster_item)
+    gbox = _grids()[grid]
+    got = load_cube(items, ["data"], geobox=gbox, mask=None)["data"].values[0]
+    # where each output pixel centre falls in the scenes' CRS
+    cols, rows = np.meshgrid(np.arange(gbox.shape.x) + 0.5, np.arange(gbox.shape.y) + 0.5)
+    xs, ys = gbox.transform * (cols, rows)
+    x, y = Transformer.from_crs(gbox.crs.to_wkt(), "EPSG:32632", always_xy=True).transform(xs, ys)
+    m = 2 * 10 * (4 if grid == "coarse" else 1)  # keep a margin of one output pixel (and a kernel) from edges
+    inside_all = (x > 500000 + m) & (x < 500640 - m) & (y > 4999360 + m) & (y < 5000000 - m)
+    west, east = inside_all & (x < 500320 - m), inside_all & (x > 500320 + m)
+    assert west.sum() > 10 and east.sum() > 10
+    np.testing.assert_allclose(got[west], 100, rtol=1e-6)  # bilinear weights sum to 1 in float32
+    np.testing.assert_allclose(got[east], 200, rtol=1e-6)
+    if grid == "native":  # the same grid: odc-stac's answer pixel for pixel
+        ref = odc.stac.load(items, bands=["data"], geobox=gbox, groupby="solar_day")["data"].values[0]
+        np.testing.assert_array_equal(got, ref)
+
+
+def test_stac_nodata_the_dtype_cannot_hold_is_ignored_with_a_warning(raster_item, caplog) -> None:
+    """raster:bands nodata -9999 on uint16 data: no OverflowError on a worker; the file's nodata (0) applies."""
+    data = np.full((64, 64), 500, np.uint16)
+    data[:, :8] = 0
+    rb = {"raster:bands": [{"nodata": -9999, "data_type": "uint16", "scale": 0.001}]}
+    item = raster_item("odd-nodata", data, _TR, _T0, file_nodata=0, asset_fields=rb)
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        cube = load_cube([item], ["data"], geobox=_grids()["native"], mask=None)
+    assert any("-9999" in r.getMessage() and "uint16" in r.getMessage() for r in caplog.records)
+    got = cube["data"].values[0]
+    assert np.isnan(got[:, :8]).all()
+    np.testing.assert_allclose(got[:, 8:], 0.5)
+
+
+# ----- multi-band assets, SAR, class layers ------------------------------------------------------------------------
+def test_multiband_asset_bands_are_selected_by_eo_bands_index(raster_item) -> None:
+    """NAIP-style: one ``image`` asset with 4 bands [red, green, blue, nir]; red is band 1, nir band 4."""
+    data = np.stack([np.full((64, 64), 10 * (i + 1), np.uint8) for i in range(4)])
+    eo = {"eo:bands": [{"name": n.title(), "common_name": n} for n in ("red", "green", "blue", "nir")]}
+    item = raster_item(
+        "naip", data, _TR, _T0, key="image", collection="naip", asset_fields=eo, crs="EPSG:26920"
+    )
+    cube = load_cube([item], ["red", "nir", "green"], geobox=GeoBox((64, 64), _TR, "EPSG:26920"), mask=None)
+    assert [float(cube[b].values.mean()) for b in ("red", "nir", "green")] == [10.0, 40.0, 20.0]
+
+
+def test_sar_float32_with_nodata_composites_like_any_band(raster_item) -> None:
+    """Sentinel-1 RTC: float32 backscatter, nodata -32768 (STAC and file); the first scene's nodata half is filled
+    by the second scene of the same day, and no pixel holds -32768."""
+    rb = {"raster:bands": [{"nodata": -32768, "data_type": "float32"}]}
+    a = np.full((64, 64), 0.05, np.float32)
+    a[:, 32:] = -32768
+    items = [
+        raster_item(
+            "s1a", a, _TR, _T0, file_nodata=-32768, collection="sentinel-1-rtc", key="vv", asset_fields=rb
+        ),
+        raster_item(
+            "s1b",
+            np.full((64, 64), 0.2, np.float32),
+            _TR,
+            _T0 + dt.timedelta(minutes=1),
+            file_nodata=-32768,
+            collection="sentinel-1-rtc",
+            key="vv",
+            asset_fields=rb,
+        ),
+    ]
+    for gbox in (_grids()["native"], _grids()["coarse"], _grids()["geographic"]):
+        got = load_cube(items, ["vv"], geobox=gbox, mask=None)["vv"].values[0]
+        ok = np.isfinite(got)
+        assert ok.mean() > 0.8 and got[ok].min() >= 0.05 - 1e-6 and got[ok].max() <= 0.2 + 1e-6
+    native = load_cube(items, ["vv"], geobox=_grids()["native"], mask=None)["vv"].values[0]
+    np.testing.assert_allclose(native[:, :32], 0.05)
+    np.testing.assert_allclose(native[:, 32:], 0.2)
+
+
+@pytest.mark.parametrize("collection", ["io-lulc-annual-v02", "my-landcover"])
+def test_class_layers_are_never_averaged(raster_item, collection) -> None:
+    """Integer land-cover classes onto a 3x coarser grid: every value is a class (mode of the block), also when
+    the item states no classification metadata but the product is known (IO land cover)."""
+    rng = np.random.default_rng(0)
+    classes = np.array([1, 2, 5, 11], np.uint8)
+    data = classes[rng.integers(0, 4, (66, 66))]
+    data[:33, :33] = 5  # a block of one class: its mode is 5
+    fields = {"raster:bands": [{"nodata": 0, "data_type": "uint8"}]}
+    if collection == "my-landcover":
+        fields["classification:classes"] = [{"value": int(v), "name": f"c{v}"} for v in classes]
+    item = raster_item("lc", data, _TR, _T0, collection=collection, asset_fields=fields)
+    coarse = GeoBox((22, 22), _TR * Affine.scale(3), "EPSG:32632")
+    cube = load_cube([item], ["data"], geobox=coarse, mask=None)
+    got = cube["data"].values[0]
+    assert set(np.unique(got[np.isfinite(got)]).astype(int)) <= set(classes.tolist())
+    want = np.zeros((22, 22), np.uint8)  # GDAL's mode as the reference
+    reproject(data, want, src_transform=_TR, src_crs="EPSG:32632", dst_transform=coarse.transform,
+              dst_crs="EPSG:32632", src_nodata=0, dst_nodata=0, resampling=Resampling.mode)  # fmt: skip
+    np.testing.assert_array_equal(got, want)
+    assert (got[:11, :11] == 5).all()
+    assert cube.attrs["scale_offset"]["data"][0]["source"] == "none"
