@@ -253,3 +253,40 @@ def test_unknown_integer_encoding_loads_as_stored_with_a_warning(raster_item, ca
     assert float(cube["data"].max()) == 7.0
     msgs = [r.getMessage() for r in caplog.records if "as stored" in r.getMessage()]
     assert len(msgs) == 1 and "scale_offset={'data': (scale, offset)}" in msgs[0]
+
+
+# ----- load only what was asked; file:// hrefs (defects 8 and 12) ---------------------------------------------------
+def _with_asset(item, key: str, href: str):
+    import pystac
+
+    item.add_asset(key, pystac.Asset(href, media_type="image/png", roles=["thumbnail"]))
+    return item
+
+
+def test_a_missing_thumbnail_neither_fails_nor_drops_a_scene(raster_item, tmp_path) -> None:
+    from affine import Affine
+
+    item = raster_item("s", np.full((8, 8), 5, np.uint16), Affine(10, 0, 500000, 0, -10, 5000000), _when())
+    _with_asset(item, "thumbnail", str(tmp_path / "gone.png"))
+    for on_error in ("fail", "skip"):
+        cube = load_cube([item], ["data"], crs="EPSG:32632", resolution=10, mask=None, on_error=on_error)
+        assert cube.attrs["skipped_items"] == [] and float(cube["data"].max()) == 5.0
+
+
+def test_missing_file_url_is_checked_before_any_work(raster_item, tmp_path) -> None:
+    """A ``file://`` href to a missing file: a LoadError naming item, asset and path at load time, or the scene
+    skipped with on_error='skip'."""
+    from pathlib import Path
+
+    from affine import Affine
+
+    tr = Affine(10, 0, 500000, 0, -10, 5000000)
+    good = raster_item("good", np.full((8, 8), 5, np.uint16), tr, _when())
+    bad = raster_item("bad", np.full((8, 8), 6, np.uint16), tr, _when(5))
+    path = Path(bad.assets["data"].href)
+    bad.assets["data"].href = path.as_uri()
+    path.unlink()
+    with pytest.raises(LoadError, match=r"item 'bad' asset 'data' cannot be opened: file://.*does not exist"):
+        load_cube([good, bad], ["data"], crs="EPSG:32632", resolution=10, mask=None)
+    cube = load_cube([good, bad], ["data"], crs="EPSG:32632", resolution=10, mask=None, on_error="skip")
+    assert cube.attrs["skipped_items"] == ["bad"] and float(cube["data"].max()) == 5.0

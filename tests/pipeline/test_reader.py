@@ -250,3 +250,56 @@ def test_class_layers_are_never_averaged(raster_item, collection) -> None:
     np.testing.assert_array_equal(got, want)
     assert (got[:11, :11] == 5).all()
     assert cube.attrs["scale_offset"]["data"][0]["source"] == "none"
+
+
+@pytest.mark.parametrize("as_url", [False, True])
+def test_a_file_gone_after_planning_fails_naming_item_and_asset_or_is_skipped(
+    raster_item, as_url, caplog
+) -> None:
+    """The file disappears between load_cube and compute (plain path or file:// URL): a LoadError naming the item
+    and the asset, not a bare FileNotFoundError; with on_error='skip' the scene is skipped (logged)."""
+    from pathlib import Path
+
+    items = _half_and_full(raster_item)
+    path = Path(items[0].assets["data"].href)
+    if as_url:
+        items[0].assets["data"].href = path.as_uri()
+    cube = load_cube(items, ["data"], geobox=_grids()["native"], mask=None)
+    skipping = load_cube(items, ["data"], geobox=_grids()["native"], mask=None, on_error="skip")
+    path.unlink()
+    with pytest.raises(LoadError, match=r"item 'west' asset 'data': cannot read .*west-data.tif"):
+        cube.compute()
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        got = skipping["data"].values[0]
+    np.testing.assert_array_equal(got, 200)  # the other scene of the day fills everything
+    assert any("skipping item 'west'" in r.getMessage() for r in caplog.records)
+
+
+def test_open_handles_are_bounded_per_process_under_the_open_file_limit(raster_item, monkeypatch) -> None:
+    """Four reader threads opening 30 files each keep at most half the (soft) open-file limit open in total."""
+    import resource
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline import reader
+
+    items = [raster_item(f"f{i}", np.full((8, 8), i, np.uint16), _TR, _T0) for i in range(30)]
+    hrefs = [it.assets["data"].href for it in items]
+    monkeypatch.setattr(resource, "getrlimit", lambda _which: (40, 4096))
+    assert reader.handle_budget() == 20
+
+    def open_all(_n: int) -> int:
+        for h in hrefs:
+            reader._open(h)
+        return len(reader._HANDLES.cache)
+
+    with ThreadPoolExecutor(4) as pool:
+        per_thread = list(pool.map(open_all, range(4)))
+        # while the threads (and their caches) are alive; only this test's files (earlier tests' threads keep theirs)
+        mine = sum(
+            1
+            for c in list(reader._CACHES)
+            for k, (src, _) in list(c.items())
+            if k[0] in hrefs and not src.closed
+        )
+        assert mine <= 20 and reader.open_handles() >= mine
+    assert max(per_thread) <= 20
