@@ -257,6 +257,7 @@ def _load(
         dilate_m=recipe.load.dilate_m,
         groupby=recipe.load.groupby,
         resampling=recipe.load.resampling,
+        scale_offset=recipe.load.scale_offset,
         chunks={"y": ty, "x": tx},
         gdal_env=gdal_env if gdal_env is not None else read_env(recipe, items),
     )
