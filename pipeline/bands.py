@@ -59,9 +59,9 @@ def _common(b: dict) -> str | None:
 def _asset_band(asset: pystac.Asset, index: int = 1) -> dict:
     """The ``raster:bands`` entry of band ``index`` (1-based) of ``asset`` ({} when the item says nothing)."""
     rb = asset.extra_fields.get("raster:bands") or asset.extra_fields.get("bands") or [{}]
-    if len(rb) >= index:
-        return rb[index - 1]
-    return rb[0] if len(rb) == 1 else {}
+    band = rb[index - 1] if len(rb) >= index else (rb[0] if len(rb) == 1 else {})
+    # STAC 1.1 ``bands`` spell them raster:scale / raster:offset (raster extension v2)
+    return {k.removeprefix("raster:"): v for k, v in band.items()}
 
 
 def _find(item: pystac.Item, name: str) -> tuple[str, int] | None:

@@ -11,12 +11,16 @@ tile (all requested bands, all time steps) from the scenes that intersect it:
    multiple of it (20 m SCL on a 10 m grid), a cached pixel map for nearest/bilinear across CRSs
    (:mod:`pipeline.resample`), a GDAL warp otherwise (average, or outputs coarser than the source; reading a
    COG overview first when the output is at least 2x coarser);
-4. nodata and masked pixels are dropped, scale/offset applied in float32, and only pixels that no earlier scene
-   of the same step filled are written (first valid observation wins). A scene is not read for a band once every
-   pixel of that band and step is filled.
+4. each read returns its values *and* where they are valid -- inside the source (the read window, the pixel
+   map, the warp's footprint) and not nodata -- so the fill outside a scene is never taken for data, even in
+   integer rasters that declare no nodata; masked pixels are dropped, the scene's own scale/offset applied in
+   float32 (class layers keep their values), and only pixels that no earlier scene of the same step filled are
+   written (first valid observation wins). A scene is not read for a band once every pixel of that band and
+   step is filled.
 
 Only small frozen records travel in the graph (:class:`AssetSpec`, :class:`SceneSpec`, :class:`ReadSpec` and
-the tile's GeoBox); each task opens the files it needs itself.
+the tile's GeoBox); each task opens the files it needs itself. Scale, offset, nodata, band index and resampling
+are per scene and band (:class:`AssetSpec`), decided on the client by :mod:`pipeline.bands`.
 """
 
 from __future__ import annotations
