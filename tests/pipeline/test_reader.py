@@ -11,6 +11,8 @@ import numpy as np
 import pystac
 import pytest
 from affine import Affine
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 from rasterio.enums import Resampling
@@ -303,3 +305,51 @@ def test_open_handles_are_bounded_per_process_under_the_open_file_limit(raster_i
         )
         assert mine <= 20 and reader.open_handles() >= mine
     assert max(per_thread) <= 20
+
+
+# ----- property: per-item encodings and validity against GDAL ------------------------------------------------------
+_DTYPES = ["uint8", "uint16", "int16", "float32"]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    dtype=st.sampled_from(_DTYPES),
+    nodata_in=st.sampled_from(["none", "stac", "file"]),
+    scale=st.floats(1e-4, 10),
+    offset=st.floats(-1, 1),
+    shift=st.tuples(st.integers(-8, 8), st.integers(-8, 8)),
+    sub=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_each_item_decodes_with_its_own_encoding_like_gdal(
+    raster_item, dtype, nodata_in, scale, offset, shift, sub, seed
+) -> None:
+    """One scene with random dtype, nodata (none, STAC-only, file-only), scale and offset, loaded with another
+    scene of the same collection that has a different encoding and comes first: equals GDAL's nearest warp of
+    the file, decoded with the scene's own scale/offset, NaN outside the scene and at nodata."""
+    rng = np.random.default_rng(seed)
+    nd = {"uint8": 255, "uint16": 0, "int16": -1, "float32": -9999.0}[dtype]
+    data = rng.integers(1, 120, (24, 24)).astype(dtype)
+    data[rng.random(data.shape) < 0.1] = nd
+    tag = f"{seed}-{dtype}-{nodata_in}-{shift}-{sub}"
+    rb = {"scale": scale, "offset": offset} | ({"nodata": nd} if nodata_in == "stac" else {})
+    item = raster_item(
+        f"it-{tag}", data, _TR, _T0 + dt.timedelta(hours=1), file_nodata=nd if nodata_in == "file" else None,
+        asset_fields={"raster:bands": [rb]},
+    )  # fmt: skip
+    other = raster_item(
+        f"other-{tag}", np.full((24, 24), 3, dtype), _TR, _T0, asset_fields={"raster:bands": [{"scale": 7.0}]}
+    )
+    frac = 0.3 if sub else 0.0
+    gbox = GeoBox((20, 20), _TR * Affine.translation(shift[1] + frac, shift[0] + frac), "EPSG:32632")
+    cube = load_cube([other, item], ["data"], geobox=gbox, mask=None, groupby="time", resampling="nearest")
+    got = cube["data"].values[1]
+    ref = np.full(gbox.shape.yx, np.nan)
+    src_nodata = None if nodata_in == "none" else nd
+    reproject(data.astype("f8"), ref, src_transform=_TR, src_crs="EPSG:32632", src_nodata=src_nodata,
+              dst_transform=gbox.transform, dst_crs="EPSG:32632", dst_nodata=np.nan,
+              resampling=Resampling.nearest)  # fmt: skip
+    want = (ref * np.float32(scale) + np.float32(offset)).astype(np.float32)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * (abs(offset) + 1))
+    np.testing.assert_allclose(cube["data"].values[0][np.isfinite(cube["data"].values[0])], 21.0)
