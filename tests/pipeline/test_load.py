@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import rasterio
 import xarray as xr
 
 from catalog.simulator import Mission
@@ -136,6 +137,10 @@ def test_offsets_are_per_item_across_the_2022_baseline_change(baseline_mission: 
     gbox = baseline_mission.config.truth_geobox(20)
     items = baseline_mission.items
     assert {it.properties["s2:processing_baseline"] for it in items} == {"03.01", "04.00"}
+    red = items[0].assets["B04"]
+    assert "nodata" not in red.extra_fields["raster:bands"][0]  # the simulator's nodata-less option
+    with rasterio.open(red.get_absolute_href()) as src:
+        assert src.nodata is None
     cube = load_cube(items, ["red"], geobox=gbox).compute()
     truth = baseline_mission.truth.clear_sky_cube(gbox, bands=("red",))["red"].values
     cutoff = np.datetime64(dt.date(2022, 1, 25))
