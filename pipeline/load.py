@@ -28,11 +28,12 @@ from odc.geo.xr import xr_coords
 from pipeline.errors import LoadError
 from pipeline.grid import output_grid
 from pipeline.masks import DEFAULT_MASK
+from pipeline.quality import quality_asset_key, quality_decoder
 from pipeline.reader import AssetSpec, ReadSpec, SceneSpec, read_tile
 
 log = logging.getLogger(__name__)
 
-QUALITY_KEYS = ("SCL", "QA_PIXEL", "scl", "qa_pixel")
+QUALITY_KEYS = ("SCL", "QA_PIXEL", "scl", "qa_pixel", "Fmask", "fmask")
 
 
 @dataclass(frozen=True)
@@ -84,15 +85,10 @@ def resolve_band(item: pystac.Item, name: str) -> BandRef:
 
 
 def quality_band(item: pystac.Item) -> BandRef | None:
-    """The scene's quality layer (SCL or QA_PIXEL), or None when it has none."""
-    for k, a in item.assets.items():
-        if (
-            k in QUALITY_KEYS
-            or "classification:bitfields" in a.extra_fields
-            or "classification:classes" in a.extra_fields
-        ):
-            return resolve_band(item, k)
-    return None
+    """The scene's quality layer (SCL, QA_PIXEL, Fmask, or an asset with classification metadata: see
+    :func:`pipeline.quality.quality_asset_key`), or None when it has none."""
+    key = quality_asset_key(item)
+    return resolve_band(item, key) if key is not None else None
 
 
 def solar_day(item: pystac.Item) -> np.datetime64:
@@ -229,14 +225,12 @@ def _scene(item: pystac.Item, refs: list[BandRef], qref: BandRef | None, mask) -
         a = item.assets[r.key]
         return AssetSpec(_gdal_href(a.get_absolute_href() or a.href), r.nodata, r.scale, r.offset)
 
-    kind = None
-    if qref is not None:
-        kind = "scl" if qref.key.upper() == "SCL" else "qa_pixel"
+    quality = qref is not None and bool(mask)
     return SceneSpec(
         item.id,
         tuple(spec(r) for r in refs),
-        spec(qref) if (qref is not None and mask) else None,
-        kind,
+        spec(qref) if quality else None,
+        quality_decoder(item, qref.key, mask) if quality else None,  # LoadError here, before any read
     )
 
 
