@@ -50,7 +50,9 @@ def _write(path: Path, data: np.ndarray, crs: str, transform: Affine, nodata) ->
     return str(path)
 
 
-def _on_window(item: dict, keys: list[str], crs: str, transform: Affine, files: dict[str, str]) -> pystac.Item:
+def _on_window(
+    item: dict, keys: list[str], crs: str, transform: Affine, files: dict[str, str]
+) -> pystac.Item:
     """``item`` keeping only ``keys`` (in that order), their hrefs rewritten to ``files`` and their grid set to the
     window ``transform`` (SIZE x SIZE pixels)."""
     item["assets"] = {k: item["assets"][k] for k in keys}
@@ -324,7 +326,7 @@ def test_recipe_validate_checks_mask_names_against_the_one_vocabulary(tmp_path, 
 
     doc = yaml.safe_load(example_recipe())
     path = tmp_path / "recipe.yaml"
-    doc["load"]["mask"] = ["fill", "cloud", "shadow", "adjacent", "dilated_cloud"]  # Fmask and QA_PIXEL names too
+    doc["load"]["mask"] = ["fill", "cloud", "shadow", "adjacent", "dilated_cloud"]  # QA_PIXEL, Fmask names
     path.write_text(yaml.safe_dump(doc))
     assert main(["-q", "recipe", "validate", str(path)]) == 0
     doc["load"]["mask"] = ["cloud", "cloud_shadow"]
