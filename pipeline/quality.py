@@ -185,6 +185,8 @@ def decoder_from_fields(fields_json: str, names: tuple[str, ...]) -> QualityDeco
         hits = [e for e in entries if e[3] & syn]
         if not hits and name not in OPTIONAL_MASK_NAMES:
             missing.append(name)
+        elif not hits:
+            log.debug("mask name %r: the quality layer has no such class; ignored", name)
         for off, length, value, _, _ in hits:
             chosen.setdefault((off, length), set()).add(value)
     if missing:
