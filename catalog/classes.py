@@ -17,7 +17,8 @@ from metadata.
 Mask names (:data:`MASK_NAMES`) are a small vocabulary; :data:`MASK_SYNONYMS` lists, for each, the class names
 (normalised by :func:`normalise_name`: lower case, runs of other characters as ``_``) that products use for it,
 e.g. ``shadow`` is Landsat's ``cloud_shadow`` / ``shadow``, SCL's ``cloud_shadows`` and HLS Fmask's
-``cloud_shadow``. ``nodata`` and ``saturated`` are masked where a layer has such a class and otherwise ignored
+``cloud_shadow``; ``cloud_high`` is SCL's ``cloud_high_probability`` and QA_PIXEL's cloud confidence ``high``
+(bits 8-9 = 3). ``nodata`` and ``saturated`` are masked where a layer has such a class and otherwise ignored
 (:data:`OPTIONAL_MASK_NAMES`: fill is also removed through the layer's nodata value, and QA_PIXEL keeps
 saturation in another layer); every other name must be decodable by the product or loading stops with an error.
 This module has no dependency on :mod:`pipeline`.
@@ -152,8 +153,8 @@ MASK_SYNONYMS: dict[str, tuple[str, ...]] = {
     "dark": ("dark", "dark_area_pixels", "dark_area", "dark_features"),
     "shadow": ("shadow", "shadows", "cloud_shadow", "cloud_shadows"),
     "cloud": ("cloud", "clouds", "cloud_medium_probability", "cloud_high_probability"),
-    "cloud_medium": ("cloud_medium", "cloud_medium_probability"),
-    "cloud_high": ("cloud_high", "cloud_high_probability"),
+    "cloud_medium": ("cloud_medium", "cloud_medium_probability", "cloud_confidence_medium"),
+    "cloud_high": ("cloud_high", "cloud_high_probability", "cloud_confidence_high"),
     "cirrus": ("cirrus", "thin_cirrus"),
     "dilated_cloud": ("dilated_cloud", "dilated", "cloud_dilation"),
     "adjacent": ("adjacent", "adjacent_to_cloud_or_shadow", "adjacent_to_cloud_shadow", "adjacent_to_cloud"),

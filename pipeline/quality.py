@@ -10,7 +10,8 @@ Where the decoding comes from, in order: the asset's ``classification:bitfields`
 value and name), ``classification:classes`` (value, name), ``file:values`` (values, summary) -- on the asset or
 in its first ``raster:bands`` entry -- and else orbitcube's built-in knowledge by asset key (``SCL``,
 ``QA_PIXEL``, ``Fmask``: :mod:`catalog.classes`). A class matches a mask name when its normalised name (for a
-one-bit field whose class value is 1, also the field's name) is one of the name's synonyms
+one-bit field whose class value is 1, also the field's name; for a wider field, also ``<field>_<class>``, e.g.
+``cloud_confidence_high``) is one of the name's synonyms
 (:data:`catalog.classes.MASK_SYNONYMS`). A requested name the layer cannot decode is a :class:`LoadError`
 naming the item, the collection and the classes the layer offers, raised before any pixel is read.
 """
@@ -215,6 +216,8 @@ def _entries(fields: dict) -> list[tuple[int, int, int, frozenset[str], str]]:
             cands = {cname}
             if length == 1 and int(c["value"]) == 1 and fname:
                 cands.add(fname)  # a flag: the field's own name says what a set bit means
+            elif length > 1 and fname and cname:
+                cands.add(f"{fname}_{cname}")  # a level: "cloud_confidence" + "high"
             label = f"{fname or off}={cname}" if fname and fname != cname else cname
             out.append((off, length, int(c["value"]), frozenset(cands - {""}), label))
     if out:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from catalog.classes import FmaskBit
+from catalog.classes import QA_CONFIDENCE_BITS, FmaskBit
 from catalog.simulator import SCL, QABit
 from pipeline.errors import LoadError
 from pipeline.masks import DEFAULT_MASK, dilate, mask_from_fmask, mask_from_qa_pixel, mask_from_scl
@@ -63,8 +63,11 @@ def test_fill_is_nodata_and_optional_names_are_skipped() -> None:
     assert not mask_from_qa_pixel(qa, ["saturated"]).any()  # QA_PIXEL has no saturation flag: ignored
     scl = np.array([SCL.SATURATED_OR_DEFECTIVE, SCL.VEGETATION], np.uint8)
     assert mask_from_scl(scl, ["saturated"]).tolist() == [True, False]
-    with pytest.raises(LoadError, match=r"QA_PIXEL.*\['cloud_high'\]"):
-        mask_from_qa_pixel(qa, ["cloud_high"])  # a required name QA_PIXEL cannot decode
+    with pytest.raises(LoadError, match=r"QA_PIXEL.*\['dark'\]"):
+        mask_from_qa_pixel(qa, ["dark"])  # a required name QA_PIXEL cannot decode
+    conf = np.array([0, 1, 2, 3], np.uint16) << QA_CONFIDENCE_BITS["cloud"]
+    assert mask_from_qa_pixel(conf, ["cloud_high"]).tolist() == [False, False, False, True]
+    assert mask_from_qa_pixel(conf, ["cloud_medium", "cloud_high"]).tolist() == [False, False, True, True]
 
 
 def test_masks_of_data_arrays_keep_dims_and_coords_and_stay_lazy() -> None:
