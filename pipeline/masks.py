@@ -17,7 +17,8 @@ import numpy as np
 import xarray as xr
 from scipy.ndimage import binary_dilation
 
-from catalog.classes import DEFAULT_MASK, MASK_NAMES, MASK_SYNONYMS, builtin_layer
+from catalog.classes import BUILTIN_LAYERS, DEFAULT_MASK, MASK_NAMES, MASK_SYNONYMS, builtin_layer
+from pipeline.errors import LoadError
 from pipeline.quality import QualityDecoder, layer_decoder
 
 __all__ = [
@@ -35,7 +36,12 @@ __all__ = [
 def builtin_decoder(key: str, names: Sequence[str]) -> QualityDecoder:
     """The decoder of ``names`` for the built-in layer ``key`` ("SCL", "QA_PIXEL" or "Fmask");
     LoadError for unknown names or names this layer cannot decode."""
-    product, fields = builtin_layer(key)
+    builtin = builtin_layer(key)
+    if builtin is None:
+        raise LoadError(
+            f"no built-in quality layer {key!r}; orbitcube knows {sorted(BUILTIN_LAYERS)} (any case)"
+        )
+    product, fields = builtin
     return layer_decoder(fields, names, product)
 
 
