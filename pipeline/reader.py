@@ -5,7 +5,8 @@ tile (all requested bands, all time steps) from the scenes that intersect it:
 
 1. for each time step, its scenes in mosaic order (earliest first, then by id);
 2. for each scene, its quality layer (SCL / QA_PIXEL / Fmask / any classified layer) is read once onto the tile
-   (nearest), turned into a mask by its :class:`pipeline.quality.QualityDecoder` and optionally dilated (read on a padded tile so dilation is seamless across tile edges);
+   (nearest), turned into a mask by its :class:`pipeline.quality.QualityDecoder` and optionally dilated (read on
+   a padded tile so dilation is seamless across tile edges);
 3. each band is read onto the tile -- a plain windowed read when the scene's grid already is the tile's grid
    (same CRS and resolution, whole-pixel offset), a nearest-neighbour pixel repeat when it is an integer
    multiple of it (20 m SCL on a 10 m grid), a cached pixel map for nearest/bilinear across CRSs
