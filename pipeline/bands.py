@@ -20,12 +20,12 @@ import pystac
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 
+from catalog.classes import BUILTIN_LAYERS, normalise_name
 from catalog.products import is_class_product, item_encoding
 from pipeline.errors import LoadError
 
 log = logging.getLogger(__name__)
 
-QUALITY_KEYS = ("SCL", "QA_PIXEL", "scl", "qa_pixel")
 CLASS_RESAMPLING = ("nearest", "mode")
 
 
@@ -103,10 +103,15 @@ def resolve_band(item: pystac.Item, name: str) -> BandRef:
     key, index = found
     asset = item.assets[key]
     rb = _asset_band(asset, index)
-    bitfields = key.upper() in ("QA_PIXEL", "BQA") or "classification:bitfields" in asset.extra_fields
+    builtin = BUILTIN_LAYERS.get(normalise_name(key))  # SCL, QA_PIXEL, Fmask: catalog.classes knows them
+    bitfields = (
+        key.upper() == "BQA"
+        or "classification:bitfields" in asset.extra_fields
+        or (builtin is not None and builtin[1] == "classification:bitfields")
+    )
     quality = (
         bitfields
-        or key in QUALITY_KEYS
+        or builtin is not None
         or "classification:classes" in asset.extra_fields
         or is_class_product(item.collection_id, item.properties)
     )
