@@ -78,8 +78,8 @@ def test_coarse_cross_crs_read_uses_the_overview_and_stays_close_to_full_resolut
     the full-resolution pixels."""
     gbox = _geographic_grid(0.002)
     with rasterio.Env():
-        raw = read_asset(AssetSpec(str(cog), NODATA), gbox, "average")
-    got = np.where(raw == NODATA, np.nan, raw)
+        values, valid = read_asset(AssetSpec(str(cog), NODATA), gbox, "average")
+    got = np.where(valid, values, np.nan)
     from_overview = _reference(cog, gbox, 2)
     full = _reference(cog, gbox, None)
     both = np.isfinite(got) & np.isfinite(full)

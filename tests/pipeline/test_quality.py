@@ -239,7 +239,9 @@ def test_hls_fmask_bit_3_is_shadow(hls, mask, planted) -> None:
 # ----- classes by value: the real IO land-cover item (file:values) and classification:classes --------------------
 def test_real_io_lulc_file_values_mask_the_clouds_class(tmp_path) -> None:
     """The real IO land-cover item describes its classes with file:values ("Clouds" = 10, "Snow/ice" = 9); its
-    own layer is its quality layer: mask=["cloud"] removes class 10 exactly, "shadow" is not offered."""
+    own layer is its quality layer: its decoder for mask=["cloud", "snow"] flags classes 9 and 10 exactly, the
+    class layer itself comes back as classified (class and quality layers are never masked, as SCL and
+    QA_PIXEL), and "shadow" is not offered."""
     item = _real_item("io-lulc-annual-v02-pc.json")
     item["properties"]["datetime"] = item["properties"]["start_datetime"]  # null in the real item
     crs, transform, gbox = _window(item, 40000, 20000)
@@ -249,10 +251,11 @@ def test_real_io_lulc_file_values_mask_the_clouds_class(tmp_path) -> None:
     files = {"data": _write(tmp_path / "lulc.tif", classes, crs, transform, 0)}
     it = _on_window(item, ["data"], crs, transform, files)
     assert quality_band(it).key == "data"
+    np.testing.assert_array_equal(
+        quality_decoder(it, "data", ["cloud", "snow"]).mask(classes), np.isin(classes, [9, 10])
+    )
     got = load_cube([it], ["data"], geobox=gbox, mask=["cloud", "snow"], groupby="time")["data"].values[0]
-    planted = np.isin(classes, [9, 10])
-    assert np.isnan(got[planted]).all() and not np.isnan(got[~planted]).any()
-    np.testing.assert_array_equal(got[~planted], classes[~planted])
+    np.testing.assert_array_equal(got, classes)
     with pytest.raises(LoadError, match=r"\['shadow'\].*'cloud', 'snow', 'water'.*10=clouds"):
         load_cube([it], ["data"], geobox=gbox, mask=["shadow"])
 
