@@ -488,8 +488,10 @@ def run_recipe(
     :data:`TILE_ATTEMPTS` times in all.
     """
     from pipeline.sink import create_store, remove_store, store_lock, store_state
+    from pipeline.verify import recheck_tiles
 
     t_start = time.perf_counter()
+    recipe_file = _recipe_file(recipe)
     recipe = load_recipe(recipe)
     plan = plan_run(recipe)
     store = plan.store
@@ -500,12 +502,18 @@ def run_recipe(
 
     so = plan.storage_options
     rdir = report_dir(store, recipe)
+    # what a rewrite must never delete (pipeline.safety); checked before the lock and report files are created
+    protect = (recipe_file, recipe.catalog.source, rdir)
+    if not resume:
+        _check_removable(store, so, protect)
     with store_lock(store, so) as lock, _log_to(rdir / "run.log") as log_file:
         log.info("run %r: %d items, %d tiles -> %s", recipe.name, len(plan.items), total, redact(store))
         fingerprint = _fingerprint(plan)
         done = store_state(store, fingerprint, so) if resume else None
+        if done:  # re-verify the chunk checksums of completed tiles; damaged ones are rewritten
+            done = recheck_tiles(store, done, so)
         if done is None:
-            remove_store(store, so)
+            remove_store(store, so, protect=protect)
             create_store(
                 plan.template,
                 store,
@@ -530,6 +538,22 @@ def run_recipe(
 
         result.report = run_report(result, rdir)
     return result
+
+
+def _recipe_file(recipe: Any) -> Path | None:
+    """The recipe's file when ``recipe`` names one (a rewrite must never delete it)."""
+    if isinstance(recipe, Path) or (isinstance(recipe, str) and "\n" not in recipe):
+        p = Path(recipe)
+        return p if p.is_file() else None
+    return None
+
+
+def _check_removable(store: Path | str, so: dict[str, Any], protect: Sequence[Any]) -> None:
+    from pipeline.safety import check_removable
+    from pipeline.sink import _exists
+
+    if _exists(store, so, ""):
+        check_removable(store, so, protect=protect)
 
 
 def _fingerprint(plan: RunPlan) -> str:
