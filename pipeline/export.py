@@ -39,7 +39,7 @@ def export_cog(
     from catalog.storage import filesystem, is_remote, redact, retry
     from pipeline.safety import check_cog_target
     from pipeline.sink import open_cube
-    from pipeline.verify import naming_damaged_chunks
+    from pipeline.verify import check_before_read, naming_damaged_chunks
 
     ds = open_cube(store, storage_options=storage_options)
     if variable not in ds.data_vars:
@@ -81,6 +81,7 @@ def export_cog(
     check_cog_target(target, store, overwrite=overwrite, storage_options=storage_options)
     import rioxarray  # noqa: F401  (registers the .rio accessor)
 
+    check_before_read(store, [variable], storage_options)  # checksums: never export silently wrong values
     with naming_damaged_chunks(store, storage_options):
         data = da.load().astype("float32")
     data = data.rio.write_crs(data.odc.crs.to_wkt()).rio.write_nodata(np.nan, encoded=False)

@@ -21,7 +21,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,10 +246,13 @@ def _check_chunk(keys: _Keys, tile: Tile, variable: str, key: str, want: Any) ->
 
 
 def verify_tiles(
-    path: str | Path, tiles: Iterable[Tile], storage_options: Mapping[str, Any] | None = None
+    path: str | Path,
+    tiles: Iterable[Tile],
+    storage_options: Mapping[str, Any] | None = None,
+    variables: Collection[str] | None = None,
 ) -> tuple[list[ChunkProblem], list[Tile], int]:
     """Check the chunks of ``tiles`` against their recorded checksums: (damaged chunks, tiles without a checksum
-    record, chunks checked). A tile whose record is missing or unreadable is damaged (stores created with the ``orbitcube:store`` marker record every tile)."""
+    record, chunks checked), for all (..., y, x) variables or only ``variables``. A tile whose record is missing or unreadable is damaged (stores created with the ``orbitcube:store`` marker record every tile)."""
     keys = _Keys(path, storage_options)
     group = _open_group(path, storage_options)
     jobs: list[tuple[Tile, str, str, Any]] = []
@@ -274,6 +277,8 @@ def verify_tiles(
             )
             continue
         for variable, key in tile_chunk_keys(group, tile):
+            if variables is not None and variable not in variables:
+                continue
             if key not in recorded:
                 problems.append(ChunkProblem(tile, variable, key, "missing", "not in the checksum record"))
             else:
@@ -285,9 +290,14 @@ def verify_tiles(
     return problems, unrecorded, len(jobs)
 
 
-def verify_store(path: str | Path, storage_options: Mapping[str, Any] | None = None) -> VerifyReport:
+def verify_store(
+    path: str | Path,
+    storage_options: Mapping[str, Any] | None = None,
+    variables: Collection[str] | None = None,
+) -> VerifyReport:
     """Verify every complete tile of the run store at ``path`` (folder or ``az://`` / ``s3://`` URL) against
-    the chunk checksums recorded when it was written. Reads every stored chunk of those tiles once. Raises
+    the chunk checksums recorded when it was written (all variables, or only ``variables``). Reads every stored
+    chunk of those tiles once. Raises
     SinkError when ``path`` is no orbitcube run store; damaged chunks are returned, not raised (see
     :meth:`VerifyReport.raise_for_problems`)."""
     from catalog.storage import redact
@@ -296,7 +306,7 @@ def verify_store(path: str | Path, storage_options: Mapping[str, Any] | None = N
     t0 = time.perf_counter()
     group = _open_group(path, storage_options)
     done = completed_tiles(path, storage_options)
-    problems, unrecorded, n = verify_tiles(path, done, storage_options)
+    problems, unrecorded, n = verify_tiles(path, done, storage_options, variables)
     ny, nx = group[TILE_VAR].shape
     report = VerifyReport(
         redact(str(path)), ny * nx, len(done), n, problems, unrecorded, time.perf_counter() - t0
@@ -351,3 +361,16 @@ def naming_damaged_chunks(
             raise exc from None
         report.raise_for_problems()
         raise
+
+
+def check_before_read(
+    path: str | Path, variables: Collection[str], storage_options: Mapping[str, Any] | None = None
+) -> None:
+    """Raise SinkError naming any damaged chunk of ``variables`` in the run store at ``path`` before they are
+    read (a flipped bit often decodes silently into wrong values). Stores without tile markers (written by
+    :func:`pipeline.sink.write_zarr`) have no checksums and pass."""
+    from pipeline.sink import TILE_VAR, _exists
+
+    if not _exists(f"{str(path).rstrip('/')}/{TILE_VAR}", storage_options):
+        return
+    verify_store(path, storage_options, variables).raise_for_problems()
