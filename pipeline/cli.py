@@ -152,7 +152,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(plan_run(recipe).summary())
         return 0
-    result = run_recipe(recipe, scheduler=args.scheduler, progress=not args.quiet, resume=not args.no_resume)
+    # the file, not the parsed recipe: a rewrite (--no-resume) must know which file never to delete
+    result = run_recipe(
+        args.recipe, scheduler=args.scheduler, progress=not args.quiet, resume=not args.no_resume
+    )
     print(result.summary())
     return 0
 

@@ -112,6 +112,7 @@ def check_removable(
     shown = redact(str(path))
     if not is_remote(str(path)):
         real = _real(path)
+        shown += f" (= {real})" if str(real) != str(path) else ""
         if Path(path).is_symlink():
             raise SinkError(
                 f"refusing to delete {shown}: it is a symbolic link to {real}; set output.path to {real} itself"
