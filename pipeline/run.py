@@ -478,7 +478,11 @@ def run_recipe(
     ``scheduler`` ("tcp://HOST:PORT") overrides ``recipe.cluster.scheduler``; without either a LocalCluster of
     ``recipe.cluster`` workers is started and closed. ``dry_run`` only plans (see :func:`plan_run`). With
     ``resume`` an existing store of the same recipe keeps its completed tiles and only the others are computed
-    (the finished store is byte-identical to an uninterrupted run); ``resume=False`` rewrites the store. A second
+    (the finished store is byte-identical to an uninterrupted run); completed tiles are re-verified against their
+    chunk checksums first and damaged ones rewritten (:mod:`pipeline.verify`). ``resume=False`` deletes and
+    rewrites the store, but only a store orbitcube created, never a folder that is or holds the recipe file, the
+    catalog, the report folder, the working or the home directory (SinkError otherwise; :mod:`pipeline.safety`).
+    A second
     run on the same store at the same time raises SinkError. Writes ``<store>-report/`` (index.html, quicklooks,
     dask-performance.html, run.log; see :func:`report_dir`).
 

@@ -64,6 +64,7 @@ def _foreign_entries(path: str | Path, storage_options: Mapping[str, Any] | None
         ]
     url = str(path).rstrip("/")
     fs = filesystem(url, storage_options)
+    fs.invalidate_cache(url)  # s3fs/adlfs cache listings; the store may have changed since
     out = []
     for child in fs.ls(url, detail=False):
         name = str(child).rstrip("/").rsplit("/", 1)[-1]

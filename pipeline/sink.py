@@ -381,8 +381,11 @@ def mark_tile_done(
     from catalog.storage import retry
     from pipeline.verify import record_tile_checksums
 
-    target, _ = _store(path, storage_options)
-    record_tile_checksums(path, tile, storage_options)
+    target, shown = _store(path, storage_options)
+    try:
+        record_tile_checksums(path, tile, storage_options)
+    except SinkError as exc:
+        raise SinkError(f"cannot record tile {tile} as complete in {shown}: {exc}") from exc
 
     def mark() -> None:
         zarr.open_array(target, path=TILE_VAR, mode="r+")[tile] = 1
