@@ -137,3 +137,43 @@ def test_a_codec_error_while_reading_names_the_damaged_chunk(damaged) -> None:
     with pytest.raises(SinkError, match=rf"{key} \(variable 'ndvi'"):
         with naming_damaged_chunks(store):
             open_cube(store).ndvi.load()
+
+
+def test_checksums_and_store_recognition_work_in_object_storage(moto_s3) -> None:
+    """The checksum records live in the store itself: an s3:// store verifies, a deleted chunk is named, and
+    only an orbitcube store is removed there too."""
+    import numpy as np
+    import xarray as xr
+    from odc.geo.geobox import GeoBox
+    from odc.geo.xr import xr_coords
+
+    from catalog.storage import filesystem
+    from pipeline.sink import create_store, mark_tile_done, remove_store, write_tile
+
+    so = moto_s3.options
+    fs = filesystem("s3://", so)
+    if not fs.exists("verify"):
+        fs.mkdir("verify")
+    url = f"s3://verify/t{time.monotonic_ns()}.zarr"
+    gbox = GeoBox.from_bbox((732000, 5040000, 732320, 5040320), "EPSG:32632", resolution=20)
+    data = np.random.default_rng(1).uniform(-1, 1, (1, *gbox.shape.yx)).astype("f4")
+    t = np.array(["2023-06-01"], dtype="datetime64[ns]")
+    ds = xr.Dataset(
+        {"ndvi": (("time", "y", "x"), data)}, coords={"time": t, **xr_coords(gbox, dims=("y", "x"))}
+    )
+    create_store(ds, url, tile_shape=(8, 8), provenance={"name": "t"}, fingerprint="f1", storage_options=so)
+    write_tile(ds.isel(y=slice(0, 8), x=slice(0, 8)), url, (0, 0), so).compute()
+    mark_tile_done(url, (0, 0), so)
+    assert fs.exists(f"{url}/{TILE_VAR}/checksums/0.0.json")
+    report = verify_store(url, so)
+    assert report.ok and report.tiles_complete == 1 and report.chunks_checked == 1
+    fs.rm_file(f"{url}/ndvi/c/0/0/0")
+    fs.invalidate_cache()
+    report = verify_store(url, so)
+    assert [(p.key, p.kind, p.tile) for p in report.problems] == [("ndvi/c/0/0/0", "missing", (0, 0))]
+    fs.pipe_file(f"{url}/notes.txt", b"a user's file")  # no longer only an orbitcube store
+    with pytest.raises(SinkError, match="refusing to delete"):
+        remove_store(url, so)
+    fs.rm_file(f"{url}/notes.txt")
+    remove_store(url, so)
+    assert not fs.exists(f"{url}/zarr.json")
