@@ -491,11 +491,12 @@ def run_recipe(
     tiles that fail with a transient storage error (connection reset or refused, HTTP 5xx) are retried up to
     :data:`TILE_ATTEMPTS` times in all.
     """
+    from pipeline.safety import check_removable, recipe_path
     from pipeline.sink import create_store, remove_store, store_lock, store_state
     from pipeline.verify import recheck_tiles
 
     t_start = time.perf_counter()
-    recipe_file = _recipe_file(recipe)
+    recipe_file = recipe_path(recipe)
     recipe = load_recipe(recipe)
     plan = plan_run(recipe)
     store = plan.store
@@ -509,7 +510,7 @@ def run_recipe(
     # what a rewrite must never delete (pipeline.safety); checked before the lock and report files are created
     protect = (recipe_file, recipe.catalog.source, rdir)
     if not resume:
-        _check_removable(store, so, protect)
+        check_removable(store, so, protect=protect, only_if_exists=True)
     with store_lock(store, so) as lock, _log_to(rdir / "run.log") as log_file:
         log.info("run %r: %d items, %d tiles -> %s", recipe.name, len(plan.items), total, redact(store))
         fingerprint = _fingerprint(plan)
@@ -542,22 +543,6 @@ def run_recipe(
 
         result.report = run_report(result, rdir)
     return result
-
-
-def _recipe_file(recipe: Any) -> Path | None:
-    """The recipe's file when ``recipe`` names one (a rewrite must never delete it)."""
-    if isinstance(recipe, Path) or (isinstance(recipe, str) and "\n" not in recipe):
-        p = Path(recipe)
-        return p if p.is_file() else None
-    return None
-
-
-def _check_removable(store: Path | str, so: dict[str, Any], protect: Sequence[Any]) -> None:
-    from pipeline.safety import check_removable
-    from pipeline.sink import _exists
-
-    if _exists(store, so, ""):
-        check_removable(store, so, protect=protect)
 
 
 def _fingerprint(plan: RunPlan) -> str:

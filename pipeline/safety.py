@@ -104,12 +104,17 @@ def check_removable(
     storage_options: Mapping[str, Any] | None = None,
     *,
     protect: Iterable[str | Path | None] = (),
+    only_if_exists: bool = False,
 ) -> None:
     """Raise SinkError unless the existing store at ``path`` may be deleted: an orbitcube store (see
     :func:`is_orbitcube_store`) that is not and does not contain any of ``protect``, the working directory or
-    the home directory. An empty local folder needs only the second condition."""
+    the home directory. An empty local folder needs only the second condition. With ``only_if_exists`` a
+    missing ``path`` passes."""
     from catalog.storage import is_remote, redact
+    from pipeline.sink import _exists
 
+    if only_if_exists and not _exists(path, storage_options, ""):
+        return
     shown = redact(str(path))
     if not is_remote(str(path)):
         real = _real(path)
@@ -187,3 +192,11 @@ def check_cog_target(
         raise SinkError(
             f"refusing to overwrite {shown}: it is not a GeoTIFF (it may be your data); choose another path"
         )
+
+
+def recipe_path(recipe: Any) -> Path | None:
+    """The recipe file when ``recipe`` (as given to :func:`pipeline.run.run_recipe`) names one, else None."""
+    if isinstance(recipe, Path) or (isinstance(recipe, str) and "\n" not in recipe):
+        p = Path(recipe)
+        return p if p.is_file() else None
+    return None

@@ -52,7 +52,10 @@ class ChunkProblem:
     detail: str
 
     def __str__(self) -> str:
-        return f"chunk {self.key} (variable {self.variable!r}, tile {self.tile[0]}-{self.tile[1]}): {self.detail}"
+        where = f"tile {self.tile[0]}-{self.tile[1]}"
+        if not self.variable:  # the tile's checksum record itself
+            return f"{self.key} ({where}): {self.detail}"
+        return f"chunk {self.key} (variable {self.variable!r}, {where}): {self.detail}"
 
 
 @dataclass
