@@ -405,7 +405,7 @@ def unmark_tile(
     import zarr
 
     from catalog.storage import retry
-    from pipeline.verify import CHECKSUM_PREFIX
+    from pipeline.verify import CHECKSUM_PREFIX, _Keys
 
     target, _ = _store(path, storage_options)
 
@@ -414,8 +414,6 @@ def unmark_tile(
 
     url = f"{str(path).rstrip('/')}/{TILE_VAR}"
     retry(unmark, url=url, action=f"clear the marker of tile {tile} in", error=SinkError)
-    from pipeline.verify import _Keys
-
     _Keys(path, storage_options).delete(f"{CHECKSUM_PREFIX}/{tile[0]}.{tile[1]}.json")
 
 
