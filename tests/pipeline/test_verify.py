@@ -102,6 +102,14 @@ def test_rerun_repairs_damaged_tiles_byte_identically(damaged, reference_run, ru
     assert verify_store(store).ok
 
 
+def test_no_resume_deletes_and_rewrites_an_orbitcube_store(damaged, reference_run, run_recipe_doc) -> None:
+    store, _ = damaged
+    (store / "ndvi" / "c" / "0" / "1" / "0.1a2b.partial").write_bytes(b"left by a killed run")
+    res = run_recipe(run_recipe_doc(store), progress=False, resume=False)
+    assert (res.tiles_done, res.tiles_skipped) == (9, 0)
+    assert files(store) == files(Path(reference_run.store))
+
+
 def test_damaged_chunks_read_by_export_are_named_never_silent_or_a_traceback(damaged, tmp_path: Path) -> None:
     store, keys = damaged
     # a flipped bit decodes silently into wrong values: the checksums catch it before the export writes
