@@ -9,8 +9,10 @@ before and after, and the user gets one clear error line.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,6 @@ import pytest
 import rasterio
 import xarray as xr
 import yaml
-from conftest import assert_clean_error, run_cli, tree_digest
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
@@ -28,6 +29,20 @@ from pipeline.export import export_cog
 from pipeline.run import run_recipe
 from pipeline.safety import STORE_MARKER, is_orbitcube_store
 from pipeline.sink import create_store, mark_tile_done, remove_store, store_lock, write_tile
+
+
+def _hostile_helpers():
+    """The shared helpers of tests/hostile/conftest.py, loaded by file: ``from conftest import`` picks whichever
+    conftest module pytest imported first when several test folders run together."""
+    spec = importlib.util.spec_from_file_location("hostile_helpers", Path(__file__).with_name("conftest.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+_h = _hostile_helpers()
+assert_clean_error, run_cli, tree_digest = _h.assert_clean_error, _h.run_cli, _h.tree_digest
 
 
 # ----- data ---------------------------------------------------------------------------------------------------------
