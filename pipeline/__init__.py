@@ -54,6 +54,7 @@ _LAZY: dict[str, str] = {
     "run_recipe": "pipeline.run",
     "plan_run": "pipeline.run",
     "export_cog": "pipeline.export",
+    "verify_store": "pipeline.verify",
     "run_demo": "pipeline.demo",
 }
 

@@ -152,7 +152,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(plan_run(recipe).summary())
         return 0
-    result = run_recipe(recipe, scheduler=args.scheduler, progress=not args.quiet, resume=not args.no_resume)
+    # the file, not the parsed recipe: a rewrite (--no-resume) must know which file never to delete
+    result = run_recipe(
+        args.recipe, scheduler=args.scheduler, progress=not args.quiet, resume=not args.no_resume
+    )
     print(result.summary())
     return 0
 
@@ -163,6 +166,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     time = int(args.time) if args.time and args.time.lstrip("-").isdigit() else args.time  # index or ISO date
     out = export_cog(args.store, args.variable, time=time, out=args.to_cog, overwrite=args.overwrite)
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from pipeline.verify import verify_store
+
+    report = verify_store(args.store)
+    for problem in report.problems:
+        print(problem)
+    print(report.summary())
+    report.raise_for_problems()
     return 0
 
 
@@ -266,7 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler (default: a LocalCluster)"
     )
-    run.add_argument("--no-resume", action="store_true", help="refuse to continue a partly written store")
+    run.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start over: delete the existing store at output.path and write every tile again (only a store "
+        "orbitcube created is ever deleted; anything else is refused)",
+    )
     run.set_defaults(func=cmd_run)
 
     e = sub.add_parser("export", help="export a variable/time slice of a cube as a Cloud-Optimized GeoTIFF")
@@ -274,8 +293,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--to-cog", required=True, type=Path, help="output .tif")
     e.add_argument("--variable", required=True)
     e.add_argument("--time", help="time step: an index or an ISO date")
-    e.add_argument("--overwrite", action="store_true")
+    e.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing GeoTIFF file at --to-cog (never a folder, a Zarr store or another file)",
+    )
     e.set_defaults(func=cmd_export)
+
+    v = sub.add_parser(
+        "verify",
+        help="check every chunk of a run store against the checksums recorded when it was written",
+    )
+    v.add_argument("store", help="Zarr store written by `orbitcube run` (folder, az:// or s3:// URL)")
+    v.set_defaults(func=cmd_verify)
     return p
 
 

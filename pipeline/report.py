@@ -140,6 +140,7 @@ def run_report(result, out_dir: Path) -> Path:
     variable (map axes in km of the cube CRS, colour bar with units), per-tile timings, scenes used and skipped,
     and a link to the Dask performance report (``dask-performance.html``) and the log. Returns index.html."""
     from pipeline.sink import open_cube
+    from pipeline.verify import naming_damaged_chunks
 
     out_dir = Path(out_dir)
     plan = result.plan
@@ -147,7 +148,8 @@ def run_report(result, out_dir: Path) -> Path:
     images = []
     for name in plan.template.data_vars:
         try:
-            images.append(_quicklook_of(cube[name], out_dir / f"{name}.png"))
+            with naming_damaged_chunks(result.store, plan.storage_options):  # never a codec traceback
+                images.append(_quicklook_of(cube[name], out_dir / f"{name}.png"))
         except (ValueError, TypeError) as exc:  # an odd variable should not lose the whole report
             log.warning("no quicklook for %s: %s", name, exc)
     g = plan.geobox

@@ -480,7 +480,11 @@ def run_recipe(
     ``scheduler`` ("tcp://HOST:PORT") overrides ``recipe.cluster.scheduler``; without either a LocalCluster of
     ``recipe.cluster`` workers is started and closed. ``dry_run`` only plans (see :func:`plan_run`). With
     ``resume`` an existing store of the same recipe keeps its completed tiles and only the others are computed
-    (the finished store is byte-identical to an uninterrupted run); ``resume=False`` rewrites the store. A second
+    (the finished store is byte-identical to an uninterrupted run); completed tiles are re-verified against their
+    chunk checksums first and damaged ones rewritten (:mod:`pipeline.verify`). ``resume=False`` deletes and
+    rewrites the store, but only a store orbitcube created, never a folder that is or holds the recipe file, the
+    catalog, the report folder, the working or the home directory (SinkError otherwise; :mod:`pipeline.safety`).
+    A second
     run on the same store at the same time raises SinkError. Writes ``<store>-report/`` (index.html, quicklooks,
     dask-performance.html, run.log; see :func:`report_dir`).
 
@@ -489,9 +493,12 @@ def run_recipe(
     tiles that fail with a transient storage error (connection reset or refused, HTTP 5xx) are retried up to
     :data:`TILE_ATTEMPTS` times in all.
     """
+    from pipeline.safety import check_removable, recipe_path
     from pipeline.sink import create_store, remove_store, store_lock, store_state
+    from pipeline.verify import recheck_tiles
 
     t_start = time.perf_counter()
+    recipe_file = recipe_path(recipe)
     recipe = load_recipe(recipe)
     plan = plan_run(recipe)
     store = plan.store
@@ -502,12 +509,18 @@ def run_recipe(
 
     so = plan.storage_options
     rdir = report_dir(store, recipe)
+    # what a rewrite must never delete (pipeline.safety); checked before the lock and report files are created
+    protect = (recipe_file, recipe.catalog.source, rdir)
+    if not resume:
+        check_removable(store, so, protect=protect, only_if_exists=True)
     with store_lock(store, so) as lock, _log_to(rdir / "run.log") as log_file:
         log.info("run %r: %d items, %d tiles -> %s", recipe.name, len(plan.items), total, redact(store))
         fingerprint = _fingerprint(plan)
         done = store_state(store, fingerprint, so) if resume else None
+        if done:  # re-verify the chunk checksums of completed tiles; damaged ones are rewritten
+            done = recheck_tiles(store, done, so)
         if done is None:
-            remove_store(store, so)
+            remove_store(store, so, protect=protect)
             create_store(
                 plan.template,
                 store,
