@@ -86,6 +86,7 @@ def cmd_catalog_search(args: argparse.Namespace) -> int:
         max_cloud_cover=args.max_cloud_cover,
         filter=args.filter,
         limit=args.limit,
+        allow=args.allow or (),
     )
     if args.json:
         print(json.dumps(found.to_dict(), indent=1))
@@ -100,7 +101,7 @@ def cmd_catalog_search(args: argparse.Namespace) -> int:
 def cmd_catalog_validate(args: argparse.Namespace) -> int:
     from catalog.validate import validate_catalog
 
-    problems = validate_catalog(args.catalog)
+    problems = validate_catalog(args.catalog, allow=args.allow or ())
     errors = [p for p in problems if p.severity == "error"]
     for p in problems:
         print(p)
@@ -149,6 +150,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.run import plan_run, run_recipe
 
     recipe = load_recipe(args.recipe)
+    if args.allow:  # --allow adds to the recipe's catalog.allow (catalog.policy)
+        recipe = recipe.model_copy(
+            update={
+                "catalog": recipe.catalog.model_copy(update={"allow": [*recipe.catalog.allow, *args.allow]})
+            }
+        )
     if args.dry_run:
         print(plan_run(recipe).summary())
         return 0
@@ -172,6 +179,16 @@ def _date(text: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD") from exc
+
+
+def _allow_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow",
+        action="append",
+        metavar="FOLDER|URL|SCHEME",
+        help="let the catalog reference this folder, URL prefix or URL scheme besides its own tree (repeatable); "
+        "loopback and link-local hosts must be named explicitly",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,9 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cs.add_argument("--limit", type=int)
     cs.add_argument("--json", action="store_true", help="print an ItemCollection as JSON")
+    _allow_option(cs)
     cs.set_defaults(func=cmd_catalog_search)
     cv = csub.add_parser("validate", help="check items and collections against the STAC schemas (offline)")
     cv.add_argument("catalog", type=Path, help="catalog folder or its catalog.json")
+    _allow_option(cv)
     cv.set_defaults(func=cmd_catalog_validate)
     cp = csub.add_parser(
         "publish",
@@ -267,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler (default: a LocalCluster)"
     )
     run.add_argument("--no-resume", action="store_true", help="refuse to continue a partly written store")
+    _allow_option(run)
     run.set_defaults(func=cmd_run)
 
     e = sub.add_parser("export", help="export a variable/time slice of a cube as a Cloud-Optimized GeoTIFF")

@@ -34,6 +34,11 @@ class CatalogSpec(_Model):
 
     source: str = Field(description="catalog.json path or folder, static catalog URL, or STAC API root URL")
     kind: Literal["local", "static", "api"] = "local"
+    allow: list[str] = Field(
+        default_factory=list,
+        description="folders, URL prefixes or URL schemes the catalog may reference besides its own tree (its "
+        "folder, or its URL's origin) and the object stores of `storage`; see catalog.policy",
+    )
 
     @model_validator(mode="after")
     def _urls_are_not_local(self) -> CatalogSpec:
@@ -277,8 +282,14 @@ class Recipe(_Model):
         return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
 
 
-#: recipe parts that do not shape the output: where it runs, where it goes, how storage is reached
-NOT_IN_FINGERPRINT: dict[str, Any] = {"cluster": True, "storage": True, "output": {"path", "report_dir"}}
+#: recipe parts that do not shape the output: where it runs, where it goes, how storage is reached, what the
+#: catalog may reference (a run either reads the same items or is refused)
+NOT_IN_FINGERPRINT: dict[str, Any] = {
+    "cluster": True,
+    "storage": True,
+    "output": {"path", "report_dir"},
+    "catalog": {"allow"},
+}
 
 
 def step_outputs(step: IndexStep | BandMathStep | CompositeStep | TrendStep) -> list[str]:
@@ -389,6 +400,10 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
         out = out.model_copy(update={"path": str(base / out.path)})
     if out.report_dir and not Path(out.report_dir).is_absolute():
         out = out.model_copy(update={"report_dir": str(base / out.report_dir)})
+    if cat.allow:  # relative folders of catalog.allow, like catalog.source, from the recipe's folder
+        from catalog.policy import parse_allow
+
+        cat = cat.model_copy(update={"allow": [str(parse_allow(e, base)) for e in cat.allow]})
     return recipe.model_copy(update={"catalog": cat, "output": out})
 
 
