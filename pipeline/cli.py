@@ -200,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"orbitcube {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    p.add_argument(
+        "--debug-libs",
+        action="store_true",
+        help="let -v/-vv raise the log level of libraries too (cloud SDKs, Dask, GDAL; also ORBITCUBE_LOG_LIBS=1); "
+        "by default they log warnings only",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("demo", help="simulate a mission and run the whole pipeline (no network)")
@@ -299,16 +305,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _configure_logging(verbose: int, quiet: bool) -> None:
+#: third-party loggers held at WARNING whatever -v says (the cloud SDKs log every HTTP request, with headers and
+#: access key ids, at INFO/DEBUG), unless the user raises them: --debug-libs or ORBITCUBE_LOG_LIBS=1
+LIBRARY_LOGGERS = (
+    "azure", "botocore", "boto3", "s3transfer", "s3fs", "aiobotocore", "adlfs", "urllib3", "requests", "fsspec",
+    "distributed", "bokeh", "tornado", "rasterio", "asyncio", "pystac_client", "numcodecs", "zarr",
+)  # fmt: skip
+
+
+def _configure_logging(verbose: int, quiet: bool, debug_libs: bool = False) -> None:
+    import os
+
+    from catalog.storage import RedactingFilter
+
     level = logging.WARNING if quiet else (logging.INFO if verbose < 2 else logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if verbose < 2:
-        import dask
+    for handler in logging.getLogger().handlers:  # whoever logs, no secret reaches the console
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+    if debug_libs or os.environ.get("ORBITCUBE_LOG_LIBS", "").strip().lower() in ("1", "true", "yes", "on"):
+        return
+    import dask
 
-        # distributed configures its loggers when first imported; tell it through dask's config
-        dask.config.set({"distributed.logging.distributed": "warning"})
-        for name in ("distributed", "bokeh", "tornado", "rasterio", "fsspec", "asyncio"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    # distributed configures its loggers (in the workers too) from dask's config
+    dask.config.set({"distributed.logging.distributed": "warning"})
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -318,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    _configure_logging(args.verbose, args.quiet)
+    _configure_logging(args.verbose, args.quiet, args.debug_libs)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -96,6 +96,11 @@ class AssetSpec:
     scale: float = 1.0
     offset: float = 0.0
 
+    def __repr__(self) -> str:  # the href may be a signed URL: Dask logs task arguments when a task fails
+        from catalog.storage import redact
+
+        return f"AssetSpec({redact(self.href)!r}, {self.nodata!r}, {self.scale!r}, {self.offset!r})"
+
 
 @dataclass(frozen=True)
 class SceneSpec:
@@ -331,7 +336,11 @@ def _read(asset: AssetSpec, gbox: GeoBox, resampling: str) -> np.ndarray | None:
                 raise
             _forget(asset.href)
             log.warning(
-                "reading %s failed (%s), retry %d of %d", asset.href, redact(exc), n, READ_ATTEMPTS - 1
+                "reading %s failed (%s), retry %d of %d",
+                redact(asset.href),
+                redact(exc),
+                n,
+                READ_ATTEMPTS - 1,
             )
             time.sleep(READ_RETRY_DELAY_S * 2 ** (n - 1))
     return read_asset(asset, gbox, resampling)  # the last attempt: its error goes to the caller
@@ -372,13 +381,15 @@ def _libgdal():
 
 
 def _fail(scene: SceneSpec, asset: AssetSpec, exc: Exception, spec: ReadSpec) -> None:
+    from catalog.storage import redact
+
     detail = str(exc)
     cause = exc.__cause__ or exc.__context__
     if (
         cause is not None and "previous exception" in detail
     ):  # rasterio's "Read failed. See previous exception"
         detail = f"{detail.split('. See previous')[0]}: {cause}"
-    msg = (
+    msg = redact(  # signed URLs: the message is logged on the worker and pickled back to the client
         f"item {scene.item_id!r}: cannot read {asset.href}: {detail}; fix or remove the asset, or load with "
         "on_error='skip' to skip scenes that fail to open"
     )
@@ -393,15 +404,21 @@ def read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpec
     ``gbox`` is the tile's grid (any CRS; y decreasing), ``steps`` the scenes of each time step in mosaic order.
     Reflectance bands are ``raw * scale + offset``; quality bands keep their class values (not masked).
     """
-    failure: LoadError | None = None
+    from catalog.storage import redact
+
+    failure: Exception | None = None
     try:
         return _read_tile(gbox, steps, spec)
     except LoadError as exc:
         failure = exc
+    except Exception as exc:  # noqa: BLE001 (re-raised below, without secrets)
+        if redact(exc) == str(exc):
+            raise
+        failure = exc  # e.g. a GDAL error naming a signed URL: Dask would log it with its arguments
     # raised outside the handler, without the GDAL exceptions it came from: this runs on Dask workers, and
     # rasterio's CPLE_* exceptions in a cause/context chain cannot be unpickled on the client (the user would
-    # get a bare Exception instead of the LoadError)
-    raise LoadError(str(failure))
+    # get a bare Exception instead of the LoadError); and never with a secret in the message
+    raise LoadError(redact(failure))
 
 
 def _read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpec) -> np.ndarray:

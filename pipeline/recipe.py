@@ -331,6 +331,10 @@ def _model_classes(ann: Any) -> list[type]:
     return out
 
 
+#: recipe keys whose values are never echoed in messages (credentials live there)
+_SECRET_PARTS = {"storage", "gdal_env"}
+
+
 def _format(exc: ValidationError, source: str) -> str:
     from catalog.storage import redact
 
@@ -350,7 +354,10 @@ def _format(exc: ValidationError, source: str) -> str:
             lines.append("  " + err["msg"].removeprefix("Value error, "))
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"  {where}: {msg} (got {err.get('input')!r})")
+            # values under storage and gdal_env may be credentials (a literal secret, an unquoted number):
+            # name the key, never echo the value
+            got = "" if _SECRET_PARTS & {str(p) for p in loc} else f" (got {err.get('input')!r})"
+            lines.append(f"  {where}: {msg}{got}")
     return redact(
         f"invalid recipe {source}:\n" + "\n".join(lines)
     )  # a literal secret never reaches a message

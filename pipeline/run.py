@@ -243,7 +243,7 @@ def apply_steps(cube: xr.Dataset, recipe: Recipe) -> xr.Dataset:
 def read_env(recipe: Recipe, items: Sequence[pystac.Item]) -> dict[str, Any]:
     """See :attr:`RunPlan.read_env`. Local scenes only: just ``cluster.gdal_env`` (the reader's defaults suit
     local files)."""
-    from catalog.storage import gdal_options, is_remote
+    from catalog.storage import SECRET_GDAL_KEYS, Secret, gdal_options, is_remote
 
     env: dict[str, Any] = {}
     seen: list[dict[str, Any]] = []
@@ -258,7 +258,8 @@ def read_env(recipe: Recipe, items: Sequence[pystac.Item]) -> dict[str, Any]:
     if remote:
         for opts in seen or [{}]:
             env.update(gdal_options(opts))
-    env.update(recipe.cluster.gdal_env)
+    # credentials written into cluster.gdal_env travel in the graph as Secret strings (repr '***')
+    env.update({k: Secret(v) if k in SECRET_GDAL_KEYS else v for k, v in recipe.cluster.gdal_env.items()})
     return env
 
 
@@ -459,8 +460,11 @@ class _Forward(logging.Handler):
 def _log_to(path: Path) -> Iterator[Path]:
     """Log INFO and up of ``pipeline`` and ``catalog`` to ``path`` for the duration; the console keeps its level."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    from catalog.storage import RedactingFilter
+
     handler = logging.FileHandler(path, mode="a")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # no secret in run.log
     saved = []
     for name in ("pipeline", "catalog"):
         lg = logging.getLogger(name)
