@@ -32,6 +32,9 @@ _LAZY: dict[str, str] = {
     "publish_catalog": "catalog.publish",
     "validate_items": "catalog.validate",
     "validate_catalog": "catalog.validate",
+    # what a catalog may make orbitcube read
+    "AccessPolicy": "catalog.policy",
+    "check_href": "catalog.policy",
 }
 
 __all__ = [

@@ -420,6 +420,8 @@ name: ndvi-monthly
 catalog:
   source: mission/catalog/catalog.json   # catalog.json or its folder (relative to this file), or a URL
   kind: local                            # local | static | api
+  # allow: [/data/scenes, https://example.org/cogs]  # what the catalog may reference besides its own folder
+  #                                                  # (or its URL's origin) and the object stores of `storage`
 search:
   aoi: [11.96, 45.49, 12.04, 45.51]      # west, south, east, north (WGS84 degrees), GeoJSON, or a tile id; this one
                                          # straddles UTM 32/33 in the default `orbitcube simulate` mission

@@ -206,3 +206,22 @@ def test_library_loggers_stay_at_warning_unless_raised(tmp_path) -> None:
 
     assert levels() == [logging.WARNING] * 3 + [logging.DEBUG]
     assert levels("--debug-libs") == [logging.DEBUG] * 4
+
+
+def test_literal_secrets_of_a_recipe_reach_no_store_report_or_log(mission, tmp_path) -> None:
+    """A successful -vv run whose recipe carries literal secrets (storage options, cluster.gdal_env): none in
+    the streams, the run log, the report or the store's attributes and files."""
+    out = tmp_path / "cube.zarr"
+    doc = _recipe(
+        mission.catalog_path,
+        out,
+        cluster={"gdal_env": {"AZURE_STORAGE_ACCESS_KEY": CANARY_SECRET}},
+        storage={"s3": {"key": "AKIAEXAMPLE", "secret": CANARY_SECRET}, "az": {"sas_token": f"?{SIGNED}"}},
+    )
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(doc))
+    res = run_cli("-vv", "run", str(recipe), timeout=180)
+    assert res.code == 0, res.err
+    report = out.with_name("cube-report")
+    assert (report / "index.html").is_file() and (report / "run.log").is_file()
+    assert_no_secret(res.out, res.err, *_texts(report), *_texts(out))
