@@ -345,7 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except OrbitcubeError as exc:
-        print(f"orbitcube: error: {exc}", file=sys.stderr)
+        from catalog.storage import redact  # whatever raised it: no signed URL or key in the message
+
+        print(f"orbitcube: error: {redact(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("orbitcube: interrupted; completed tiles are kept and a rerun resumes", file=sys.stderr)

@@ -225,3 +225,21 @@ def test_literal_secrets_of_a_recipe_reach_no_store_report_or_log(mission, tmp_p
     report = out.with_name("cube-report")
     assert (report / "index.html").is_file() and (report / "run.log").is_file()
     assert_no_secret(res.out, res.err, *_texts(report), *_texts(out))
+
+
+def test_client_side_read_errors_never_show_the_signed_url(mission, tmp_path) -> None:
+    """Items without projection metadata have their headers read on the client while planning: a failure there
+    (a 404 from a signed URL) is one error line without the signature."""
+    with failing_server() as server:
+        root = _signed_catalog(mission, tmp_path, server)
+        for f in root.glob("*/*/*.json"):
+            doc = json.loads(f.read_text())
+            for d in (doc["properties"], *doc["assets"].values()):
+                for k in [k for k in d if k.startswith("proj:")]:
+                    del d[k]
+            f.write_text(json.dumps(doc))
+        recipe = tmp_path / "recipe.yaml"
+        recipe.write_text(yaml.safe_dump(_recipe(root, tmp_path / "o.zarr", catalog={"allow": [server]})))
+        res = run_cli("run", str(recipe), "--dry-run")
+    assert_clean_error(res, "cannot open")
+    assert_no_secret(res.out, res.err)
