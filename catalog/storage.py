@@ -393,6 +393,8 @@ def redact(text: Any) -> str:
         try:
             p = urlsplit(raw)
             host = p.hostname or ""
+            if ":" in host:  # an IPv6 literal keeps its brackets
+                host = f"[{host}]"
             if p.port:
                 host = f"{host}:{p.port}"
         except ValueError:  # e.g. a port that is not a number: keep scheme and host only
