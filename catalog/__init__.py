@@ -35,6 +35,9 @@ _LAZY: dict[str, str] = {
     # product knowledge where STAC is silent (scale/offset of S2 L2A, Landsat C2 L2)
     "Encoding": "catalog.products",
     "band_encoding": "catalog.products",
+    # what a catalog may make orbitcube read
+    "AccessPolicy": "catalog.policy",
+    "check_href": "catalog.policy",
 }
 
 __all__ = [

@@ -48,7 +48,12 @@ def publish_catalog(
         )
     if not is_remote(url):
         raise CatalogError(
-            f"{url!r} is not an object-store URL; use az://container/prefix or s3://bucket/prefix"
+            f"{redact(url)!r} is not an object-store URL; use az://container/prefix or s3://bucket/prefix"
+        )
+    if "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        raise CatalogError(
+            f"{redact(url)}: the URL carries credentials (user:secret@); give them as storage options or through "
+            "the AZURE_STORAGE_* / AWS_* environment variables, never in the URL"
         )
     prefix = url.rstrip("/")
     if prefix.endswith("/catalog.json"):

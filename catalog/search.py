@@ -221,6 +221,7 @@ def search(
     filter: str | dict | None = None,
     sortby: str | Sequence[str] | None = "datetime",
     limit: int | None = None,
+    allow: Sequence[str] = (),
 ) -> pystac.ItemCollection:
     """Items of ``source`` matching every given filter, as a ``pystac.ItemCollection``.
 
@@ -237,6 +238,9 @@ def search(
     (items without ``eo:cloud_cover`` do not match). ``filter``: CQL2 text or JSON (see :mod:`catalog.filters`).
     ``sortby``: field names, ``-`` prefix for descending (default ``datetime``, ties by id). At most ``limit``
     items. Local asset hrefs are absolute.
+    A catalog's links and the asset hrefs of the items found must stay in the catalog's own tree (its folder, or
+    its origin for a URL) or under an ``allow`` entry (a folder, URL prefix or scheme; :mod:`catalog.policy`):
+    CatalogError naming the item, asset and href otherwise. Items given as a list are not checked.
     """
     q = make_query(
         bbox=bbox,
@@ -253,23 +257,32 @@ def search(
     from catalog.store import Catalog, open_catalog
 
     if isinstance(source, Catalog):
-        return pystac.ItemCollection(source.materialise(select_rows(source, q)), clone_items=False)
+        return _search_catalog(source, q, allow)
     if isinstance(source, pystac.ItemCollection | list | tuple):
         return search_items(list(source), q)
     text = str(source)
     if "://" in text and not text.startswith("file://"):  # http(s), az://, s3:// ...
         from catalog.remote import search_remote
 
-        return search_remote(text, q)
+        return search_remote(text, q, allow=allow)
     if not isinstance(source, str | Path):
         raise CatalogError(
             f"cannot search a {type(source).__name__}; give a catalog path, a Catalog, a list of items or a URL"
         )
-    cat = open_catalog(source)
+    cat = open_catalog(source, allow=allow)
     try:
-        return pystac.ItemCollection(cat.materialise(select_rows(cat, q)), clone_items=False)
+        return _search_catalog(cat, q)
     finally:
         cat.close()
+
+
+def _search_catalog(cat: Any, q: Query, allow: Sequence[str] = ()) -> pystac.ItemCollection:
+    """Search an opened local catalog; the items found must pass its access policy (plus ``allow``)."""
+    from catalog.policy import check_items
+
+    found = cat.materialise(select_rows(cat, q))
+    check_items(found, cat.policy.allowing(allow) if allow and cat.policy else cat.policy)
+    return pystac.ItemCollection(found, clone_items=False)
 
 
 def search_items(items: list[pystac.Item], q: Query, *, strict: bool = True) -> pystac.ItemCollection:

@@ -86,6 +86,7 @@ def cmd_catalog_search(args: argparse.Namespace) -> int:
         max_cloud_cover=args.max_cloud_cover,
         filter=args.filter,
         limit=args.limit,
+        allow=args.allow or (),
     )
     if args.json:
         print(json.dumps(found.to_dict(), indent=1))
@@ -100,7 +101,7 @@ def cmd_catalog_search(args: argparse.Namespace) -> int:
 def cmd_catalog_validate(args: argparse.Namespace) -> int:
     from catalog.validate import validate_catalog
 
-    problems = validate_catalog(args.catalog)
+    problems = validate_catalog(args.catalog, allow=args.allow or ())
     errors = [p for p in problems if p.severity == "error"]
     for p in problems:
         print(p)
@@ -149,6 +150,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.run import plan_run, run_recipe
 
     recipe = load_recipe(args.recipe)
+    if args.allow:  # --allow adds to the recipe's catalog.allow (catalog.policy)
+        recipe = recipe.model_copy(
+            update={
+                "catalog": recipe.catalog.model_copy(update={"allow": [*recipe.catalog.allow, *args.allow]})
+            }
+        )
     if args.dry_run:
         print(plan_run(recipe).summary())
         return 0
@@ -188,6 +195,16 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD") from exc
 
 
+def _allow_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow",
+        action="append",
+        metavar="FOLDER|URL|SCHEME",
+        help="let the catalog reference this folder, URL prefix or URL scheme besides its own tree (repeatable); "
+        "loopback and link-local hosts must be named explicitly",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``orbitcube`` and its sub-commands."""
     p = argparse.ArgumentParser(
@@ -197,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"orbitcube {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    p.add_argument(
+        "--debug-libs",
+        action="store_true",
+        help="let -v/-vv raise the log level of libraries too (cloud SDKs, Dask, GDAL; also ORBITCUBE_LOG_LIBS=1); "
+        "by default they log warnings only",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("demo", help="simulate a mission and run the whole pipeline (no network)")
@@ -251,9 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cs.add_argument("--limit", type=int)
     cs.add_argument("--json", action="store_true", help="print an ItemCollection as JSON")
+    _allow_option(cs)
     cs.set_defaults(func=cmd_catalog_search)
     cv = csub.add_parser("validate", help="check items and collections against the STAC schemas (offline)")
     cv.add_argument("catalog", type=Path, help="catalog folder or its catalog.json")
+    _allow_option(cv)
     cv.set_defaults(func=cmd_catalog_validate)
     cp = csub.add_parser(
         "publish",
@@ -286,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="start over: delete the existing store at output.path and write every tile again (only a store "
         "orbitcube created is ever deleted; anything else is refused)",
     )
+    _allow_option(run)
     run.set_defaults(func=cmd_run)
 
     e = sub.add_parser("export", help="export a variable/time slice of a cube as a Cloud-Optimized GeoTIFF")
@@ -309,16 +335,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _configure_logging(verbose: int, quiet: bool) -> None:
+#: third-party loggers held at WARNING whatever -v says (the cloud SDKs log every HTTP request, with headers and
+#: access key ids, at INFO/DEBUG), unless the user raises them: --debug-libs or ORBITCUBE_LOG_LIBS=1
+LIBRARY_LOGGERS = (
+    "azure", "botocore", "boto3", "s3transfer", "s3fs", "aiobotocore", "adlfs", "urllib3", "requests", "fsspec",
+    "distributed", "bokeh", "tornado", "rasterio", "asyncio", "pystac_client", "numcodecs", "zarr",
+)  # fmt: skip
+
+
+def _configure_logging(verbose: int, quiet: bool, debug_libs: bool = False) -> None:
+    import os
+
+    from catalog.storage import RedactingFilter
+
     level = logging.WARNING if quiet else (logging.INFO if verbose < 2 else logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if verbose < 2:
-        import dask
+    for handler in logging.getLogger().handlers:  # whoever logs, no secret reaches the console
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+    if debug_libs or os.environ.get("ORBITCUBE_LOG_LIBS", "").strip().lower() in ("1", "true", "yes", "on"):
+        return
+    import dask
 
-        # distributed configures its loggers when first imported; tell it through dask's config
-        dask.config.set({"distributed.logging.distributed": "warning"})
-        for name in ("distributed", "bokeh", "tornado", "rasterio", "fsspec", "asyncio"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    # distributed configures its loggers (in the workers too) from dask's config
+    dask.config.set({"distributed.logging.distributed": "warning"})
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -328,12 +370,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    _configure_logging(args.verbose, args.quiet)
+    _configure_logging(args.verbose, args.quiet, args.debug_libs)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
     except OrbitcubeError as exc:
-        print(f"orbitcube: error: {exc}", file=sys.stderr)
+        from catalog.storage import redact  # whatever raised it: no signed URL or key in the message
+
+        print(f"orbitcube: error: {redact(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("orbitcube: interrupted; completed tiles are kept and a rerun resumes", file=sys.stderr)

@@ -34,7 +34,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any
 
@@ -115,6 +115,12 @@ class AssetSpec:
     """A class or bit-flag layer (SCL, QA_PIXEL, land cover): values kept as stored, never cloud-masked."""
     key: str = ""
     """The STAC asset key (for error messages)."""
+
+    def __repr__(self) -> str:  # the href may be a signed URL: Dask logs task arguments when a task fails
+        from catalog.storage import redact
+
+        rest = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "href")
+        return f"AssetSpec(href={redact(self.href)!r}, {rest})"
 
 
 @dataclass(frozen=True)
@@ -438,7 +444,11 @@ def _read(
                 raise
             _forget(asset.href)
             log.warning(
-                "reading %s failed (%s), retry %d of %d", asset.href, redact(exc), n, READ_ATTEMPTS - 1
+                "reading %s failed (%s), retry %d of %d",
+                redact(asset.href),
+                redact(exc),
+                n,
+                READ_ATTEMPTS - 1,
             )
             time.sleep(READ_RETRY_DELAY_S * 2 ** (n - 1))
     return read_asset(asset, gbox, resampling)  # the last attempt: its error goes to the caller
@@ -479,13 +489,15 @@ def _libgdal():
 
 
 def _fail(scene: SceneSpec, asset: AssetSpec, exc: Exception, spec: ReadSpec) -> None:
+    from catalog.storage import redact
+
     detail = str(exc)
     cause = exc.__cause__ or exc.__context__
     if (
         cause is not None and "previous exception" in detail
     ):  # rasterio's "Read failed. See previous exception"
         detail = f"{detail.split('. See previous')[0]}: {cause}"
-    msg = (
+    msg = redact(  # signed URLs: the message is logged on the worker and pickled back to the client
         f"item {scene.item_id!r}{f' asset {asset.key!r}' if asset.key else ''}: cannot read {asset.href}: "
         f"{detail}; fix or remove the asset, or load with "
         "on_error='skip' to skip scenes that fail to open"
@@ -501,15 +513,21 @@ def read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpec
     ``gbox`` is the tile's grid (any CRS; y decreasing), ``steps`` the scenes of each time step in mosaic order.
     Reflectance bands are ``raw * scale + offset``; quality bands keep their class values (not masked).
     """
-    failure: LoadError | None = None
+    from catalog.storage import redact
+
+    failure: Exception | None = None
     try:
         return _read_tile(gbox, steps, spec)
     except LoadError as exc:
         failure = exc
+    except Exception as exc:  # noqa: BLE001 (re-raised below, without secrets)
+        if redact(exc) == str(exc):
+            raise
+        failure = exc  # e.g. a GDAL error naming a signed URL: Dask would log it with its arguments
     # raised outside the handler, without the GDAL exceptions it came from: this runs on Dask workers, and
     # rasterio's CPLE_* exceptions in a cause/context chain cannot be unpickled on the client (the user would
-    # get a bare Exception instead of the LoadError)
-    raise LoadError(str(failure))
+    # get a bare Exception instead of the LoadError); and never with a secret in the message
+    raise LoadError(redact(failure))
 
 
 def _read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpec) -> np.ndarray:

@@ -33,6 +33,11 @@ class CatalogSpec(_Model):
 
     source: str = Field(description="catalog.json path or folder, static catalog URL, or STAC API root URL")
     kind: Literal["local", "static", "api"] = "local"
+    allow: list[str] = Field(
+        default_factory=list,
+        description="folders, URL prefixes or URL schemes the catalog may reference besides its own tree (its "
+        "folder, or its URL's origin) and the object stores of `storage`; see catalog.policy",
+    )
 
     @model_validator(mode="after")
     def _urls_are_not_local(self) -> CatalogSpec:
@@ -276,8 +281,14 @@ class Recipe(_Model):
         return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
 
 
-#: recipe parts that do not shape the output: where it runs, where it goes, how storage is reached
-NOT_IN_FINGERPRINT: dict[str, Any] = {"cluster": True, "storage": True, "output": {"path", "report_dir"}}
+#: recipe parts that do not shape the output: where it runs, where it goes, how storage is reached, what the
+#: catalog may reference (a run either reads the same items or is refused)
+NOT_IN_FINGERPRINT: dict[str, Any] = {
+    "cluster": True,
+    "storage": True,
+    "output": {"path", "report_dir"},
+    "catalog": {"allow"},
+}
 
 
 def step_outputs(step: IndexStep | BandMathStep | CompositeStep | TrendStep) -> list[str]:
@@ -319,6 +330,10 @@ def _model_classes(ann: Any) -> list[type]:
     return out
 
 
+#: recipe keys whose values are never echoed in messages (credentials live there)
+_SECRET_PARTS = {"storage", "gdal_env"}
+
+
 def _format(exc: ValidationError, source: str) -> str:
     from catalog.storage import redact
 
@@ -338,7 +353,10 @@ def _format(exc: ValidationError, source: str) -> str:
             lines.append("  " + err["msg"].removeprefix("Value error, "))
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"  {where}: {msg} (got {err.get('input')!r})")
+            # values under storage and gdal_env may be credentials (a literal secret, an unquoted number):
+            # name the key, never echo the value
+            got = "" if _SECRET_PARTS & {str(p) for p in loc} else f" (got {err.get('input')!r})"
+            lines.append(f"  {where}: {msg}{got}")
     return redact(
         f"invalid recipe {source}:\n" + "\n".join(lines)
     )  # a literal secret never reaches a message
@@ -388,6 +406,10 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
         out = out.model_copy(update={"path": str(base / out.path)})
     if out.report_dir and not Path(out.report_dir).is_absolute():
         out = out.model_copy(update={"report_dir": str(base / out.report_dir)})
+    if cat.allow:  # relative folders of catalog.allow, like catalog.source, from the recipe's folder
+        from catalog.policy import parse_allow
+
+        cat = cat.model_copy(update={"allow": [str(parse_allow(e, base)) for e in cat.allow]})
     return recipe.model_copy(update={"catalog": cat, "output": out})
 
 
@@ -397,6 +419,8 @@ name: ndvi-monthly
 catalog:
   source: mission/catalog/catalog.json   # catalog.json or its folder (relative to this file), or a URL
   kind: local                            # local | static | api
+  # allow: [/data/scenes, https://example.org/cogs]  # what the catalog may reference besides its own folder
+  #                                                  # (or its URL's origin) and the object stores of `storage`
 search:
   aoi: [11.96, 45.49, 12.04, 45.51]      # west, south, east, north (WGS84 degrees), GeoJSON, or a tile id; this one
                                          # straddles UTM 32/33 in the default `orbitcube simulate` mission

@@ -118,18 +118,29 @@ def _human(n: float) -> str:
     return str(n)
 
 
+def catalog_policy(recipe: Recipe):
+    """What the recipe's catalog may reference (:class:`catalog.policy.AccessPolicy`): its own tree (folder, or
+    the URL's origin), ``catalog.allow`` and the object stores of ``storage``."""
+    from catalog.policy import AccessPolicy
+
+    return AccessPolicy.for_catalog(recipe.catalog.source, recipe.catalog.allow, stores=list(recipe.storage))
+
+
 def search_items(recipe: Recipe) -> list[pystac.Item]:
-    """Items matching ``recipe.search`` in ``recipe.catalog`` (local/static catalog, or a STAC API)."""
+    """Items matching ``recipe.search`` in ``recipe.catalog`` (local/static catalog, or a STAC API). Links are
+    followed, and the items' asset hrefs accepted, only where :func:`catalog_policy` allows (CatalogError)."""
+    from catalog.policy import check_items, guarded_stac_io, refusals, request_guard
     from catalog.search import search
 
     s, cat = recipe.search, recipe.catalog
+    policy = catalog_policy(recipe)
     bbox = s.aoi if isinstance(s.aoi, tuple) else None
     intersects = s.aoi if isinstance(s.aoi, dict) else None
     if cat.kind == "api":
         import pystac_client
 
         try:
-            client = pystac_client.Client.open(cat.source)
+            client = pystac_client.Client.open(cat.source, request_modifier=request_guard(policy))
             query = {k: {"eq": v} for k, v in (s.filter or {}).items()} or None
             found = client.search(
                 bbox=bbox,
@@ -141,14 +152,20 @@ def search_items(recipe: Recipe) -> list[pystac.Item]:
         except Exception as exc:  # pystac-client raises many types for network and API errors
             raise RecipeError(f"catalog.source: cannot search the STAC API {cat.source}: {exc}") from exc
         items = [it for it in found if _cloud_ok(it, s.max_cloud_cover)]
+        check_items(items, policy)
         return sorted(items, key=lambda i: (i.datetime, i.id))
     source: Any = cat.source
     if cat.kind == "static":
+        from catalog.errors import CatalogError
         from catalog.storage import redact, stac_io
 
         try:
-            root = pystac.Catalog.from_file(cat.source, stac_io=stac_io(recipe.storage_options(cat.source)))
-            source = list(root.get_items(recursive=True))
+            io = guarded_stac_io(policy, stac_io(recipe.storage_options(cat.source)))
+            with refusals():
+                root = pystac.Catalog.from_file(cat.source, stac_io=io)
+                source = list(root.get_items(recursive=True))
+        except CatalogError:
+            raise
         except Exception as exc:  # pystac raises many types for unreachable or bad JSON
             raise RecipeError(
                 f"catalog.source: cannot read the static catalog {redact(cat.source)}: {redact(exc)}"
@@ -163,10 +180,12 @@ def search_items(recipe: Recipe) -> list[pystac.Item]:
             datetime=s.datetime,
             collections=s.collections,
             max_cloud_cover=s.max_cloud_cover,
+            allow=[str(e) for e in policy.allow],
         )
     )
     for key, want in (s.filter or {}).items():
         items = [it for it in items if it.properties.get(key) == want]
+    check_items(items, policy)  # before any graph is built: no read outside the catalog's tree
     return items
 
 
@@ -224,7 +243,7 @@ def apply_steps(cube: xr.Dataset, recipe: Recipe) -> xr.Dataset:
 def read_env(recipe: Recipe, items: Sequence[pystac.Item]) -> dict[str, Any]:
     """See :attr:`RunPlan.read_env`. Local scenes only: just ``cluster.gdal_env`` (the reader's defaults suit
     local files)."""
-    from catalog.storage import gdal_options, is_remote
+    from catalog.storage import SECRET_GDAL_KEYS, Secret, gdal_options, is_remote
 
     env: dict[str, Any] = {}
     seen: list[dict[str, Any]] = []
@@ -239,7 +258,8 @@ def read_env(recipe: Recipe, items: Sequence[pystac.Item]) -> dict[str, Any]:
     if remote:
         for opts in seen or [{}]:
             env.update(gdal_options(opts))
-    env.update(recipe.cluster.gdal_env)
+    # credentials written into cluster.gdal_env travel in the graph as Secret strings (repr '***')
+    env.update({k: Secret(v) if k in SECRET_GDAL_KEYS else v for k, v in recipe.cluster.gdal_env.items()})
     return env
 
 
@@ -442,8 +462,11 @@ class _Forward(logging.Handler):
 def _log_to(path: Path) -> Iterator[Path]:
     """Log INFO and up of ``pipeline`` and ``catalog`` to ``path`` for the duration; the console keeps its level."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    from catalog.storage import RedactingFilter
+
     handler = logging.FileHandler(path, mode="a")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # no secret in run.log
     saved = []
     for name in ("pipeline", "catalog"):
         lg = logging.getLogger(name)
