@@ -152,9 +152,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(plan_run(recipe).summary())
         return 0
-    result = run_recipe(recipe, scheduler=args.scheduler, progress=not args.quiet, resume=not args.no_resume)
+    from pipeline.limits import LargePlanError
+
+    def go(allow_large: bool):
+        return run_recipe(
+            recipe,
+            scheduler=args.scheduler,
+            progress=not args.quiet,
+            resume=not args.no_resume,
+            allow_large=allow_large,
+        )
+
+    try:
+        result = go(args.yes)
+    except LargePlanError as exc:
+        if not (sys.stdin.isatty() and _ask(f"{exc}\nStart it anyway? [y/N] ")):
+            raise
+        result = go(True)
     print(result.summary())
     return 0
+
+
+def _ask(question: str) -> bool:
+    """Ask a yes/no question on the terminal; only "y"/"yes" is yes."""
+    print(question, end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -267,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler (default: a LocalCluster)"
     )
     run.add_argument("--no-resume", action="store_true", help="refuse to continue a partly written store")
+    run.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="start plans above the size limit without asking (see --dry-run)",
+    )
     run.set_defaults(func=cmd_run)
 
     e = sub.add_parser("export", help="export a variable/time slice of a cube as a Cloud-Optimized GeoTIFF")

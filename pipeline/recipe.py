@@ -164,6 +164,10 @@ class OutputSpec(_Model):
     compression: Literal["zstd", "blosc-zstd"] = "blosc-zstd"
     level: int = Field(1, ge=1, le=22)
     time_chunk: int | None = Field(None, ge=1, description="chunk length along time; default the whole axis")
+    allow_large: bool = Field(
+        False,
+        description="run plans above the size that otherwise needs `orbitcube run --yes` (pipeline.limits)",
+    )
     report_dir: str | None = Field(
         None,
         description="local folder for the HTML run report and log; default <path>-report beside a local store, "
@@ -278,7 +282,11 @@ class Recipe(_Model):
 
 
 #: recipe parts that do not shape the output: where it runs, where it goes, how storage is reached
-NOT_IN_FINGERPRINT: dict[str, Any] = {"cluster": True, "storage": True, "output": {"path", "report_dir"}}
+NOT_IN_FINGERPRINT: dict[str, Any] = {
+    "cluster": True,
+    "storage": True,
+    "output": {"path", "report_dir", "allow_large"},
+}
 
 
 def step_outputs(step: IndexStep | BandMathStep | CompositeStep | TrendStep) -> list[str]:
@@ -364,10 +372,7 @@ def load_recipe(source: str | Path | Mapping[str, Any] | Recipe) -> Recipe:
                     f"recipe file {path} does not exist; write one with `orbitcube recipe example`"
                 )
             where, base, text = str(path), path.resolve().parent, path.read_text()
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise RecipeError(f"recipe {where} is not valid YAML: {exc}") from exc
+        doc = _safe_yaml(text, where)
     if not isinstance(doc, dict):
         raise RecipeError(
             f"recipe {where} must be a mapping with keys catalog, search, grid, load, analytics, output"
@@ -379,6 +384,62 @@ def load_recipe(source: str | Path | Mapping[str, Any] | Recipe) -> Recipe:
     if base is not None:
         recipe = _resolve_paths(recipe, base)
     return recipe
+
+
+#: largest recipe text accepted (characters)
+MAX_RECIPE_CHARS = 2_000_000
+#: most YAML nodes that aliases (``*name``) may add when they are replaced by their anchors' content
+MAX_ALIAS_NODES = 10_000
+
+
+def _alias_nodes(root: yaml.Node) -> int:
+    """How many nodes expanding the aliases of the YAML graph ``root`` adds (shared nodes counted each time they
+    are used, minus the distinct nodes), computed without expanding: each node's size once, children first."""
+    size: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, ready = stack.pop()
+        if id(node) in size:
+            continue
+        children = (
+            [c for pair in node.value for c in pair]
+            if isinstance(node, yaml.MappingNode)
+            else (node.value if isinstance(node, yaml.SequenceNode) else [])
+        )
+        if ready:
+            size[id(node)] = 1 + sum(size.get(id(c), 1) for c in children)
+        else:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in size)
+    return size[id(root)] - len(size)
+
+
+def _safe_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load`` of a recipe, refusing documents that are too long, nest too deep or expand (through
+    anchors and aliases, "billion laughs") by more than :data:`MAX_ALIAS_NODES` nodes."""
+    if len(text) > MAX_RECIPE_CHARS:
+        raise RecipeError(
+            f"recipe {where} is {len(text)} characters long; the limit is {MAX_RECIPE_CHARS}: keep large AOIs "
+            "in a GeoJSON file and simplify them"
+        )
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        n = _alias_nodes(root)
+        if n > MAX_ALIAS_NODES:
+            raise RecipeError(
+                f"recipe {where} expands by {n} values through YAML anchors and aliases (limit {MAX_ALIAS_NODES}) "
+                "(&name / *name); write the values out, or use fewer aliases"
+            )
+        return loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"recipe {where} is not valid YAML: {exc}") from exc
+    except RecursionError:
+        raise RecipeError(f"recipe {where} nests too deeply; flatten its lists and mappings") from None
+    finally:
+        loader.dispose()
 
 
 def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:

@@ -31,6 +31,8 @@ from pipeline.recipe import BandMathStep, CompositeStep, IndexStep, Recipe, Tren
 log = logging.getLogger(__name__)
 
 Tile = tuple[int, int]
+#: tiles listed one per line by :meth:`RunPlan.summary` (the rest are counted)
+SUMMARY_TILES = 12
 
 
 # ----- plan ---------------------------------------------------------------------------------------------------------
@@ -96,9 +98,14 @@ class RunPlan:
             f"grid: {g.crs} at {abs(g.resolution.x):g} CRS units, {g.shape.y} x {g.shape.x} px (y, x)",
             f"tiles: {ny} x {nx} = {ny * nx} of {tuple(self.recipe.grid.tile_shape)} px",
         ]
-        for tp in self.tile_plans:
+        for tp in self.tile_plans[:SUMMARY_TILES]:
             lines.append(
                 f"  tile {tp.index[0]}-{tp.index[1]}: {tp.shape[0]} x {tp.shape[1]} px, {len(tp.items)} items"
+            )
+        if len(self.tile_plans) > SUMMARY_TILES:
+            empty = sum(not tp.items for tp in self.tile_plans)
+            lines.append(
+                f"  ... and {len(self.tile_plans) - SUMMARY_TILES} more tiles ({empty} of all without items)"
             )
         lines.append(f"output: {self.store}")
         for name, dims in self.output_shape.items():
@@ -107,6 +114,11 @@ class RunPlan:
         lines.append(f"estimated write: {_human(self.bytes_written)} (uncompressed)")
         for iid, why in self.skipped.items():
             lines.append(f"skipped {iid}: {why}")
+        from pipeline.limits import confirmation_needed
+
+        reason = confirmation_needed(self.bytes_written, len(self.tile_plans))
+        if reason:
+            lines.append(f"large plan: it {reason}; a run needs --yes (or output.allow_large: true)")
         return "\n".join(lines)
 
 
@@ -265,6 +277,7 @@ def _load(
 def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
     """Search, grid and tile the run of ``recipe`` and estimate its I/O, without reading any pixel."""
     from pipeline.grid import output_grid, tile_grid
+    from pipeline.limits import check_grid_size
     from pipeline.load import _check_items
 
     recipe = load_recipe(recipe)
@@ -284,6 +297,7 @@ def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
         aoi=_aoi(recipe),
         bands=recipe.load.bands,
     )
+    check_grid_size(geobox.shape.yx, tuple(recipe.grid.tile_shape), abs(geobox.resolution.x))
     extent = geobox.extent.to_crs(4326)
     inside = []
     for it in items:
@@ -472,6 +486,7 @@ def run_recipe(
     dry_run: bool = False,
     progress: bool = True,
     resume: bool = True,
+    allow_large: bool = False,
 ) -> RunResult:
     """Run ``recipe`` tile by tile into its Zarr store; return what was done.
 
@@ -485,7 +500,8 @@ def run_recipe(
     ``output.path`` may be an ``az://`` or ``s3://`` URL: the store, its tile markers and its lock (a lease object,
     see :mod:`pipeline.locks`) then live in the object store, reached with the recipe's ``storage`` options;
     tiles that fail with a transient storage error (connection reset or refused, HTTP 5xx) are retried up to
-    :data:`TILE_ATTEMPTS` times in all.
+    :data:`TILE_ATTEMPTS` times in all. Plans above the limits of :mod:`pipeline.limits` (bytes, tiles) raise
+    LargePlanError unless ``allow_large`` or the recipe's ``output.allow_large`` confirms them.
     """
     from pipeline.sink import create_store, remove_store, store_lock, store_state
 
@@ -496,6 +512,9 @@ def run_recipe(
     total = len(plan.tile_plans)
     if dry_run:
         return RunResult(store, None, None, 0, 0, total, plan)
+    from pipeline.limits import require_confirmation
+
+    require_confirmation(plan.bytes_written, total, recipe.name, allow_large or recipe.output.allow_large)
     from catalog.storage import redact
 
     so = plan.storage_options
