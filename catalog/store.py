@@ -331,7 +331,14 @@ def open_catalog(path: str | Path) -> Catalog:
             ) from exc
         return cat
     log.info("%s has no %s; indexing its JSON files in memory", root, INDEX_NAME)
-    return Catalog(root, cat_dict, table=_index_from_json(root))
+    try:
+        table = _index_from_json(root)
+    except (pystac.STACError, json.JSONDecodeError, OSError, KeyError, TypeError, ValueError) as exc:
+        raise CatalogError(
+            f"cannot read the items of {root}: {exc}; list the broken files with `orbitcube catalog validate "
+            f"{root}`, then fix or remove them"
+        ) from exc
+    return Catalog(root, cat_dict, table=table)
 
 
 def reindex(path: str | Path) -> Catalog:

@@ -92,7 +92,12 @@ def cmd_catalog_search(args: argparse.Namespace) -> int:
     else:
         for it in found:
             cc = it.properties.get("eo:cloud_cover")
-            print(f"{it.id}\t{it.datetime:%Y-%m-%dT%H:%M:%SZ}\t{it.collection_id}\tcloud={cc}")
+            when = (
+                f"{it.datetime:%Y-%m-%dT%H:%M:%SZ}"
+                if it.datetime
+                else f"{it.properties.get('start_datetime')}/{it.properties.get('end_datetime')}"
+            )
+            print(f"{it.id}\t{when}\t{it.collection_id}\tcloud={cc}")
         print(f"{len(found)} item(s)", file=sys.stderr)
     return 0
 

@@ -281,6 +281,9 @@ def load_cube(
         raise LoadError("no items to load; widen the search (dates, AOI, cloud cover) or check the catalog")
     if not bands:
         raise LoadError("no bands requested; name asset keys (B04) or common names (red, nir)")
+    from pipeline.preflight import require_times_and_footprints
+
+    require_times_and_footprints(items)
     items, skipped = check_items(items, on_error)
     if not items:
         raise LoadError(f"every item was skipped ({len(skipped)}): none of their assets could be opened")

@@ -278,7 +278,7 @@ def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
     """Search, grid and tile the run of ``recipe`` and estimate its I/O, without reading any pixel."""
     from pipeline.grid import output_grid, tile_grid
     from pipeline.limits import check_grid_size
-    from pipeline.load import _check_items
+    from pipeline.preflight import screen_items
 
     recipe = load_recipe(recipe)
     found = search_items(recipe)
@@ -288,8 +288,12 @@ def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
             f"(aoi={recipe.search.aoi}, datetime={recipe.search.datetime}, collections={recipe.search.collections}); "
             "widen the dates, AOI or cloud cover"
         )
-    items, missing = _check_items(found, "skip")
-    skipped = {iid: "asset files missing" for iid in missing}
+    items, skipped = screen_items(found, recipe.load.bands)
+    if not items:
+        first = next(iter(skipped.items()))
+        raise RecipeError(
+            f"search: every one of the {len(found)} found items is skipped, e.g. {first[0]}: {first[1]}"
+        )
     geobox = output_grid(
         items,
         crs=recipe.grid.crs,
@@ -367,6 +371,11 @@ class RunResult:
             f"{self.tiles_done} tile(s) written, {self.tiles_skipped} already complete, of {self.tiles_total} "
             f"in {self.seconds:.1f} s\n  store : {self.store}\n  report: {self.report}\n  log   : {self.log_file}"
             f"\n  dashboard (while it ran): {self.dashboard}"
+        ) + "".join(
+            [f"\n{len(self.plan.skipped)} scene(s) skipped (not in the cube):"]
+            + [f"\n  {iid}: {why}" for iid, why in self.plan.skipped.items()]
+            if self.plan.skipped
+            else []
         )
 
 
