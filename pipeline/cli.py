@@ -75,9 +75,9 @@ def cmd_catalog_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog_search(args: argparse.Namespace) -> int:
-    from catalog.search import search
+    from catalog.search import parse_bbox, search
 
-    bbox = tuple(float(v) for v in args.bbox.split(",")) if args.bbox else None
+    bbox = parse_bbox(args.bbox) if args.bbox else None
     found = search(
         args.source,
         bbox=bbox,
@@ -153,6 +153,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.recipe import load_recipe
     from pipeline.run import plan_run, run_recipe
 
+    if args.scheduler:
+        from pipeline.cluster import check_scheduler_address
+
+        check_scheduler_address(args.scheduler)  # before planning or touching the store
     recipe = load_recipe(args.recipe)
     if args.dry_run:
         print(plan_run(recipe).summary())

@@ -61,6 +61,20 @@ class GdalEnvPlugin(WorkerPlugin):
         os.environ.update(self.env)
 
 
+#: address schemes of Dask schedulers (distributed's comm backends)
+SCHEDULER_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
+
+
+def check_scheduler_address(scheduler: str) -> None:
+    """ClusterError unless ``scheduler`` looks like a Dask scheduler address (``tcp://HOST:PORT`` ...)."""
+    scheme = scheduler.split("://", 1)[0] if "://" in scheduler else ""
+    if scheme not in SCHEDULER_SCHEMES:
+        raise ClusterError(
+            f"scheduler {scheduler!r} is not a Dask scheduler address; give tcp://HOST:PORT (default port "
+            "8786; an http:// address is the dashboard, not the scheduler)"
+        )
+
+
 @contextlib.contextmanager
 def start_cluster(
     n_workers: int = 2,
@@ -80,9 +94,10 @@ def start_cluster(
 
     env = capture_env(gdal_env)
     if scheduler:
+        check_scheduler_address(scheduler)
         try:
             client = Client(scheduler, timeout=timeout)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
             raise ClusterError(
                 f"cannot reach the Dask scheduler at {scheduler}: {exc}; start it with `dask scheduler` or drop "
                 "--scheduler to use a local cluster"

@@ -56,11 +56,29 @@ class SearchSpec(_Model):
     max_cloud_cover: float | None = Field(None, ge=0, le=100, description="percent (eo:cloud_cover)")
     filter: dict[str, Any] | None = Field(None, description="item property equality filters {name: value}")
 
+    @field_validator("datetime")
+    @classmethod
+    def _interval(cls, v: str | None) -> str | None:
+        from catalog.errors import CatalogError
+        from catalog.search import parse_datetime
+
+        try:
+            parse_datetime(v)  # the same check as catalog search: ISO 8601, start before end
+        except CatalogError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
     @field_validator("aoi")
     @classmethod
     def _bbox_order(cls, v: Any) -> Any:
         if isinstance(v, tuple):
-            w, s, e, n = v
+            from catalog.errors import CatalogError
+            from catalog.search import parse_bbox
+
+            try:
+                w, s, e, n = parse_bbox(v)  # the same check as catalog search
+            except CatalogError as exc:
+                raise ValueError(str(exc)) from None
             if not (w < e and s < n and -180 <= w and e <= 180 and -90 <= s and n <= 90):
                 raise ValueError(
                     "bbox must be (west, south, east, north) in degrees with west < east, south < north"
