@@ -192,7 +192,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pipeline.export import export_cog
 
     time = int(args.time) if args.time and args.time.lstrip("-").isdigit() else args.time  # index or ISO date
-    out = export_cog(args.store, args.variable, time=time, out=args.to_cog, overwrite=args.overwrite)
+    from rasterio._err import CPLE_BaseError
+    from rasterio.errors import RasterioError
+
+    from pipeline.errors import SinkError
+
+    try:
+        out = export_cog(args.store, args.variable, time=time, out=args.to_cog, overwrite=args.overwrite)
+    except (RasterioError, CPLE_BaseError) as exc:  # GDAL cannot create the file
+        raise SinkError(f"cannot write the COG {args.to_cog}: {exc}; choose a writable .tif path") from exc
     print(f"wrote {out}")
     return 0
 
@@ -342,6 +350,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OrbitcubeError as exc:
         print(f"orbitcube: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a path the user gave cannot be created, read or written
+        where = f" {exc.filename}" if exc.filename else ""
+        print(
+            f"orbitcube: error: cannot use{where}: {exc.strerror or exc}; check that the path exists, is a folder "
+            "where one is expected, and that you may write there",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("orbitcube: interrupted; completed tiles are kept and a rerun resumes", file=sys.stderr)
         return 130

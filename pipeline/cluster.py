@@ -65,6 +65,24 @@ class GdalEnvPlugin(WorkerPlugin):
 SCHEDULER_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
 
 
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Ignore SIGINT while worker processes are spawned, so they inherit "ignore": Ctrl-C in a terminal signals
+    the whole process group, and only this process should handle it (it closes the cluster in order), not every
+    worker with a KeyboardInterrupt traceback. Only in the main thread (elsewhere signals cannot be set)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def check_scheduler_address(scheduler: str) -> None:
     """ClusterError unless ``scheduler`` looks like a Dask scheduler address (``tcp://HOST:PORT`` ...)."""
     scheme = scheduler.split("://", 1)[0] if "://" in scheduler else ""
@@ -112,14 +130,15 @@ def start_cluster(
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # inherited by the worker processes at spawn
     try:
-        cluster = LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=threads_per_worker,
-            memory_limit=memory_limit,
-            processes=True,
-            dashboard_address=dashboard_address,
-            silence_logs=logging.WARNING,
-        )
+        with _children_ignore_sigint():
+            cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=threads_per_worker,
+                memory_limit=memory_limit,
+                processes=True,
+                dashboard_address=dashboard_address,
+                silence_logs=logging.WARNING,
+            )
     except Exception as exc:  # distributed raises many kinds here
         raise ClusterError(f"cannot start a local Dask cluster with {n_workers} workers: {exc}") from exc
     finally:

@@ -109,4 +109,28 @@ def require_times_and_footprints(items: Sequence[pystac.Item]) -> None:
             )
 
 
-__all__ = ["require_times_and_footprints", "screen_items"]
+def check_output_path(path: str | Path, what: str = "output.path") -> None:
+    """SinkError naming ``path`` when a local output cannot be created there: the path is an existing file, or
+    its nearest existing parent is a file or not writable. URLs (``az://``, ``s3://``) are left to the store."""
+    import os
+
+    from pipeline.errors import SinkError
+
+    text = str(path)
+    if "://" in text and not text.startswith("file://"):
+        return
+    p = Path(text.removeprefix("file://")).expanduser().absolute()
+    if p.exists() and not p.is_dir():
+        raise SinkError(f"{what} {p} is a file, not a folder; choose a path for a new store (e.g. cube.zarr)")
+    parent = p if p.exists() else p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SinkError(f"{what} {p}: {parent} is a file, not a folder; choose an output path in a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SinkError(
+            f"{what} {p}: the folder {parent} is not writable by this user; choose a writable output path"
+        )
+
+
+__all__ = ["check_output_path", "require_times_and_footprints", "screen_items"]

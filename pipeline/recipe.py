@@ -282,6 +282,7 @@ class Recipe(_Model):
                 raise ValueError(
                     f"analytics.{i}.input {step.input!r} is not defined before this step; known: {known}"
                 )
+            _check_new_names(i, step, known)
             known.extend(step_outputs(step))
         for v in self.output.variables or []:
             if v not in known:
@@ -305,6 +306,26 @@ NOT_IN_FINGERPRINT: dict[str, Any] = {
     "storage": True,
     "output": {"path", "report_dir", "allow_large"},
 }
+
+
+#: names a step may not give its output: the cube's dimensions and coordinates
+RESERVED_NAMES = ("time", "y", "x", "spatial_ref", "band", "month", "period", "latitude", "longitude")
+
+
+def _check_new_names(i: int, step: Any, known: list[str]) -> None:
+    """ValueError when step ``i`` would name its output (or its time dimension) like a coordinate, a dimension or
+    a variable that exists already (it would silently replace it)."""
+    names = step_outputs(step)
+    dim = step.dim if isinstance(step, CompositeStep) else None
+    for name in names:
+        if name in RESERVED_NAMES or name in known:
+            what = "a dimension/coordinate of the cube" if name in RESERVED_NAMES else "an existing variable"
+            raise ValueError(
+                f"analytics.{i}: output name {name!r} is {what} and would replace it; choose another name "
+                f"(taken: {sorted({*RESERVED_NAMES, *known})})"
+            )
+    if dim is not None and (dim in ("y", "x", "spatial_ref") or dim in known):
+        raise ValueError(f"analytics.{i}.dim {dim!r} is taken; name the period dimension e.g. 'month'")
 
 
 def step_outputs(step: IndexStep | BandMathStep | CompositeStep | TrendStep) -> list[str]:

@@ -524,6 +524,10 @@ def run_recipe(
     from pipeline.limits import require_confirmation
 
     require_confirmation(plan.bytes_written, total, recipe.name, allow_large or recipe.output.allow_large)
+    from pipeline.preflight import check_output_path
+
+    check_output_path(store)
+    check_output_path(report_dir(store, recipe), "output.report_dir")
     from catalog.storage import redact
 
     so = plan.storage_options
