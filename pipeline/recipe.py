@@ -132,6 +132,18 @@ class BandMathStep(_Model):
     expression: str
     name: str
 
+    @field_validator("expression")
+    @classmethod
+    def _parses(cls, v: str) -> str:
+        from pipeline.analytics.bandmath import parse_expression
+        from pipeline.errors import ExpressionError
+
+        try:
+            parse_expression(v)  # syntax, whitelist, function arity: refused at validation, not mid-run
+        except ExpressionError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
 
 class CompositeStep(_Model):
     """Reduce ``input`` over time (per calendar period when ``freq`` is given) -> ``<input>_<stat>``.
@@ -387,9 +399,8 @@ def _format(exc: ValidationError, source: str) -> str:
         else:
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"  {where}: {msg} (got {err.get('input')!r})")
-    return redact(
-        f"invalid recipe {source}:\n" + "\n".join(lines)
-    )  # a literal secret never reaches a message
+    body = f" {lines[0].strip()}" if len(lines) == 1 else "\n" + "\n".join(lines)  # one problem: one line
+    return redact(f"invalid recipe {source}:{body}")  # a literal secret never reaches a message
 
 
 def load_recipe(source: str | Path | Mapping[str, Any] | Recipe) -> Recipe:
