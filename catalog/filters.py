@@ -133,7 +133,7 @@ def parse_filter(value: str | dict | None) -> dict | None:
         return expr.to_json()
     except (cql2.ParseError, cql2.ValidationError, ValueError) as exc:
         raise CatalogError(
-            f"filter {value!r} is not valid CQL2 ({exc}); e.g. \"eo:cloud_cover < 20 AND platform = 'sentinel-2a'\""
+            f"filter {value!r} is not valid CQL2 ({' '.join(str(exc).split())}); e.g. \"eo:cloud_cover < 20 AND platform = 'sentinel-2a'\""
         ) from exc
 
 

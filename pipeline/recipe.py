@@ -485,7 +485,8 @@ def _safe_yaml(text: str, where: str) -> Any:
             )
         return loader.construct_document(root)
     except yaml.YAMLError as exc:
-        raise RecipeError(f"recipe {where} is not valid YAML: {exc}") from exc
+        why = " ".join(str(exc).split())  # one line: YAML's messages span several
+        raise RecipeError(f"recipe {where} is not valid YAML: {why}") from exc
     except RecursionError:
         raise RecipeError(f"recipe {where} nests too deeply; flatten its lists and mappings") from None
     finally:

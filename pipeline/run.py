@@ -516,6 +516,11 @@ def run_recipe(
 
     t_start = time.perf_counter()
     recipe = load_recipe(recipe)
+    if not dry_run:
+        from pipeline.preflight import check_output_path
+
+        check_output_path(recipe.output.path)  # before searching: a path that cannot be a store fails at once
+        check_output_path(report_dir(recipe.output.path, recipe), "output.report_dir")
     plan = plan_run(recipe)
     store = plan.store
     total = len(plan.tile_plans)
@@ -524,10 +529,6 @@ def run_recipe(
     from pipeline.limits import require_confirmation
 
     require_confirmation(plan.bytes_written, total, recipe.name, allow_large or recipe.output.allow_large)
-    from pipeline.preflight import check_output_path
-
-    check_output_path(store)
-    check_output_path(report_dir(store, recipe), "output.report_dir")
     from catalog.storage import redact
 
     so = plan.storage_options
