@@ -24,11 +24,12 @@ from pipeline.errors import ExpressionError
 
 @dataclass
 class Ctx:
-    """What a case may use: the recipe factory, a damageable copy of the mission, a finished store, tmp_path."""
+    """What a case may use: the recipe factory, a damageable copy of the mission, a finished store (built on first
+    use), tmp_path."""
 
     make_recipe: Callable[..., Path]
     mission_copy: Path
-    store: Path
+    store: Callable[[], Path]
     tmp: Path
 
 
@@ -108,7 +109,7 @@ CASES = {
         ["127.0.0.1:8786", "tcp://"],
     ),
     "export-bad-date": (
-        lambda c: ["export", str(c.store), "--variable", "ndvi", "--time", "2023-13-45", "--to-cog", str(c.tmp / "a.tif")],
+        lambda c: ["export", str(c.store()), "--variable", "ndvi", "--time", "2023-13-45", "--to-cog", str(c.tmp / "a.tif")],
         ["2023-13-45", "2023-06-01"],
     ),
     "export-store-is-a-file": (
@@ -116,12 +117,18 @@ CASES = {
         ["notes.txt"],
     ),
     "export-cog-below-a-file": (
-        lambda c: ["export", str(c.store), "--variable", "ndvi", "--time", "0", "--to-cog", _a_file(c) + "/a.tif"],
+        lambda c: ["export", str(c.store()), "--variable", "ndvi", "--time", "0", "--to-cog", _a_file(c) + "/a.tif"],
         ["notes.txt"],
     ),
     "export-cog-unwritable": (
-        lambda c: ["export", str(c.store), "--variable", "ndvi", "--time", "0", "--to-cog", "/proc/a.tif"],
+        lambda c: ["export", str(c.store()), "--variable", "ndvi", "--time", "0", "--to-cog", "/proc/a.tif"],
         ["/proc/a.tif"],
+    ),
+    "publish-ftp": (lambda c: ["catalog", "publish", str(c.mission_copy), "ftp://host/x"], ["ftp://host/x", "s3://"]),
+    "ingest-config-not-yaml": (
+        lambda c: ["catalog", "ingest", str(c.mission_copy), "--catalog", str(c.tmp / "new"), "--config",
+                   str(_write(c.tmp / "cfg.yaml", "pattern: [\n"))],
+        ["cfg.yaml", "give a YAML file"],
     ),
     "recipe-not-yaml": (
         lambda c: ["recipe", "validate", str(_write(c.tmp / "r.yaml", "catalog: [unclosed\n"))],
@@ -141,12 +148,14 @@ def _write(path: Path, text: str) -> Path:
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_gives_one_line_error(
-    case: str, make_recipe, mission_copy: Path, tiny_store: Path, tmp_path: Path
+    case: str, make_recipe, mission_copy: Path, tmp_path: Path, request
 ) -> None:
     build, needles = CASES[case]
-    args = build(Ctx(make_recipe, mission_copy, tiny_store, tmp_path))
+    args = build(Ctx(make_recipe, mission_copy, lambda: request.getfixturevalue("tiny_store"), tmp_path))
     res = run_cli(*args, timeout=90)
     assert_clean_error(res, *needles)
+    last = res.err.strip().splitlines()[-1]
+    assert last.startswith("orbitcube: error:"), res.err  # the message is one line, nothing after it
 
 
 @pytest.mark.parametrize(
