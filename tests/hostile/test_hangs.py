@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import assert_clean_error, run_cli, tiny_recipe_doc
+from hostile_helpers import assert_clean_error, run_cli, tiny_recipe_doc
 
 from catalog.errors import CatalogError
 from catalog.filters import parse_filter

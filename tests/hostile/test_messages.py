@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import REPO, assert_clean_error, item_json, run_cli, tiny_recipe_doc
+from hostile_helpers import REPO, assert_clean_error, item_json, run_cli, tiny_recipe_doc
 
 from pipeline.analytics.bandmath import ARITY, FUNCTIONS, band_math
 from pipeline.errors import ExpressionError

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import assert_clean_error, item_json, run_cli, tiny_recipe_doc
+from hostile_helpers import assert_clean_error, item_json, run_cli, tiny_recipe_doc
 
 from catalog.errors import CatalogError
 from catalog.search import parse_datetime, search
