@@ -117,3 +117,20 @@ def test_dropped_scene_is_listed_in_run_summary_and_report(
     assert "missing" in line and "B04" in line
     report = (tmp_path / "cube-report" / "index.html").read_text()
     assert dropped in report and "B04.tif" in report
+
+
+def test_library_load_names_an_item_without_datetime_or_geometry(tiny_mission) -> None:
+    from pipeline.errors import LoadError
+    from pipeline.load import load_cube
+
+    for change, needle in (({"datetime": None}, "datetime null"), ({"geometry": None}, "geometry null")):
+        items = [it.clone() for it in tiny_mission.items[:2]]
+        if "datetime" in change:
+            items[1].datetime = None
+            items[1].properties.update(
+                start_datetime="2023-06-01T00:00:00Z", end_datetime="2023-06-02T00:00:00Z"
+            )
+        else:
+            items[1].geometry = None
+        with pytest.raises(LoadError, match=f"{items[1].id}.*{needle}"):
+            load_cube(items, ["red"], crs="EPSG:32632", resolution=20)
