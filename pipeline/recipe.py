@@ -90,7 +90,9 @@ class GridSpec(_Model):
     """The output grid: CRS (default: the items' most common), resolution in CRS units, tile (= chunk) shape."""
 
     crs: str | None = Field(None, description="e.g. EPSG:32632; default the items' most common CRS")
-    resolution: float | None = Field(None, gt=0, description="pixel size in CRS units (metres for UTM)")
+    resolution: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="pixel size in CRS units (metres for UTM)"
+    )
     tile_shape: tuple[Annotated[int, Field(ge=16, le=8192)], Annotated[int, Field(ge=16, le=8192)]] = (
         512,
         512,
@@ -421,7 +423,12 @@ def load_recipe(source: str | Path | Mapping[str, Any] | Recipe) -> Recipe:
                 raise RecipeError(
                     f"recipe file {path} does not exist; write one with `orbitcube recipe example`"
                 )
-            where, base, text = str(path), path.resolve().parent, path.read_text()
+            try:
+                where, base, text = str(path), path.resolve().parent, path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                raise RecipeError(
+                    f"recipe file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8 YAML"
+                ) from None
         doc = _safe_yaml(text, where)
     if not isinstance(doc, dict):
         raise RecipeError(

@@ -130,6 +130,14 @@ CASES = {
                    str(_write(c.tmp / "cfg.yaml", "pattern: [\n"))],
         ["cfg.yaml", "give a YAML file"],
     ),
+    "recipe-not-utf8": (
+        lambda c: ["recipe", "validate", str(_write_bytes(c.tmp / "r.yaml", b"name: caf\xe9\n"))],
+        ["r.yaml", "not UTF-8"],
+    ),
+    "resolution-infinite": (
+        lambda c: ["run", str(c.make_recipe(grid={"resolution": float("inf")})), "--dry-run"],
+        ["grid.resolution", "finite"],
+    ),
     "recipe-not-yaml": (
         lambda c: ["recipe", "validate", str(_write(c.tmp / "r.yaml", "catalog: [unclosed\n"))],
         ["r.yaml", "not valid YAML"],
@@ -143,6 +151,11 @@ CASES = {
 
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
+    return path
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
     return path
 
 
