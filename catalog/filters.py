@@ -90,7 +90,9 @@ def check_filter_size(value: str | dict) -> None:
     :data:`MAX_FILTER_DEPTH` levels (CQL2 text) or ``4 * MAX_FILTER_DEPTH`` containers (CQL2 JSON), checked
     before any parser sees it: the cql2 parser overflows its native stack (a segfault) on deep nesting."""
     text = (
-        json.dumps(value) if isinstance(value, dict) and _json_depth(value) <= 4 * MAX_FILTER_DEPTH else value
+        json.dumps(value, default=str)
+        if isinstance(value, dict) and _json_depth(value) <= 4 * MAX_FILTER_DEPTH
+        else value
     )
     if isinstance(text, str) and len(text) > MAX_FILTER_LENGTH:
         raise CatalogError(
@@ -124,7 +126,7 @@ def parse_filter(value: str | dict | None) -> dict | None:
     check_filter_size(value)
     try:
         if isinstance(value, dict):
-            expr = cql2.parse_json(json.dumps(value))
+            expr = cql2.parse_json(json.dumps(value, default=str))  # dates etc. as their ISO text
         elif value.lstrip().startswith("{"):
             expr = cql2.parse_json(value)
         else:
