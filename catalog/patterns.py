@@ -109,7 +109,8 @@ def load_configs(config: CollectionConfig | Mapping | list | str | Path | None) 
         try:
             config = yaml.safe_load(Path(config).read_text())
         except (OSError, yaml.YAMLError) as exc:
-            raise CatalogError(f"cannot read collection config {config}: {exc}; give a YAML file") from exc
+            why = " ".join(str(exc).split())  # YAML errors span lines: one line for the message
+            raise CatalogError(f"cannot read collection config {config}: {why}; give a YAML file") from exc
     raw = config if isinstance(config, list) else [config]
     mine = [c if isinstance(c, CollectionConfig) else CollectionConfig.from_mapping(c) for c in raw]
     return mine + list(KNOWN)

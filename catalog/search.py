@@ -68,7 +68,12 @@ def parse_datetime(value: str | dt.datetime | dt.date | Sequence | None) -> Inte
             raise CatalogError(
                 f"datetime {value!r} has more than one '/'; use START/END with '..' for open ends"
             )
-        return (one(parts[0], False), one(parts[1], True))
+        t0, t1 = one(parts[0], False), one(parts[1], True)
+        if t0 and t1 and t0 > t1:
+            raise CatalogError(
+                f"datetime interval {value!r} ends before it starts; swap them: {parts[1]}/{parts[0]}"
+            )
+        return (t0, t1)
     if isinstance(value, dt.datetime | dt.date):
         return (one(value, False), one(value, True))
     if len(value) != 2:
@@ -82,6 +87,38 @@ def parse_datetime(value: str | dt.datetime | dt.date | Sequence | None) -> Inte
     return (t0, t1)
 
 
+def parse_bbox(value: str | Sequence[float], *, geographic: bool = True) -> tuple[float, float, float, float]:
+    """A bbox as four floats (west, south, east, north) from a sequence or a ``"w,s,e,n"`` string; CatalogError
+    naming the value unless they are four finite numbers, south < north and, when ``geographic`` (degrees,
+    WGS84), longitudes within [-180, 180] and latitudes within [-90, 90]. The one check of a bbox for searches,
+    recipes and the CLI (the west/east order is left to the caller: an antimeridian bbox has west > east)."""
+    import math
+
+    parts = value.split(",") if isinstance(value, str) else value
+    try:
+        w, s, e, n = (float(v) for v in parts)
+    except (TypeError, ValueError) as exc:
+        raise CatalogError(
+            f"bbox {value!r} must be four numbers west,south,east,north in degrees, e.g. 11.9,45.4,12.1,45.6 "
+            "(write --bbox=-55.2,... for a negative west)"
+        ) from exc
+    if not all(math.isfinite(v) for v in (w, s, e, n)):
+        raise CatalogError(f"bbox {value!r} must be finite numbers (no nan or inf)")
+    if geographic:
+        bad = [(k, v) for k, v in (("west", w), ("east", e)) if not -180 <= v <= 180]
+        bad += [(k, v) for k, v in (("south", s), ("north", n)) if not -90 <= v <= 90]
+        if bad:
+            k, v = bad[0]
+            limit = "[-180, 180]" if k in ("west", "east") else "[-90, 90]"
+            raise CatalogError(
+                f"bbox {value!r}: {k} {v:g} is outside {limit} degrees; give (west, south, east, north) as "
+                "longitude, latitude in WGS84 degrees"
+            )
+    if not s < n:
+        raise CatalogError(f"bbox {value!r} must have south < north (order: west, south, east, north)")
+    return (w, s, e, n)
+
+
 def format_interval(interval: Interval) -> str | None:
     """An interval as a STAC API datetime string (``..`` for open ends); None when both ends are open."""
     t0, t1 = interval
@@ -92,6 +129,16 @@ def format_interval(interval: Interval) -> str | None:
         return ".." if t is None else t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
     return f"{fmt(t0)}/{fmt(t1)}"
+
+
+def _is_lonlat(crs: Any) -> bool:
+    """Whether ``crs`` is WGS84 longitude/latitude (EPSG:4326 or OGC:CRS84)."""
+    from odc.geo import CRS
+
+    try:
+        return CRS(crs).epsg == 4326 or str(crs).upper().endswith("CRS84")
+    except Exception:  # noqa: BLE001 (an unknown CRS is reported when the AOI is projected)
+        return False
 
 
 @dataclass(frozen=True)
@@ -131,13 +178,8 @@ def make_query(
     aoi = None
     src_crs = crs if crs is not None else 4326
     if bbox is not None:
-        try:
-            w, s, e, n = (float(v) for v in bbox)
-        except (TypeError, ValueError) as exc:
-            raise CatalogError(f"bbox {bbox!r} must be four numbers (west, south, east, north)") from exc
-        crossing = (
-            w > e and crs is None and -180 <= e and w <= 180
-        )  # STAC: west > east crosses the antimeridian
+        w, s, e, n = parse_bbox(bbox, geographic=crs is None or _is_lonlat(crs))
+        crossing = w > e and crs is None  # STAC: west > east crosses the antimeridian
         if not ((w < e or crossing) and s < n):
             raise CatalogError(
                 f"bbox {tuple(bbox)} must be (west, south, east, north) with west < east (or, in lon/lat, "
@@ -352,6 +394,8 @@ def select_rows(index: ItemIndex, q: Query, *, strict: bool = True) -> np.ndarra
         from catalog.filters import check_properties
 
         check_properties(q.filter, index.schema)
+    if strict and q.collections is not None and index.num_rows:
+        _check_collections(index, q.collections)
     c = _columns(index)
     if c["n"] == 0:
         return np.zeros(0, np.int64)
@@ -404,6 +448,21 @@ def _bbox_hits(c: dict, bbox: tuple[float, float, float, float]) -> np.ndarray:
         split = (c["xmin"] <= e) | (c["xmax"] >= w)  # the item's parts [xmin, 180] and [-180, xmax]
         lon |= np.where(cross, split, normal)
     return lat & lon
+
+
+def _check_collections(index: ItemIndex, wanted: Sequence[str]) -> None:
+    """CatalogError when a requested collection has no item in ``index`` (most likely a typo), naming the
+    collections that exist."""
+    names = index.schema.names
+    have = (
+        set(pc.unique(index.column("collection")).drop_null().to_pylist()) if "collection" in names else set()
+    )
+    unknown = [c for c in wanted if c not in have]
+    if unknown:
+        raise CatalogError(
+            f"collection {unknown[0]!r} has no items here; check the spelling (collections: "
+            f"{', '.join(sorted(have)) or 'none: the items carry no collection id'})"
+        )
 
 
 def _sort(index: ItemIndex, rows: np.ndarray, q: Query) -> np.ndarray:

@@ -349,7 +349,14 @@ def open_catalog(path: str | Path, *, allow: Sequence[str] = ()) -> Catalog:
             ) from exc
         return cat
     log.info("%s has no %s; indexing its JSON files in memory", root, INDEX_NAME)
-    return Catalog(root, cat_dict, table=_index_from_json(root, policy), policy=policy)
+    try:
+        table = _index_from_json(root, policy)
+    except (pystac.STACError, json.JSONDecodeError, OSError, KeyError, TypeError, ValueError) as exc:
+        raise CatalogError(
+            f"cannot read the items of {root}: {exc}; list the broken files with `orbitcube catalog validate "
+            f"{root}`, then fix or remove them"
+        ) from exc
+    return Catalog(root, cat_dict, table=table, policy=policy)
 
 
 def reindex(path: str | Path) -> Catalog:

@@ -75,9 +75,9 @@ def cmd_catalog_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog_search(args: argparse.Namespace) -> int:
-    from catalog.search import search
+    from catalog.search import parse_bbox, search
 
-    bbox = tuple(float(v) for v in args.bbox.split(",")) if args.bbox else None
+    bbox = parse_bbox(args.bbox) if args.bbox else None
     found = search(
         args.source,
         bbox=bbox,
@@ -93,7 +93,12 @@ def cmd_catalog_search(args: argparse.Namespace) -> int:
     else:
         for it in found:
             cc = it.properties.get("eo:cloud_cover")
-            print(f"{it.id}\t{it.datetime:%Y-%m-%dT%H:%M:%SZ}\t{it.collection_id}\tcloud={cc}")
+            when = (
+                f"{it.datetime:%Y-%m-%dT%H:%M:%SZ}"
+                if it.datetime
+                else f"{it.properties.get('start_datetime')}/{it.properties.get('end_datetime')}"
+            )
+            print(f"{it.id}\t{when}\t{it.collection_id}\tcloud={cc}")
         print(f"{len(found)} item(s)", file=sys.stderr)
     return 0
 
@@ -149,6 +154,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.recipe import load_recipe
     from pipeline.run import plan_run, run_recipe
 
+    if args.scheduler:
+        from pipeline.cluster import check_scheduler_address
+
+        check_scheduler_address(args.scheduler)  # before planning or touching the store
     recipe = load_recipe(args.recipe)
     if args.allow:  # --allow adds to the recipe's catalog.allow (catalog.policy)
         recipe = recipe.model_copy(
@@ -159,19 +168,48 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(plan_run(recipe).summary())
         return 0
-    # the file, not the parsed recipe: a rewrite (--no-resume) must know which file never to delete
-    result = run_recipe(
-        args.recipe, scheduler=args.scheduler, progress=not args.quiet, resume=not args.no_resume
-    )
+    from pipeline.limits import LargePlanError
+
+    def go(allow_large: bool):
+        # recipe_file: a rewrite (--no-resume) must know which file never to delete
+        return run_recipe(
+            recipe,
+            recipe_file=args.recipe,
+            scheduler=args.scheduler,
+            progress=not args.quiet,
+            resume=not args.no_resume,
+            allow_large=allow_large,
+        )
+
+    try:
+        result = go(args.yes)
+    except LargePlanError as exc:
+        if not (sys.stdin.isatty() and _ask(f"{exc}\nStart it anyway? [y/N] ")):
+            raise
+        result = go(True)
     print(result.summary())
     return 0
+
+
+def _ask(question: str) -> bool:
+    """Ask a yes/no question on the terminal; only "y"/"yes" is yes."""
+    print(question, end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from pipeline.export import export_cog
 
     time = int(args.time) if args.time and args.time.lstrip("-").isdigit() else args.time  # index or ISO date
-    out = export_cog(args.store, args.variable, time=time, out=args.to_cog, overwrite=args.overwrite)
+    from rasterio._err import CPLE_BaseError
+    from rasterio.errors import RasterioError
+
+    from pipeline.errors import SinkError
+
+    try:
+        out = export_cog(args.store, args.variable, time=time, out=args.to_cog, overwrite=args.overwrite)
+    except (RasterioError, CPLE_BaseError) as exc:  # GDAL cannot create the file
+        raise SinkError(f"cannot write the COG {args.to_cog}: {exc}; choose a writable .tif path") from exc
     print(f"wrote {out}")
     return 0
 
@@ -311,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start over: delete the existing store at output.path and write every tile again (only a store "
         "orbitcube created is ever deleted; anything else is refused)",
     )
+    run.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="start plans above the size limit without asking (see --dry-run)",
+    )
     _allow_option(run)
     run.set_defaults(func=cmd_run)
 
@@ -379,6 +423,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"orbitcube: error: {redact(exc)}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a path the user gave cannot be created, read or written
+        where = f" {exc.filename}" if exc.filename else ""
+        print(
+            f"orbitcube: error: cannot use{where}: {exc.strerror or exc}; check that the path exists, is a folder "
+            "where one is expected, and that you may write there",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("orbitcube: interrupted; completed tiles are kept and a rerun resumes", file=sys.stderr)
         return 130

@@ -66,9 +66,14 @@ def export_cog(
                 raise SinkError(f"time index {time} is out of range for {dim!r} of length {da.sizes[dim]}")
             da = da.isel({dim: int(time)})
         else:
-            key = np.datetime64(
-                str(time)[:10] if isinstance(time, str) and len(str(time)) == 10 else time, "ns"
-            )
+            try:
+                key = np.datetime64(
+                    str(time)[:10] if isinstance(time, str) and len(str(time)) == 10 else time, "ns"
+                )
+            except ValueError:
+                raise SinkError(
+                    f"time {str(time)!r} is neither an index nor an ISO date; choose one of {values}"
+                ) from None
             hits = np.nonzero(da[dim].values == key)[0]
             if not hits.size:
                 raise SinkError(

@@ -65,7 +65,7 @@ def local_path(href: str) -> str | None:
     return None if "://" in href else href
 
 
-def _requested_keys(item: pystac.Item, bands: Sequence[str] | None, mask: bool) -> list[str]:
+def requested_keys(item: pystac.Item, bands: Sequence[str] | None, mask: bool) -> list[str]:
     """Asset keys a load of ``bands`` (and the quality layer when ``mask``) reads from ``item``; every asset
     when ``bands`` is None."""
     if bands is None:
@@ -90,7 +90,7 @@ def check_items(
     keep, skipped = [], []
     for it in items:
         missing = []
-        for k in dict.fromkeys(_requested_keys(it, bands, mask)):
+        for k in dict.fromkeys(requested_keys(it, bands, mask)):
             a = it.assets[k]
             href = a.get_absolute_href() or a.href
             path = local_path(href)
@@ -110,7 +110,6 @@ def check_items(
     return keep, skipped
 
 
-_check_items = check_items  # the batch runner's historical name
 
 
 def _gdal_href(href: str) -> str:
@@ -238,6 +237,9 @@ def load_cube(
         raise LoadError("no items to load; widen the search (dates, AOI, cloud cover) or check the catalog")
     if not bands:
         raise LoadError("no bands requested; name asset keys (B04) or common names (red, nir)")
+    from pipeline.preflight import require_times_and_footprints
+
+    require_times_and_footprints(items)
     items, skipped = check_items(items, on_error, bands, bool(mask))
     if not items:
         raise LoadError(f"every item was skipped ({len(skipped)}): none of their assets could be opened")

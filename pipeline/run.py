@@ -31,6 +31,8 @@ from pipeline.recipe import BandMathStep, CompositeStep, IndexStep, Recipe, Tren
 log = logging.getLogger(__name__)
 
 Tile = tuple[int, int]
+#: tiles listed one per line by :meth:`RunPlan.summary` (the rest are counted)
+SUMMARY_TILES = 12
 
 
 # ----- plan ---------------------------------------------------------------------------------------------------------
@@ -96,9 +98,14 @@ class RunPlan:
             f"grid: {g.crs} at {abs(g.resolution.x):g} CRS units, {g.shape.y} x {g.shape.x} px (y, x)",
             f"tiles: {ny} x {nx} = {ny * nx} of {tuple(self.recipe.grid.tile_shape)} px",
         ]
-        for tp in self.tile_plans:
+        for tp in self.tile_plans[:SUMMARY_TILES]:
             lines.append(
                 f"  tile {tp.index[0]}-{tp.index[1]}: {tp.shape[0]} x {tp.shape[1]} px, {len(tp.items)} items"
+            )
+        if len(self.tile_plans) > SUMMARY_TILES:
+            empty = sum(not tp.items for tp in self.tile_plans)
+            lines.append(
+                f"  ... and {len(self.tile_plans) - SUMMARY_TILES} more tiles ({empty} of all without items)"
             )
         lines.append(f"output: {self.store}")
         for name, dims in self.output_shape.items():
@@ -107,6 +114,11 @@ class RunPlan:
         lines.append(f"estimated write: {_human(self.bytes_written)} (uncompressed)")
         for iid, why in self.skipped.items():
             lines.append(f"skipped {iid}: {why}")
+        from pipeline.limits import confirmation_needed
+
+        reason = confirmation_needed(self.bytes_written, len(self.tile_plans))
+        if reason:
+            lines.append(f"large plan: it {reason}; a run needs --yes (or output.allow_large: true)")
         return "\n".join(lines)
 
 
@@ -287,7 +299,8 @@ def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
     """Search, grid and tile the run of ``recipe`` and estimate its I/O, without reading any pixel."""
     from pipeline.footprints import footprint_on
     from pipeline.grid import output_grid, tile_grid
-    from pipeline.load import _check_items
+    from pipeline.limits import check_grid_size
+    from pipeline.preflight import screen_items
 
     recipe = load_recipe(recipe)
     found = search_items(recipe)
@@ -297,8 +310,12 @@ def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
             f"(aoi={recipe.search.aoi}, datetime={recipe.search.datetime}, collections={recipe.search.collections}); "
             "widen the dates, AOI or cloud cover"
         )
-    items, missing = _check_items(found, "skip", recipe.load.bands, bool(recipe.load.mask))
-    skipped = {iid: "asset files missing" for iid in missing}
+    items, skipped = screen_items(found, recipe.load.bands, bool(recipe.load.mask))
+    if not items:
+        first = next(iter(skipped.items()))
+        raise RecipeError(
+            f"search: every one of the {len(found)} found items is skipped, e.g. {first[0]}: {first[1]}"
+        )
     geobox = output_grid(
         items,
         crs=recipe.grid.crs,
@@ -306,6 +323,7 @@ def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
         aoi=_aoi(recipe),
         bands=recipe.load.bands,
     )
+    check_grid_size(geobox.shape.yx, tuple(recipe.grid.tile_shape), abs(geobox.resolution.x))
     inside, footprints = [], []
     for it in items:
         fp = footprint_on(it.geometry, geobox)  # antimeridian- and pole-safe, in the grid's CRS
@@ -375,6 +393,11 @@ class RunResult:
             f"{self.tiles_done} tile(s) written, {self.tiles_skipped} already complete, of {self.tiles_total} "
             f"in {self.seconds:.1f} s\n  store : {self.store}\n  report: {self.report}\n  log   : {self.log_file}"
             f"\n  dashboard (while it ran): {self.dashboard}"
+        ) + "".join(
+            [f"\n{len(self.plan.skipped)} scene(s) skipped (not in the cube):"]
+            + [f"\n  {iid}: {why}" for iid, why in self.plan.skipped.items()]
+            if self.plan.skipped
+            else []
         )
 
 
@@ -497,6 +520,8 @@ def run_recipe(
     dry_run: bool = False,
     progress: bool = True,
     resume: bool = True,
+    allow_large: bool = False,
+    recipe_file: Path | None = None,
 ) -> RunResult:
     """Run ``recipe`` tile by tile into its Zarr store; return what was done.
 
@@ -506,28 +531,37 @@ def run_recipe(
     (the finished store is byte-identical to an uninterrupted run); completed tiles are re-verified against their
     chunk checksums first and damaged ones rewritten (:mod:`pipeline.verify`). ``resume=False`` deletes and
     rewrites the store, but only a store orbitcube created, never a folder that is or holds the recipe file, the
-    catalog, the report folder, the working or the home directory (SinkError otherwise; :mod:`pipeline.safety`).
-    A second
+    catalog, the report folder, the working or the home directory (SinkError otherwise; :mod:`pipeline.safety`);
+    ``recipe_file`` names the recipe's file when ``recipe`` is given parsed (a path is recognised). A second
     run on the same store at the same time raises SinkError. Writes ``<store>-report/`` (index.html, quicklooks,
     dask-performance.html, run.log; see :func:`report_dir`).
 
     ``output.path`` may be an ``az://`` or ``s3://`` URL: the store, its tile markers and its lock (a lease object,
     see :mod:`pipeline.locks`) then live in the object store, reached with the recipe's ``storage`` options;
     tiles that fail with a transient storage error (connection reset or refused, HTTP 5xx) are retried up to
-    :data:`TILE_ATTEMPTS` times in all.
+    :data:`TILE_ATTEMPTS` times in all. Plans above the limits of :mod:`pipeline.limits` (bytes, tiles) raise
+    LargePlanError unless ``allow_large`` or the recipe's ``output.allow_large`` confirms them.
     """
     from pipeline.safety import check_removable, recipe_path
     from pipeline.sink import create_store, remove_store, store_lock, store_state
     from pipeline.verify import recheck_tiles
 
     t_start = time.perf_counter()
-    recipe_file = recipe_path(recipe)
+    recipe_file = recipe_file or recipe_path(recipe)
     recipe = load_recipe(recipe)
+    if not dry_run:
+        from pipeline.preflight import check_output_path
+
+        check_output_path(recipe.output.path)  # before searching: a path that cannot be a store fails at once
+        check_output_path(report_dir(recipe.output.path, recipe), "output.report_dir")
     plan = plan_run(recipe)
     store = plan.store
     total = len(plan.tile_plans)
     if dry_run:
         return RunResult(store, None, None, 0, 0, total, plan)
+    from pipeline.limits import require_confirmation
+
+    require_confirmation(plan.bytes_written, total, recipe.name, allow_large or recipe.output.allow_large)
     from catalog.storage import redact
 
     so = plan.storage_options

@@ -9,6 +9,7 @@ import xarray as xr
 
 from pipeline.analytics._common import nanreduce
 from pipeline.errors import AnalyticsError
+from pipeline.limits import check_time_bins
 
 STATS = ("median", "mean", "min", "max", "count", "std")
 
@@ -28,6 +29,8 @@ def composite(
     if stat == "percentile" and (q is None or not 0 <= q <= 100):
         raise AnalyticsError("percentile composites need q between 0 and 100, e.g. q=25")
     data = data if _is_sorted(data["time"].values) else data.sortby("time")
+    if freq is not None:
+        check_time_bins(data["time"].values, freq)  # before pandas builds the periods
     bounds, labels = _periods(data["time"].values, freq)
     if data.chunks is not None:
         data = data.chunk({"time": -1})
@@ -174,6 +177,7 @@ def best_pixel_composite(
     if mode == "min":
         score = -score
     if freq:
+        check_time_bins(ds["time"].values, freq)
         parts = ds.assign(__score__=score).resample(time=freq)
         out = parts.map(lambda g: _best(g.drop_vars("__score__"), g["__score__"]))
     else:
