@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
-from scipy.ndimage import binary_erosion
 
 from catalog.simulator import Mission
 from pipeline.analytics import composite, detect_breaks, difference_change, dnbr_severity, spectral_index
-from pipeline.masks import dilate
+from pipeline.analytics.score import edge_band
 
 REVISIT_DAYS = 5  # Sentinel-2A + 2B
 
@@ -20,8 +19,7 @@ REVISIT_DAYS = 5  # Sentinel-2A + 2B
 def _scored(truth, gbox):
     events = {k: truth.event_mask(gbox, k) for k in ("deforestation", "burn", "flood")}
     union = np.logical_or.reduce(list(events.values()))
-    edge = dilate(union[None], 10, 10)[0] & ~binary_erosion(union)
-    return events, union, ~edge
+    return events, union, ~edge_band(union, 1)
 
 
 def test_breaks_find_planted_events_with_precision_recall_and_date(
