@@ -24,6 +24,11 @@ DEMO_STEPS = [
     {"op": "composite", "input": "ndvi", "stat": "median", "freq": "1MS"},
 ]
 DEMO_OUTPUTS = ["red", "ndvi", "ndwi", "nbr", "ndvi_median"]
+RECIPE_HEADER = (
+    "# Written by `orbitcube demo`: the example recipe (`orbitcube recipe example`) for the simulated mission,\n"
+    "# with the bands and indices that show the planted events. Paths are relative to this file.\n"
+    "# Rerun it with: orbitcube run recipe.yaml\n"
+)
 
 
 @dataclass
@@ -72,26 +77,23 @@ or:  from pipeline import open_cube; ds = open_cube("{self.store}")
 """
 
 
-def demo_recipe(cfg, mission_dir: Path, out: Path, workers: int) -> dict[str, Any]:
-    """The example recipe (:func:`pipeline.recipe.example_recipe`) pointed at the simulated mission ``cfg`` in
-    ``mission_dir``: its AOI and dates, the truth CRS at 20 m, the bands and indices that show the planted
-    events, the cube written to ``out/cube.zarr`` and the run report to ``out/run-report``."""
+def demo_recipe(cfg, workers: int) -> dict[str, Any]:
+    """The example recipe (:func:`pipeline.recipe.example_recipe`) for the simulated mission ``cfg``: its AOI and
+    dates, the truth CRS at 20 m, the bands and indices that show the planted events. Paths are relative to the
+    recipe file's folder (the demo's ``out``): the catalog ``mission/catalog/catalog.json``, the cube
+    ``cube.zarr``, the run report ``run-report/``."""
     import yaml
 
     from pipeline.recipe import example_recipe
 
     doc = yaml.safe_load(example_recipe())
     doc["name"] = "orbitcube-demo"
-    doc["catalog"]["source"] = str(Path(mission_dir, "catalog", "catalog.json").resolve())
+    doc["catalog"]["source"] = "mission/catalog/catalog.json"
     doc["search"].update(aoi=list(cfg.aoi_bbox), datetime=f"{cfg.start}/{cfg.end}")
     doc["grid"].update(crs=f"EPSG:{cfg.truth_epsg}", resolution=20)
     doc["load"]["bands"] = list(DEMO_BANDS)
     doc["analytics"] = [dict(s) for s in DEMO_STEPS]
-    doc["output"].update(
-        path=str((out / "cube.zarr").resolve()),
-        variables=list(DEMO_OUTPUTS),
-        report_dir=str((out / "run-report").resolve()),
-    )
+    doc["output"].update(path="cube.zarr", variables=list(DEMO_OUTPUTS), report_dir="run-report")
     doc["cluster"]["n_workers"] = max(1, workers)
     return doc
 
@@ -129,12 +131,12 @@ def run_demo(
 
     t0 = time.perf_counter()
     recipe_path = out / "recipe.yaml"
-    recipe_path.write_text(yaml.safe_dump(demo_recipe(cfg, out / "mission", out, workers), sort_keys=False))
+    recipe_path.write_text(RECIPE_HEADER + yaml.safe_dump(demo_recipe(cfg, workers), sort_keys=False))
     run = run_recipe(recipe_path, progress=progress, resume=False)
     secs["cube"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    report, scores, sizes = _insight(run.store, mission, out / "report", run, len(run.plan.items))
+    report, scores, sizes = _insight(run, mission, out / "report")
     secs["events"] = time.perf_counter() - t0
     return DemoResult(
         out=out,
@@ -174,14 +176,15 @@ def _mission(cfg, mission_dir: Path, progress: bool):
     )
 
 
-def _insight(store: Path | str, mission, report_dir: Path, run, n_items: int):
-    """Find the planted events in the stored cube, score them against the truth, write the demo report."""
+def _insight(run, mission, report_dir: Path):
+    """Find the planted events in the cube ``run`` wrote, score them against the truth, write the demo report."""
 
     from pipeline.analytics.events import detect_events
     from pipeline.analytics.score import score_events
     from pipeline.report import event_quicklook, quicklook, write_html_report
     from pipeline.sink import open_cube
 
+    store = run.store
     cube = open_cube(store)
     gbox = cube.odc.geobox
     found = detect_events(cube[["red", "ndwi", "nbr"]].load())
@@ -205,7 +208,7 @@ def _insight(store: Path | str, mission, report_dir: Path, run, n_items: int):
         report_dir / "index.html",
         title="orbitcube demo: what the cube shows",
         facts={
-            "scenes": str(n_items),
+            "scenes": str(len(run.plan.items)),
             "cube": str(store),
             "grid": f"EPSG:{gbox.crs.epsg}, 20 m, {cube.sizes['y']} x {cube.sizes['x']} pixels",
             "dates": f"{cube.sizes['time']} solar days, {cube.sizes['month']} months",

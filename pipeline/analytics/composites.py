@@ -127,7 +127,8 @@ def best_pixel_composite(
     that sees the pixel), the name of a spectral index ("NDVI": greenest pixel, the classic max-NDVI composite)
     or of a variable of ``ds``, or a DataArray score with dims (time,) or (time, y, x). ``mode`` is "max" or
     "min" (default "min" for least-cloud, "max" otherwise). Only observations where every band is clear compete;
-    ties take the earliest. ``freq`` (e.g. "1MS", "QS-DEC", "YS") makes one composite per calendar period.
+    ties take the earliest in time. ``freq`` (e.g. "1MS", "QS-DEC", "YS", "monthly") makes one composite per
+    calendar period, the periods of :func:`composite` (:func:`~pipeline.analytics.periods.split_periods`).
 
     Returns a Dataset with dims (y, x) (or (time, y, x) with ``freq``, time at period starts): each band named
     ``<band>_best`` and ``best_time``, the date the pixel was taken from (NaT where never clear). Keeps coords,
