@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
 import xarray as xr
+from odc.geo.geobox import GeoBox
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ def run_report(result, out_dir: Path) -> Path:
 def event_quicklook(
     detected: Mapping[str, np.ndarray],
     truth: Mapping[str, np.ndarray],
-    geobox,
+    geobox: GeoBox,
     path: Path,
     *,
     scores: Mapping[str, Mapping[str, float]] | None = None,
