@@ -36,6 +36,8 @@ _LAZY: dict[str, str] = {
     "difference_change": "pipeline.analytics",
     "dnbr_severity": "pipeline.analytics",
     "detect_breaks": "pipeline.analytics",
+    "detect_events": "pipeline.analytics",
+    "score_events": "pipeline.analytics",
     "resample_time": "pipeline.analytics",
     "gap_fill": "pipeline.analytics",
     "linear_trend": "pipeline.analytics",

@@ -17,22 +17,6 @@ from catalog.errors import OrbitcubeError
 log = logging.getLogger("orbitcube")
 
 
-class _TqdmProgress:
-    """A ``progress(done, total)`` callback drawing a tqdm bar on stderr."""
-
-    def __init__(self, desc: str, unit: str) -> None:
-        self.desc, self.unit, self.bar = desc, unit, None
-
-    def __call__(self, done: int, total: int) -> None:
-        from tqdm import tqdm
-
-        if self.bar is None:
-            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr, dynamic_ncols=True)
-        self.bar.update(done - self.bar.n)
-        if done >= total:
-            self.bar.close()
-
-
 # ----- commands --------------------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline.demo import run_demo
@@ -44,6 +28,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from catalog.simulator import MissionConfig, simulate_mission
+    from pipeline.progress import TqdmProgress
 
     cfg = MissionConfig(
         seed=args.seed,
@@ -55,7 +40,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         workers=args.workers,
         write_truth_reflectance=not args.no_truth_reflectance,
     )
-    progress = None if args.quiet else _TqdmProgress("simulating scenes", "scene")
+    progress = None if args.quiet else TqdmProgress("simulating scenes", "scene")
     m = simulate_mission(cfg, args.out, progress=progress)
     print(f"{len(m.items)} scenes written")
     print(f"  STAC catalog : {m.catalog_path}")

@@ -2,26 +2,19 @@
 
 A typo in a recipe must never hang a run or exhaust a machine: a resolution of ``0.0001`` instead of ``10``
 asks for 10^13 pixels, ``freq: 1s`` instead of ``1MS`` for millions of time bins. Hard limits (:data:`MAX_GRID_PIXELS`,
-:data:`MAX_TILES`, :data:`MAX_TIME_BINS`) raise an error naming the value and the fix; big but legal plans (more
+:data:`MAX_TILES`; time periods: :data:`pipeline.analytics.periods.MAX_PERIODS`) raise an error naming the value and the fix; big but legal plans (more
 than :data:`CONFIRM_BYTES` to write or :data:`CONFIRM_TILES` tiles) run only when the user confirms them
 (``orbitcube run --yes``, ``run_recipe(..., allow_large=True)`` or ``output.allow_large: true`` in the recipe).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-import pandas as pd
-
-from pipeline.errors import AnalyticsError, GridError, RecipeError
+from pipeline.errors import GridError, RecipeError
 
 #: most pixels of one (y, x) output grid (about 69 gigapixels, e.g. 830 x 830 km at 10 m)
 MAX_GRID_PIXELS = 2**36
 #: most tiles (= chunks in space) of one run
 MAX_TILES = 100_000
-#: most time bins one composite or temporal resampling may produce
-MAX_TIME_BINS = 100_000
 #: plans writing more (uncompressed bytes) than this need a confirmation
 CONFIRM_BYTES = 16 * 2**30
 #: plans with more tiles than this need a confirmation
@@ -57,33 +50,6 @@ def check_grid_size(shape_yx: tuple[int, int], tile_shape: tuple[int, int], reso
         )
 
 
-def check_time_bins(time: Any, freq: str) -> int:
-    """Number of ``freq`` (pandas offset) periods spanning ``time`` (datetime64 values); AnalyticsError when that
-    exceeds :data:`MAX_TIME_BINS` (e.g. ``1s`` written for ``1MS``), counted without building the periods."""
-    try:
-        offset = pd.tseries.frequencies.to_offset(freq)
-    except (ValueError, TypeError) as exc:
-        raise AnalyticsError(
-            f"freq={freq!r} is not a pandas offset like '1MS' (monthly), 'QS-DEC' (seasons), 'YS' (yearly): {exc}"
-        ) from exc
-    t = pd.DatetimeIndex(np.asarray(time))
-    if len(t) == 0:
-        return 0
-    start, end = t.min(), t.max()
-    try:
-        n = int((end - start) // pd.Timedelta(offset)) + 2  # fixed-length offsets (s, min, h, D, W...)
-    except (ValueError, TypeError):  # calendar offsets (MS, QS, YS ...): step, at most MAX_TIME_BINS times
-        n, cur = 1, start
-        while cur <= end and n <= MAX_TIME_BINS:
-            cur, n = cur + offset, n + 1
-    if n > MAX_TIME_BINS:
-        raise AnalyticsError(
-            f"freq={freq!r} cuts {start:%Y-%m-%d} .. {end:%Y-%m-%d} into about {n} periods; the limit is "
-            f"{MAX_TIME_BINS}: did you mean '1MS' (month starts), 'QS-DEC' or 'YS'?"
-        )
-    return n
-
-
 class LargePlanError(RecipeError):
     """A legal but big plan was not confirmed (``--yes``, ``allow_large=True`` or ``output.allow_large``)."""
 
@@ -115,9 +81,7 @@ __all__ = [
     "LargePlanError",
     "MAX_GRID_PIXELS",
     "MAX_TILES",
-    "MAX_TIME_BINS",
     "check_grid_size",
-    "check_time_bins",
     "confirmation_needed",
     "require_confirmation",
 ]

@@ -110,8 +110,6 @@ def check_items(
     return keep, skipped
 
 
-
-
 def _gdal_href(href: str) -> str:
     """What GDAL opens for an asset href: local paths as they are, URLs through GDAL's virtual file systems."""
     path = local_path(href)

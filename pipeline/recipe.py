@@ -152,16 +152,18 @@ class BandMathStep(_Model):
 
 
 class CompositeStep(_Model):
-    """Reduce ``input`` over time (per calendar period when ``freq`` is given) -> ``<input>_<stat>``.
+    """Reduce ``input`` over time (per calendar period when ``freq`` is given) -> ``<input>_<stat>``, or
+    ``<input>_p<q>`` for a percentile (q=2.5 -> ``_p2_5``); see :func:`pipeline.analytics.composite`.
 
     With ``freq`` the result has its own time dimension ``dim`` (default ``month`` for "1MS", else
     ``time_<freq>``)."""
 
-    op: Literal["composite", "resample"]
+    op: Literal["composite"]
     input: str
     stat: Literal["median", "mean", "min", "max", "std", "count", "percentile"] = "median"
     freq: str | None = Field(
-        None, description="pandas offset: 1MS (monthly), QS-DEC (seasons), YS; none = all"
+        None,
+        description="pandas offset: 1MS (monthly), QS-DEC (seasons), YS, or monthly, seasonal, annual; none = all",
     )
     q: float | None = Field(None, ge=0, le=100)
     dim: str | None = None
@@ -182,12 +184,11 @@ class TrendStep(_Model):
 
 
 Step = Annotated[IndexStep | BandMathStep | CompositeStep | TrendStep, Field(discriminator="op")]
-STEP_OPS = ("index", "band_math", "composite", "resample", "trend")
+STEP_OPS = ("index", "band_math", "composite", "trend")
 _STEP_MODELS: dict[str, type[BaseModel]] = {
     "index": IndexStep,
     "band_math": BandMathStep,
     "composite": CompositeStep,
-    "resample": CompositeStep,
     "trend": TrendStep,
 }
 
@@ -355,8 +356,9 @@ def step_outputs(step: IndexStep | BandMathStep | CompositeStep | TrendStep) -> 
     if isinstance(step, BandMathStep):
         return [step.name]
     if isinstance(step, CompositeStep):
-        suffix = f"p{int(step.q)}" if step.stat == "percentile" and step.q is not None else step.stat
-        return [f"{step.input}_{suffix}"]
+        from pipeline.analytics.periods import stat_suffix  # the one naming rule (imported when needed)
+
+        return [f"{step.input}_{stat_suffix(step.stat, step.q)}"]
     return [f"{step.input}_{k}" for k in ("slope", "intercept", "pvalue", "nobs")]
 
 

@@ -220,7 +220,7 @@ def _step_dim(step: CompositeStep) -> str:
 
 def apply_steps(cube: xr.Dataset, recipe: Recipe) -> xr.Dataset:
     """Run the recipe's analytics steps on ``cube`` (lazy); return the output variables named in the recipe."""
-    from pipeline.analytics import band_math, composite, linear_trend, resample_time, spectral_index
+    from pipeline.analytics import band_math, composite, linear_trend, spectral_index
 
     ds = cube
     for step in recipe.analytics:
@@ -230,11 +230,7 @@ def apply_steps(cube: xr.Dataset, recipe: Recipe) -> xr.Dataset:
         elif isinstance(step, BandMathStep):
             ds[step.name] = band_math(ds, step.expression, name=step.name)
         elif isinstance(step, CompositeStep):
-            src = ds[step.input]
-            if step.op == "resample" and step.freq:
-                out = resample_time(src, step.freq, step.stat, q=step.q)
-            else:
-                out = composite(src, step.stat, freq=step.freq, q=step.q)
+            out = composite(ds[step.input], step.stat, freq=step.freq, q=step.q)
             if "time" in out.dims:
                 out = out.rename(time=_step_dim(step))
             ds[out.name] = out
