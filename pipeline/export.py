@@ -90,12 +90,18 @@ def export_cog(
     with naming_damaged_chunks(store, storage_options):
         data = da.load().astype("float32")
     data = data.rio.write_crs(data.odc.crs.to_wkt()).rio.write_nodata(np.nan, encoded=False)
-    if not remote:
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
     # a fresh temporary file (GDAL never sees, and so never deletes, the old target), renamed over the target
     # only when complete: a failed export leaves the old target as it was
     tmp_dir = None if remote else Path(target).parent
-    with tempfile.TemporaryDirectory(prefix=".orbitcube-cog-", dir=tmp_dir) as tmp:
+    try:
+        if tmp_dir is not None:
+            tmp_dir.mkdir(parents=True, exist_ok=True)
+        workdir = tempfile.TemporaryDirectory(prefix=".orbitcube-cog-", dir=tmp_dir)
+    except OSError as exc:
+        raise SinkError(
+            f"cannot write the COG {target}: {exc.strerror or exc}; choose a folder you may write to"
+        ) from exc
+    with workdir as tmp:
         local = Path(tmp) / "out.tif"
         # GDAL's COG driver: tiled, overviews when large enough, IFDs first; floating-point predictor for float32
         data.rio.to_raster(
