@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -33,15 +34,99 @@ _CMP = {
 _ALIASES = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "lte": "<=", "gt": ">", "ge": ">=", "gte": ">="}
 
 
+#: longest filter accepted (characters of CQL2 text or JSON): the parser is recursive native code without limits
+MAX_FILTER_LENGTH = 20_000
+#: deepest nesting accepted: parentheses plus prefix operators (NOT, unary minus) in text, containers in JSON
+MAX_FILTER_DEPTH = 50
+_TEXT_TOKENS = re.compile(
+    r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\(|\)|\bnot\b|[-+]|[^\s()'\"+-]+", re.IGNORECASE
+)
+
+
+def _text_depth(text: str) -> int:
+    """Nesting depth of CQL2 text: open parentheses plus runs of prefix operators (``NOT``, ``-``, ``+``), outside
+    string literals. Linear in the text, never recursive."""
+    levels, run, deepest = [0], 0, 0
+    for tok in _TEXT_TOKENS.findall(text):
+        if tok == "(":
+            levels.append(levels[-1] + run + 1)
+            run = 0
+        elif tok == ")":
+            if len(levels) > 1:
+                levels.pop()
+            run = 0
+        elif tok in "-+" or tok.lower() == "not":
+            run += 1
+        else:
+            run = 0
+        deepest = max(deepest, levels[-1] + run)
+    return deepest
+
+
+def _json_depth(value: Any) -> int:
+    """Container nesting depth of a JSON document (dict/list) or of JSON text (brackets outside strings)."""
+    if isinstance(value, str):
+        depth = deepest = 0
+        for tok in re.findall(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', value):
+            if tok in "[{":
+                depth += 1
+                deepest = max(deepest, depth)
+            elif tok in "]}":
+                depth -= 1
+        return deepest
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            if depth > 4 * MAX_FILTER_DEPTH:
+                break
+            stack.extend((v, depth + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def check_filter_size(value: str | dict) -> None:
+    """CatalogError when a filter is longer than :data:`MAX_FILTER_LENGTH` characters or nests deeper than
+    :data:`MAX_FILTER_DEPTH` levels (CQL2 text) or ``4 * MAX_FILTER_DEPTH`` containers (CQL2 JSON), checked
+    before any parser sees it: the cql2 parser overflows its native stack (a segfault) on deep nesting."""
+    text = (
+        json.dumps(value, default=str)
+        if isinstance(value, dict) and _json_depth(value) <= 4 * MAX_FILTER_DEPTH
+        else value
+    )
+    if isinstance(text, str) and len(text) > MAX_FILTER_LENGTH:
+        raise CatalogError(
+            f"filter is {len(text)} characters long; the limit is {MAX_FILTER_LENGTH}: split the search, or "
+            "use collections/ids/bbox/datetime arguments instead of long OR lists"
+        )
+    is_json = isinstance(value, dict) or value.lstrip().startswith("{")
+    depth, limit = (
+        (_json_depth(value), 4 * MAX_FILTER_DEPTH) if is_json else (_text_depth(value), MAX_FILTER_DEPTH)
+    )
+    if depth > limit:
+        what = "nested JSON objects/lists" if is_json else "nested parentheses/NOT/minus signs"
+        raise CatalogError(
+            f"filter nests {depth} levels deep ({what}); the limit is {limit}: remove redundant parentheses "
+            "and double negations"
+        )
+
+
 def parse_filter(value: str | dict | None) -> dict | None:
-    """CQL2 text or JSON (dict or JSON string) -> validated CQL2 JSON dict; CatalogError naming the problem."""
+    """CQL2 text or JSON (dict or JSON string) -> validated CQL2 JSON dict; CatalogError naming the problem
+    (also for filters over the length and depth limits of :func:`check_filter_size`)."""
     if value is None:
         return None
     import cql2
 
+    if not isinstance(value, str | dict):
+        raise CatalogError(
+            f"filter must be CQL2 text or a CQL2 JSON object, got {type(value).__name__}; "
+            'e.g. "eo:cloud_cover < 20"'
+        )
+    check_filter_size(value)
     try:
         if isinstance(value, dict):
-            expr = cql2.parse_json(json.dumps(value))
+            expr = cql2.parse_json(json.dumps(value, default=str))  # dates etc. as their ISO text
         elif value.lstrip().startswith("{"):
             expr = cql2.parse_json(value)
         else:
@@ -50,7 +135,7 @@ def parse_filter(value: str | dict | None) -> dict | None:
         return expr.to_json()
     except (cql2.ParseError, cql2.ValidationError, ValueError) as exc:
         raise CatalogError(
-            f"filter {value!r} is not valid CQL2 ({exc}); e.g. \"eo:cloud_cover < 20 AND platform = 'sentinel-2a'\""
+            f"filter {value!r} is not valid CQL2 ({' '.join(str(exc).split())}); e.g. \"eo:cloud_cover < 20 AND platform = 'sentinel-2a'\""
         ) from exc
 
 

@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from catalog.errors import CatalogError
+
 #: rows per parquet row group of a written index (decoding one group of S2-like items takes ~5-10 ms)
 ROW_GROUP_ROWS = 512
 #: size in degrees of the lon/lat cells that order the index (see :func:`sort_table`)
@@ -33,6 +35,12 @@ def index_table(dicts: Sequence[dict]) -> pa.Table:
 
     if not dicts:
         return pa.table({"id": pa.array([], pa.string())})
+    no_geometry = [d.get("id") for d in dicts if d.get("geometry") is None]
+    if no_geometry:
+        raise CatalogError(
+            f"item {no_geometry[0]!r} has geometry null ({len(no_geometry)} such item(s)); orbitcube indexes "
+            "items by footprint: add the geometry and bbox of each scene, or remove such items"
+        )
     reader = sga.parse_stac_items_to_arrow(dicts)
     table = reader.read_all() if hasattr(reader, "read_all") else reader
     return table.combine_chunks()

@@ -24,7 +24,8 @@ from odc.geo.geom import box
 
 from catalog.errors import CatalogError
 from catalog.extensions import COG, EXT, GTIFF
-from catalog.patterns import QUALITY_KEYS, CollectionConfig, load_configs
+from catalog.patterns import KNOWN, QUALITY_KEYS, CollectionConfig, load_configs
+from catalog.products import band_encoding
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,18 @@ def _match(href: str, configs: Sequence[CollectionConfig]) -> tuple[CollectionCo
         if m:
             return cfg, m
     return None
+
+
+def _day_interval(m: re.Match) -> dict:
+    """For a file name that gives only a date: ``start_datetime``/``end_datetime`` spanning that UTC day, the
+    STAC way of saying the time of day is unknown (the item's datetime is then the day's 00:00 UTC, and
+    :mod:`pipeline.timeaxis` labels the scene with the date as given instead of shifting it by longitude)."""
+    if m.groupdict().get("datetime") or not m.groupdict().get("date"):
+        return {}
+    start = _datetime(m)
+    end = start + dt.timedelta(days=1) - dt.timedelta(seconds=1)
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"  # as the catalog index writes times back, so re-ingest compares equal
+    return {"start_datetime": start.strftime(fmt), "end_datetime": end.strftime(fmt)}
 
 
 def _datetime(m: re.Match) -> dt.datetime:
@@ -212,6 +225,7 @@ def _item(
         "proj:code": common_code,
         "instruments": [cfg.instrument] if cfg.instrument else None,
         "platform": _platform(cfg, m0),
+        **_day_interval(m0),
     }
     g = m0.groupdict()
     if g.get("path") and g.get("row"):
@@ -229,13 +243,19 @@ def _item(
     )
     for href, _cfg, m in sorted(files, key=lambda f: _band_key(f[2])):
         key = _band_key(m)
-        item.add_asset(key, _asset(cfg, key, href, headers[href], common_code))
+        item.add_asset(key, _asset(cfg, key, href, headers[href], common_code, item.datetime))
     return item
 
 
-def _asset(cfg: CollectionConfig, key: str, href: str, h: dict, common_code: str | None) -> pystac.Asset:
+def _asset(
+    cfg: CollectionConfig, key: str, href: str, h: dict, common_code: str | None, when: dt.datetime | None
+) -> pystac.Asset:
     over = cfg.per_band.get(key, {})
     scale, offset = over.get("scale", cfg.scale), over.get("offset", cfg.offset)
+    if cfg in KNOWN and "offset" not in over:  # a known product: the product table decides (per date for S2)
+        enc = band_encoding(cfg.collection_id, {}, when.date() if when else None, key)
+        if enc is not None:
+            scale, offset = enc.scale, enc.offset
     bands = []
     for dtype, file_nodata in zip(h["dtypes"], h["nodatavals"], strict=True):
         raster: dict = {"data_type": dtype, "spatial_resolution": abs(h["transform"][0])}

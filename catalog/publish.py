@@ -23,6 +23,10 @@ from catalog.errors import CatalogError
 log = logging.getLogger(__name__)
 
 
+#: URL schemes a catalog can be published to (object stores fsspec writes to)
+PUBLISH_SCHEMES = ("az", "azure", "abfs", "abfss", "s3", "gs", "gcs")
+
+
 def publish_catalog(
     source: str | Path,
     url: str,
@@ -37,7 +41,7 @@ def publish_catalog(
     ``"s2/S2A_.../B04.tif"``; JSON and the index are always copied); ``progress(done, total)`` is called after
     each file. Returns the URL of the published ``catalog.json``. Raises CatalogError (URL redacted) when the
     folder is no catalog or the store refuses a write."""
-    from catalog.storage import filesystem, is_remote, redact, retry
+    from catalog.storage import filesystem, is_remote, redact, retry, scheme
 
     src = Path(source)
     root = src.parent if src.is_file() else src
@@ -46,9 +50,14 @@ def publish_catalog(
         raise CatalogError(
             f"{source} is not a catalog folder (no catalog.json); pass the folder ingest wrote"
         )
-    if not is_remote(url):
+    if not is_remote(url) or scheme(url) not in PUBLISH_SCHEMES:
         raise CatalogError(
-            f"{url!r} is not an object-store URL; use az://container/prefix or s3://bucket/prefix"
+            f"{redact(url)!r} is not an object-store URL; use az://container/prefix or s3://bucket/prefix"
+        )
+    if "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        raise CatalogError(
+            f"{redact(url)}: the URL carries credentials (user:secret@); give them as storage options or through "
+            "the AZURE_STORAGE_* / AWS_* environment variables, never in the URL"
         )
     prefix = url.rstrip("/")
     if prefix.endswith("/catalog.json"):

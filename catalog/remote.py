@@ -7,6 +7,9 @@ followed, and the result is filtered once more locally so that every source has 
 catalog is walked with pystac and filtered in memory.
 
 URLs in messages and logs are stripped of query strings and user info (SAS tokens, signatures, passwords).
+
+Links (children, items, search pages) are followed, and asset hrefs of the items returned accepted, only inside
+the catalog's origin or the user's allow list (:mod:`catalog.policy`): checked before any request is sent.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pystac
 
 from catalog.errors import CatalogError
+from catalog.policy import AccessPolicy, check_items, guarded_stac_io, refusals, request_guard
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +69,21 @@ def open_remote(
     headers: dict[str, str] | None = None,
     timeout: float = 30.0,
     storage_options: dict[str, Any] | None = None,
+    policy: AccessPolicy | None = None,
 ) -> Any:
     """Open the STAC document at ``url``: a ``pystac_client.Client`` for a STAC API (Item Search), else a
     ``pystac.Catalog`` (or Collection) for a static catalog. ``az://`` / ``s3://`` (any fsspec URL) are static
     catalogs read through fsspec with ``storage_options`` (default: credentials from the environment; see
-    :mod:`catalog.storage`). CatalogError when it cannot be read."""
+    :mod:`catalog.storage`). CatalogError when it cannot be read. Links are followed only where ``policy``
+    (default: the URL's own origin) allows."""
     from catalog.storage import is_remote, redact, stac_io
 
     if not is_remote(url):
         raise CatalogError(f"{url!r} is not a URL; give a local path to open a catalog on disk")
+    policy = policy or AccessPolicy.for_catalog(url)
     if not url.startswith(("http://", "https://")):
         try:
-            root = pystac.read_file(url, stac_io=stac_io(storage_options))
+            root = pystac.read_file(url, stac_io=guarded_stac_io(policy, stac_io(storage_options)))
         except CatalogError:
             raise
         except (KeyError, ValueError, pystac.STACError) as exc:
@@ -90,7 +97,7 @@ def open_remote(
         from pystac_client.exceptions import APIError
 
         try:
-            return Client.open(url, headers=headers, timeout=timeout)
+            return Client.open(url, headers=headers, timeout=timeout, request_modifier=request_guard(policy))
         except (APIError, OSError) as exc:
             raise CatalogError(f"cannot open the STAC API at {safe_url(url)}: {exc}") from exc
     kind = doc.get("type")
@@ -100,7 +107,11 @@ def open_remote(
         )
     try:
         cls = pystac.Collection if kind == "Collection" else pystac.Catalog
-        return cls.from_dict(doc, href=url)
+        root = cls.from_dict(doc, href=url)
+        root._stac_io = guarded_stac_io(
+            policy
+        )  # as pystac's own from_file sets it: every link read is checked
+        return root
     except (KeyError, ValueError, pystac.STACError) as exc:
         raise CatalogError(f"{safe_url(url)} is not a valid STAC {kind}: {exc}") from exc
 
@@ -116,21 +127,28 @@ def _api_filter(q: Any) -> dict | None:
     return parts[0] if len(parts) == 1 else {"op": "and", "args": parts}
 
 
-def search_remote(url: str, q: Any, *, headers: dict[str, str] | None = None) -> pystac.ItemCollection:
+def search_remote(
+    url: str, q: Any, *, headers: dict[str, str] | None = None, allow: Any = ()
+) -> pystac.ItemCollection:
     """Run the normalised query ``q`` (:class:`catalog.search.Query`) against a remote static catalog or STAC
-    API; asset hrefs come back absolute. The same local filter runs on what the server returns."""
+    API; asset hrefs come back absolute. The same local filter runs on what the server returns. Links and the
+    asset hrefs of the items found must be under the URL's origin or an ``allow`` entry (CatalogError)."""
     from pystac_client import Client
     from shapely.geometry import mapping
 
     from catalog.search import format_interval, search_items
 
-    src = open_remote(url, headers=headers)
+    policy = AccessPolicy.for_catalog(url, allow)
+    src = open_remote(url, headers=headers, policy=policy)
     if not isinstance(src, Client):  # (a Client is a pystac.Catalog too)
-        items = list(src.get_items(recursive=True))
+        with refusals():
+            items = list(src.get_items(recursive=True))
         for it in items:
             it.make_asset_hrefs_absolute()
         log.info("walked static catalog %s: %d items", safe_url(url), len(items))
-        return search_items(items, q)
+        found = search_items(items, q)
+        check_items(list(found), policy)
+        return found
     from pystac_client.exceptions import APIError
 
     kwargs: dict[str, Any] = {
@@ -151,4 +169,6 @@ def search_remote(url: str, q: Any, *, headers: dict[str, str] | None = None) ->
     except (APIError, OSError) as exc:
         raise CatalogError(f"search on {safe_url(url)} failed: {exc}") from exc
     log.info("STAC API %s returned %d items", safe_url(url), len(found))
-    return search_items(found, q, strict=False)
+    result = search_items(found, q, strict=False)
+    check_items(list(result), policy)
+    return result

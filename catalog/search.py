@@ -18,7 +18,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pystac
+import shapely
 
+from catalog.antimeridian import bbox_parts, normalize_lonlat
 from catalog.errors import CatalogError
 
 if TYPE_CHECKING:
@@ -66,7 +68,12 @@ def parse_datetime(value: str | dt.datetime | dt.date | Sequence | None) -> Inte
             raise CatalogError(
                 f"datetime {value!r} has more than one '/'; use START/END with '..' for open ends"
             )
-        return (one(parts[0], False), one(parts[1], True))
+        t0, t1 = one(parts[0], False), one(parts[1], True)
+        if t0 and t1 and t0 > t1:
+            raise CatalogError(
+                f"datetime interval {value!r} ends before it starts; swap them: {parts[1]}/{parts[0]}"
+            )
+        return (t0, t1)
     if isinstance(value, dt.datetime | dt.date):
         return (one(value, False), one(value, True))
     if len(value) != 2:
@@ -80,6 +87,38 @@ def parse_datetime(value: str | dt.datetime | dt.date | Sequence | None) -> Inte
     return (t0, t1)
 
 
+def parse_bbox(value: str | Sequence[float], *, geographic: bool = True) -> tuple[float, float, float, float]:
+    """A bbox as four floats (west, south, east, north) from a sequence or a ``"w,s,e,n"`` string; CatalogError
+    naming the value unless they are four finite numbers, south < north and, when ``geographic`` (degrees,
+    WGS84), longitudes within [-180, 180] and latitudes within [-90, 90]. The one check of a bbox for searches,
+    recipes and the CLI (the west/east order is left to the caller: an antimeridian bbox has west > east)."""
+    import math
+
+    parts = value.split(",") if isinstance(value, str) else value
+    try:
+        w, s, e, n = (float(v) for v in parts)
+    except (TypeError, ValueError) as exc:
+        raise CatalogError(
+            f"bbox {value!r} must be four numbers west,south,east,north in degrees, e.g. 11.9,45.4,12.1,45.6 "
+            "(write --bbox=-55.2,... for a negative west)"
+        ) from exc
+    if not all(math.isfinite(v) for v in (w, s, e, n)):
+        raise CatalogError(f"bbox {value!r} must be finite numbers (no nan or inf)")
+    if geographic:
+        bad = [(k, v) for k, v in (("west", w), ("east", e)) if not -180 <= v <= 180]
+        bad += [(k, v) for k, v in (("south", s), ("north", n)) if not -90 <= v <= 90]
+        if bad:
+            k, v = bad[0]
+            limit = "[-180, 180]" if k in ("west", "east") else "[-90, 90]"
+            raise CatalogError(
+                f"bbox {value!r}: {k} {v:g} is outside {limit} degrees; give (west, south, east, north) as "
+                "longitude, latitude in WGS84 degrees"
+            )
+    if not s < n:
+        raise CatalogError(f"bbox {value!r} must have south < north (order: west, south, east, north)")
+    return (w, s, e, n)
+
+
 def format_interval(interval: Interval) -> str | None:
     """An interval as a STAC API datetime string (``..`` for open ends); None when both ends are open."""
     t0, t1 = interval
@@ -90,6 +129,16 @@ def format_interval(interval: Interval) -> str | None:
         return ".." if t is None else t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
     return f"{fmt(t0)}/{fmt(t1)}"
+
+
+def _is_lonlat(crs: Any) -> bool:
+    """Whether ``crs`` is WGS84 longitude/latitude (EPSG:4326 or OGC:CRS84)."""
+    from odc.geo import CRS
+
+    try:
+        return CRS(crs).epsg == 4326 or str(crs).upper().endswith("CRS84")
+    except Exception:  # noqa: BLE001 (an unknown CRS is reported when the AOI is projected)
+        return False
 
 
 @dataclass(frozen=True)
@@ -129,15 +178,14 @@ def make_query(
     aoi = None
     src_crs = crs if crs is not None else 4326
     if bbox is not None:
-        try:
-            w, s, e, n = (float(v) for v in bbox)
-        except (TypeError, ValueError) as exc:
-            raise CatalogError(f"bbox {bbox!r} must be four numbers (west, south, east, north)") from exc
-        if not (w < e and s < n):
+        w, s, e, n = parse_bbox(bbox, geographic=crs is None or _is_lonlat(crs))
+        crossing = w > e and crs is None  # STAC: west > east crosses the antimeridian
+        if not ((w < e or crossing) and s < n):
             raise CatalogError(
-                f"bbox {tuple(bbox)} must be (west, south, east, north) with west < east, south < north"
+                f"bbox {tuple(bbox)} must be (west, south, east, north) with west < east (or, in lon/lat, "
+                "west > east for a box that crosses the antimeridian) and south < north"
             )
-        aoi = box(w, s, e, n, crs=src_crs)
+        aoi = box(w, s, e, n, crs=src_crs) if not crossing else _crossing_box(w, s, e, n)
     if intersects is not None:
         if isinstance(intersects, Geometry):
             geom = intersects
@@ -153,8 +201,8 @@ def make_query(
     aoi_bbox = None
     if aoi is not None:
         aoi = aoi.to_crs(4326, resolution=None) if aoi.crs is not None and aoi.crs.epsg != 4326 else aoi
-        aoi_bbox = tuple(float(v) for v in aoi.boundingbox)
-        aoi = aoi.geom
+        aoi = normalize_lonlat(aoi.geom)  # a ring that crosses the antimeridian: split at +-180
+        aoi_bbox = _lonlat_bbox(aoi)
     if max_cloud_cover is not None and not (0 <= float(max_cloud_cover) <= 100):
         raise CatalogError(f"max_cloud_cover {max_cloud_cover!r} must be a percentage between 0 and 100")
     if limit is not None and (int(limit) != limit or limit < 1):
@@ -182,6 +230,26 @@ def make_query(
     )
 
 
+def _crossing_box(w: float, s: float, e: float, n: float):
+    """The odc-geo Geometry of a lon/lat bbox with west > east: its two parts on either side of +-180."""
+    from odc.geo.geom import Geometry
+
+    return Geometry(shapely.union_all([shapely.box(*b) for b in bbox_parts((w, s, e, n))]), crs=4326)
+
+
+def _lonlat_bbox(geom) -> tuple[float, float, float, float]:
+    """The STAC bbox of a normalised lon/lat geometry: west > east when its parts touch both sides of +-180 and
+    the gap between them is wider than the span round the antimeridian."""
+    w, s, e, n = (float(v) for v in geom.bounds)
+    parts = shapely.get_parts(geom)
+    if len(parts) > 1 and w <= -180 + 1e-9 and e >= 180 - 1e-9:
+        east_side = [p.bounds[0] for p in parts if p.bounds[0] >= 0]  # west edges of the parts east of 0
+        west_side = [p.bounds[2] for p in parts if p.bounds[2] < 0]  # east edges of the parts west of 0
+        if east_side and west_side and min(east_side) > max(west_side):
+            return (min(east_side), s, max(west_side), n)
+    return (w, s, e, n)
+
+
 def search(
     source: Any,
     *,
@@ -195,6 +263,7 @@ def search(
     filter: str | dict | None = None,
     sortby: str | Sequence[str] | None = "datetime",
     limit: int | None = None,
+    allow: Sequence[str] = (),
 ) -> pystac.ItemCollection:
     """Items of ``source`` matching every given filter, as a ``pystac.ItemCollection``.
 
@@ -204,11 +273,16 @@ def search(
     from the environment).
     ``bbox`` (west, south, east, north) and ``intersects`` (GeoJSON dict, shapely or odc-geo geometry) are in
     ``crs`` (default EPSG:4326, lon/lat degrees; an odc-geo Geometry carries its own); items match when their
-    geometry intersects the area. ``datetime``: ``"2023-01-01/2023-03-31"``, ``"../2023-03"``, ``"2023-06"``,
+    geometry intersects the area; a lon/lat ``bbox`` with west > east crosses the antimeridian (STAC), and items
+    whose footprint crosses it (split at +-180, bbox west > east, or one ring jumping across) are found from
+    either side. ``datetime``: ``"2023-01-01/2023-03-31"``, ``"../2023-03"``, ``"2023-06"``,
     a date/datetime, or a (start, end) pair with None for open ends (UTC). ``max_cloud_cover`` in percent
     (items without ``eo:cloud_cover`` do not match). ``filter``: CQL2 text or JSON (see :mod:`catalog.filters`).
     ``sortby``: field names, ``-`` prefix for descending (default ``datetime``, ties by id). At most ``limit``
     items. Local asset hrefs are absolute.
+    A catalog's links and the asset hrefs of the items found must stay in the catalog's own tree (its folder, or
+    its origin for a URL) or under an ``allow`` entry (a folder, URL prefix or scheme; :mod:`catalog.policy`):
+    CatalogError naming the item, asset and href otherwise. Items given as a list are not checked.
     """
     q = make_query(
         bbox=bbox,
@@ -225,23 +299,32 @@ def search(
     from catalog.store import Catalog, open_catalog
 
     if isinstance(source, Catalog):
-        return pystac.ItemCollection(source.materialise(select_rows(source, q)), clone_items=False)
+        return _search_catalog(source, q, allow)
     if isinstance(source, pystac.ItemCollection | list | tuple):
         return search_items(list(source), q)
     text = str(source)
     if "://" in text and not text.startswith("file://"):  # http(s), az://, s3:// ...
         from catalog.remote import search_remote
 
-        return search_remote(text, q)
+        return search_remote(text, q, allow=allow)
     if not isinstance(source, str | Path):
         raise CatalogError(
             f"cannot search a {type(source).__name__}; give a catalog path, a Catalog, a list of items or a URL"
         )
-    cat = open_catalog(source)
+    cat = open_catalog(source, allow=allow)
     try:
-        return pystac.ItemCollection(cat.materialise(select_rows(cat, q)), clone_items=False)
+        return _search_catalog(cat, q)
     finally:
         cat.close()
+
+
+def _search_catalog(cat: Any, q: Query, allow: Sequence[str] = ()) -> pystac.ItemCollection:
+    """Search an opened local catalog; the items found must pass its access policy (plus ``allow``)."""
+    from catalog.policy import check_items
+
+    found = cat.materialise(select_rows(cat, q))
+    check_items(found, cat.policy.allowing(allow) if allow and cat.policy else cat.policy)
+    return pystac.ItemCollection(found, clone_items=False)
 
 
 def search_items(items: list[pystac.Item], q: Query, *, strict: bool = True) -> pystac.ItemCollection:
@@ -267,7 +350,7 @@ def _columns(index: ItemIndex) -> dict[str, Any]:
         names = index.schema.names
         b = index.column("bbox")
         for k in ("xmin", "ymin", "xmax", "ymax"):
-            cache[k] = pc.fill_null(b.field(k), np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+            cache[k] = pc.fill_null(pc.cast(b.field(k), pa.float64()), np.nan).to_numpy(zero_copy_only=False)
         start, end = _time_columns(index)
         cache.update(start=start, end=end, n=n)
         cc = index.column("eo:cloud_cover") if "eo:cloud_cover" in names else None
@@ -307,12 +390,12 @@ def select_rows(index: ItemIndex, q: Query, *, strict: bool = True) -> np.ndarra
     Reads only the index columns the query needs (bbox, time, cloud cover, collection/id, the filter's
     properties, the geometry of the candidates). ``strict``: CatalogError when the filter compares a property
     no item has (:func:`catalog.filters.check_properties`)."""
-    import shapely
-
     if strict and q.filter is not None and index.num_rows:
         from catalog.filters import check_properties
 
         check_properties(q.filter, index.schema)
+    if strict and q.collections is not None and index.num_rows:
+        _check_collections(index, q.collections)
     c = _columns(index)
     if c["n"] == 0:
         return np.zeros(0, np.int64)
@@ -325,8 +408,7 @@ def select_rows(index: ItemIndex, q: Query, *, strict: bool = True) -> np.ndarra
     if q.max_cloud_cover is not None:
         mask &= c["cloud"] <= q.max_cloud_cover  # NaN (missing) compares False
     if q.aoi_bbox is not None:
-        w, s, e, n = q.aoi_bbox
-        mask &= (c["xmin"] <= e) & (c["xmax"] >= w) & (c["ymin"] <= n) & (c["ymax"] >= s)
+        mask &= _bbox_hits(c, q.aoi_bbox)
     if q.collections is not None:
         if "collection" not in index.schema.names:
             mask[:] = False
@@ -344,9 +426,43 @@ def select_rows(index: ItemIndex, q: Query, *, strict: bool = True) -> np.ndarra
         rows = rows[apply_filter(index.take(rows, names), q.filter)]
     if q.aoi is not None and rows.size:
         wkb = index.take(rows, ["geometry"]).column(0).to_numpy(zero_copy_only=False)
+        geoms = shapely.from_wkb(wkb)
+        # footprints that may cross the antimeridian (bbox west > east, or a ring read as a band round the
+        # globe) are split at +-180 first, so that a query inside the item finds it
+        wide = (c["xmin"][rows] > c["xmax"][rows]) | (c["xmax"][rows] - c["xmin"][rows] > 180)
+        for k in np.flatnonzero(wide):
+            geoms[k] = normalize_lonlat(geoms[k])
         shapely.prepare(q.aoi)
-        rows = rows[shapely.intersects(q.aoi, shapely.from_wkb(wkb))]
+        rows = rows[shapely.intersects(q.aoi, geoms)]
     return _sort(index, rows, q)
+
+
+def _bbox_hits(c: dict, bbox: tuple[float, float, float, float]) -> np.ndarray:
+    """Rows whose bbox overlaps ``bbox`` (lon/lat); either may cross the antimeridian (west > east)."""
+    _, s, _, n = bbox
+    lat = (c["ymin"] <= n) & (c["ymax"] >= s)
+    cross = c["xmin"] > c["xmax"]
+    lon = np.zeros(lat.shape, bool)
+    for w, _, e, _ in bbox_parts(bbox):
+        normal = (c["xmin"] <= e) & (c["xmax"] >= w)
+        split = (c["xmin"] <= e) | (c["xmax"] >= w)  # the item's parts [xmin, 180] and [-180, xmax]
+        lon |= np.where(cross, split, normal)
+    return lat & lon
+
+
+def _check_collections(index: ItemIndex, wanted: Sequence[str]) -> None:
+    """CatalogError when a requested collection has no item in ``index`` (most likely a typo), naming the
+    collections that exist."""
+    names = index.schema.names
+    have = (
+        set(pc.unique(index.column("collection")).drop_null().to_pylist()) if "collection" in names else set()
+    )
+    unknown = [c for c in wanted if c not in have]
+    if unknown:
+        raise CatalogError(
+            f"collection {unknown[0]!r} has no items here; check the spelling (collections: "
+            f"{', '.join(sorted(have)) or 'none: the items carry no collection id'})"
+        )
 
 
 def _sort(index: ItemIndex, rows: np.ndarray, q: Query) -> np.ndarray:

@@ -127,6 +127,12 @@ _SECRET_FIELD = re.compile(
     r"(?i)([\"']?(?:account_key|secret|secret_access_key|aws_secret_access_key|sas_token|connection_string|"
     r"password|token|session_token|credential|credentials)[\"']?\s*[:=]\s*)([\"'])(?:(?!\2).)*\2"
 )
+_SECRET_BARE = re.compile(  # the same fields of a JSON or Python repr with an unquoted value (a number)
+    r"(?i)([\"'](?:account_key|secret|secret_access_key|aws_secret_access_key|sas_token|connection_string|"
+    r"password|token|session_token|credential|credentials)[\"']\s*:\s*)(?![\"'*])([^\s,;}\])]+)"
+)
+#: ``user:password@`` left without its scheme (SDK messages quote "KEY:SECRET@bucket" as a bucket name)
+_USERINFO = re.compile(r"(?<![\w.%+~-])[\w.%+~-]+:[^\s/'\"@]+@(?=[\w\[])")
 _URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 
 
@@ -378,8 +384,8 @@ def stac_io(storage_options: Mapping[str, Any] | None = None):
 
 def redact(text: Any) -> str:
     """``text`` with secrets removed: URL query strings (SAS tokens, ``X-Amz-Signature``/``-Credential``) and user
-    info (``user:password@``), ``AccountKey=``/``sig=``/``se=``/``secret=``/``password=`` values, and
-    ``"secret": "..."``-style fields of JSON or Python reprs."""
+    info (``user:password@``, with or without the URL's scheme), ``AccountKey=``/``sig=``/``se=``/``secret=``/
+    ``password=`` values, and ``"secret": "..."``-style fields of JSON or Python reprs (quoted or not)."""
     s = str(text)
 
     def strip_url(m: re.Match) -> str:
@@ -387,6 +393,8 @@ def redact(text: Any) -> str:
         try:
             p = urlsplit(raw)
             host = p.hostname or ""
+            if ":" in host:  # an IPv6 literal keeps its brackets
+                host = f"[{host}]"
             if p.port:
                 host = f"{host}:{p.port}"
         except ValueError:  # e.g. a port that is not a number: keep scheme and host only
@@ -394,8 +402,32 @@ def redact(text: Any) -> str:
         return urlunsplit((p.scheme, host, p.path, "", ""))
 
     s = _URL.sub(strip_url, s)
+    s = _USERINFO.sub("***@", s)
     s = _SECRET_KV.sub(lambda m: f"{m.group(1)}=***", s)
-    return _SECRET_FIELD.sub(lambda m: f"{m.group(1)}{m.group(2)}***{m.group(2)}", s)
+    s = _SECRET_FIELD.sub(lambda m: f"{m.group(1)}{m.group(2)}***{m.group(2)}", s)
+    return _SECRET_BARE.sub(lambda m: f"{m.group(1)}***", s)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that passes every record with secrets removed (:func:`redact`) from its message and
+    its traceback text: attach it to a handler (``handler.addFilter(RedactingFilter())``) so that nothing that
+    handler writes, from orbitcube or from a library, carries a SAS token, signature, password or key."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = record.getMessage()
+        except Exception:  # noqa: BLE001 (a bad format string: leave it to the handler's own error path)
+            return True
+        clean = redact(msg)
+        if clean != msg:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
 
 
 # ----- errors and retries -------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import pystac
 
 from catalog.errors import CatalogError
 from catalog.index import ItemIndex, atomic_write_index, index_table, sort_table, write_index
+from catalog.policy import AccessPolicy, check_href, guarded_stac_io, refusals
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +139,19 @@ class Catalog(ItemIndex):
     """
 
     def __init__(
-        self, root: Path, catalog_dict: dict, *, table: pa.Table | None = None, path: Path | None = None
+        self,
+        root: Path,
+        catalog_dict: dict,
+        *,
+        table: pa.Table | None = None,
+        path: Path | None = None,
+        policy: AccessPolicy | None = None,
     ) -> None:
         super().__init__(table=table, path=path)
         self.root = root
+        #: where links and asset hrefs may point (:mod:`catalog.policy`), checked on every search result; None (the
+        #: catalogs write_catalog and ingest return: the caller's own items) checks nothing
+        self.policy = policy
         self.catalog_file = root / "catalog.json"
         self.catalog_dict = catalog_dict
         self._collections: dict[str, pystac.Collection] | None = None
@@ -171,6 +181,7 @@ class Catalog(ItemIndex):
             for ln in self.catalog_dict.get("links", []):
                 if ln.get("rel") == "child":
                     path = (self.root / ln["href"]).resolve()
+                    check_href(str(path), self.policy, what=f"{self.catalog_file} child link {ln['href']!r}")
                     coll = pystac.Collection.from_file(str(path))
                     out[coll.id] = coll
             self._collections = out
@@ -298,11 +309,15 @@ def _read_catalog_dict(root: Path) -> dict:
     return d
 
 
-def _index_from_json(root: Path) -> pa.Table:
-    """Build the index by walking the JSON tree (for catalogs written by other tools)."""
-    cat = pystac.read_file(str(root / "catalog.json"))
+def _index_from_json(root: Path, policy: AccessPolicy | None = None) -> pa.Table:
+    """Build the index by walking the JSON tree (for catalogs written by other tools); links out of the
+    catalog's tree (``policy``, default its folder) are refused before they are read."""
+    stac_io = guarded_stac_io(policy or AccessPolicy.for_catalog(root))
+    with refusals():
+        cat = pystac.read_file(str(root / "catalog.json"), stac_io=stac_io)
+        found = list(cat.get_items(recursive=True))
     dicts = []
-    for it in cat.get_items(recursive=True):
+    for it in found:
         self_href = it.get_self_href()
         d = _absolute_dict(it)
         rel = Path(os.path.relpath(self_href, root)).as_posix() if self_href else None
@@ -310,19 +325,22 @@ def _index_from_json(root: Path) -> pa.Table:
     return sort_table(index_table(dicts))
 
 
-def open_catalog(path: str | Path) -> Catalog:
+def open_catalog(path: str | Path, *, allow: Sequence[str] = ()) -> Catalog:
     """Open a catalog folder (or its ``catalog.json``) through its ``items.parquet`` index.
 
     A catalog without an index (written by another tool) is indexed in memory from its JSON files; write the
     index with :func:`reindex` to make later opens fast. Raises CatalogError if there is no readable catalog.
+    Links and asset hrefs may point into the catalog's folder and into the ``allow`` entries only
+    (:mod:`catalog.policy`): CatalogError naming the link or item otherwise (asset hrefs: when searched).
     """
     root = Path(path)
     if root.name.endswith(".json"):
         root = root.parent
     cat_dict = _read_catalog_dict(root)
+    policy = AccessPolicy.for_catalog(root, allow)
     index = root / INDEX_NAME
     if index.exists():
-        cat = Catalog(root, cat_dict, path=index)
+        cat = Catalog(root, cat_dict, path=index, policy=policy)
         try:
             cat.schema  # noqa: B018 (reads and checks the parquet footer now, not at the first search)
         except (OSError, pa.ArrowException) as exc:
@@ -331,7 +349,14 @@ def open_catalog(path: str | Path) -> Catalog:
             ) from exc
         return cat
     log.info("%s has no %s; indexing its JSON files in memory", root, INDEX_NAME)
-    return Catalog(root, cat_dict, table=_index_from_json(root))
+    try:
+        table = _index_from_json(root, policy)
+    except (pystac.STACError, json.JSONDecodeError, OSError, KeyError, TypeError, ValueError) as exc:
+        raise CatalogError(
+            f"cannot read the items of {root}: {exc}; list the broken files with `orbitcube catalog validate "
+            f"{root}`, then fix or remove them"
+        ) from exc
+    return Catalog(root, cat_dict, table=table, policy=policy)
 
 
 def reindex(path: str | Path) -> Catalog:
@@ -340,9 +365,10 @@ def reindex(path: str | Path) -> Catalog:
     if root.name.endswith(".json"):
         root = root.parent
     cat_dict = _read_catalog_dict(root)
-    table = _index_from_json(root)
+    policy = AccessPolicy.for_catalog(root)
+    table = _index_from_json(root, policy)
     atomic_write_index(table, root / INDEX_NAME)
-    return Catalog(root, cat_dict, table=table)
+    return Catalog(root, cat_dict, table=table, policy=policy)
 
 
 @dataclass
@@ -409,6 +435,7 @@ def write_merged(plan: MergePlan) -> Catalog:
     """Write what :func:`merge_items` planned; a no-op (not a byte written) when nothing changed."""
     root, existing = plan.root, plan.existing
     if existing is not None and not plan.new and not plan.collections and not _meta_changed(existing, plan):
+        existing.policy = None  # like the catalog written below: the caller's own items, not checked
         return existing
     files: dict[Path, bytes] = {}
     new_rows = []

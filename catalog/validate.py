@@ -174,20 +174,81 @@ def validate_items(items: Iterable[pystac.Item | dict]) -> list[Problem]:
     return out
 
 
-def validate_catalog(path: str | Path) -> list[Problem]:
+#: links orbitcube follows when it walks a catalog (others, e.g. license or via, are never read)
+_FOLLOWED = ("child", "item", "parent", "root", "collection")
+
+
+def reference_problems(doc: dict, where: str, policy) -> list[Problem]:
+    """Links that walking the document would follow, and asset hrefs, that leave what ``policy``
+    (:class:`catalog.policy.AccessPolicy`) allows; ``where`` is the document's own path or URL (relative hrefs
+    are resolved against it)."""
+    import os
+
+    from catalog.policy import suggestion, violation
+    from catalog.storage import redact
+
+    doc_id = str(doc.get("id", "?"))
+    refs = [
+        (f"links[{i}]", f"{ln.get('rel')} link", ln.get("href"))
+        for i, ln in enumerate(doc.get("links") or [])
+        if isinstance(ln, dict) and ln.get("rel") in _FOLLOWED
+    ]
+    refs += [
+        (f"assets.{k}.href", f"asset {k!r}", a.get("href"))
+        for k, a in (doc.get("assets") or {}).items()
+        if isinstance(a, dict)
+    ]
+    out = []
+    for field_, what, href in refs:
+        if not isinstance(href, str):
+            continue
+        full = href if "://" in href or os.path.isabs(href) else os.path.join(os.path.dirname(where), href)
+        why = violation(full, policy)
+        if why is not None:
+            hint = redact(suggestion(full))
+            out.append(
+                Problem(
+                    doc_id,
+                    field_,
+                    f"{what} {redact(href)} is {why}; allow it with --allow {hint} if you trust it",
+                )
+            )
+    return out
+
+
+def validate_catalog(path: str | Path, *, allow: Iterable[str] = ()) -> list[Problem]:
     """Problems of every JSON document of a catalog on disk (a folder or its ``catalog.json``): the root catalog,
-    each collection and each item, read as they are stored (no pystac normalisation). Offline."""
+    each collection and each item, read as they are stored (no pystac normalisation). Offline. Also reported:
+    links and asset hrefs that leave the catalog's folder and the ``allow`` entries (:mod:`catalog.policy`), and
+    JSON files that are symlinks to outside the folder (not read)."""
+    from catalog.policy import AccessPolicy
+
     root = Path(path)
     root = root.parent if root.is_file() else root
     if not (root / "catalog.json").is_file():
         raise CatalogError(f"no catalog.json in {root}; give a catalog folder or its catalog.json")
+    policy = AccessPolicy.for_catalog(root, allow)
     out: list[Problem] = []
     for f in sorted(root.rglob("*.json")):
+        name = str(f.relative_to(root))
+        why = violation_of_file(f, policy)
+        if why is not None:
+            out.append(Problem(name, "", why))
+            continue
         try:
             doc = json.loads(f.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            out.append(Problem(str(f.relative_to(root)), "", f"unreadable JSON: {exc}"))
+            out.append(Problem(name, "", f"unreadable JSON: {exc}"))
             continue
         if isinstance(doc, dict) and doc.get("type") in ("Feature", "Collection", "Catalog"):
             out += validate_dict(doc)
+            out += reference_problems(doc, str(f), policy)
     return out
+
+
+def violation_of_file(f: Path, policy) -> str | None:
+    """Why the file ``f`` found under a catalog folder must not be read (a symlink out of it), or None."""
+    from catalog.policy import violation
+
+    why = violation(str(f), policy)
+    return None if why is None else f"a link to a file {why}; not read"

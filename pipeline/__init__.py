@@ -27,6 +27,7 @@ _LAZY: dict[str, str] = {
     # masks and load
     "mask_from_scl": "pipeline.masks",
     "mask_from_qa_pixel": "pipeline.masks",
+    "mask_from_fmask": "pipeline.masks",
     "load_cube": "pipeline.load",
     # analytics
     "band_math": "pipeline.analytics",
@@ -35,6 +36,8 @@ _LAZY: dict[str, str] = {
     "difference_change": "pipeline.analytics",
     "dnbr_severity": "pipeline.analytics",
     "detect_breaks": "pipeline.analytics",
+    "detect_events": "pipeline.analytics",
+    "score_events": "pipeline.analytics",
     "resample_time": "pipeline.analytics",
     "gap_fill": "pipeline.analytics",
     "linear_trend": "pipeline.analytics",
@@ -53,6 +56,7 @@ _LAZY: dict[str, str] = {
     "run_recipe": "pipeline.run",
     "plan_run": "pipeline.run",
     "export_cog": "pipeline.export",
+    "verify_store": "pipeline.verify",
     "run_demo": "pipeline.demo",
 }
 

@@ -17,22 +17,6 @@ from catalog.errors import OrbitcubeError
 log = logging.getLogger("orbitcube")
 
 
-class _TqdmProgress:
-    """A ``progress(done, total)`` callback drawing a tqdm bar on stderr."""
-
-    def __init__(self, desc: str, unit: str) -> None:
-        self.desc, self.unit, self.bar = desc, unit, None
-
-    def __call__(self, done: int, total: int) -> None:
-        from tqdm import tqdm
-
-        if self.bar is None:
-            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr, dynamic_ncols=True)
-        self.bar.update(done - self.bar.n)
-        if done >= total:
-            self.bar.close()
-
-
 # ----- commands --------------------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline.demo import run_demo
@@ -44,6 +28,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from catalog.simulator import MissionConfig, simulate_mission
+    from pipeline.progress import TqdmProgress
 
     cfg = MissionConfig(
         seed=args.seed,
@@ -55,7 +40,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         workers=args.workers,
         write_truth_reflectance=not args.no_truth_reflectance,
     )
-    progress = None if args.quiet else _TqdmProgress("simulating scenes", "scene")
+    progress = None if args.quiet else TqdmProgress("simulating scenes", "scene")
     m = simulate_mission(cfg, args.out, progress=progress)
     print(f"{len(m.items)} scenes written")
     print(f"  STAC catalog : {m.catalog_path}")
@@ -75,9 +60,9 @@ def cmd_catalog_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog_search(args: argparse.Namespace) -> int:
-    from catalog.search import search
+    from catalog.search import parse_bbox, search
 
-    bbox = tuple(float(v) for v in args.bbox.split(",")) if args.bbox else None
+    bbox = parse_bbox(args.bbox) if args.bbox else None
     found = search(
         args.source,
         bbox=bbox,
@@ -86,13 +71,19 @@ def cmd_catalog_search(args: argparse.Namespace) -> int:
         max_cloud_cover=args.max_cloud_cover,
         filter=args.filter,
         limit=args.limit,
+        allow=args.allow or (),
     )
     if args.json:
         print(json.dumps(found.to_dict(), indent=1))
     else:
         for it in found:
             cc = it.properties.get("eo:cloud_cover")
-            print(f"{it.id}\t{it.datetime:%Y-%m-%dT%H:%M:%SZ}\t{it.collection_id}\tcloud={cc}")
+            when = (
+                f"{it.datetime:%Y-%m-%dT%H:%M:%SZ}"
+                if it.datetime
+                else f"{it.properties.get('start_datetime')}/{it.properties.get('end_datetime')}"
+            )
+            print(f"{it.id}\t{when}\t{it.collection_id}\tcloud={cc}")
         print(f"{len(found)} item(s)", file=sys.stderr)
     return 0
 
@@ -100,7 +91,7 @@ def cmd_catalog_search(args: argparse.Namespace) -> int:
 def cmd_catalog_validate(args: argparse.Namespace) -> int:
     from catalog.validate import validate_catalog
 
-    problems = validate_catalog(args.catalog)
+    problems = validate_catalog(args.catalog, allow=args.allow or ())
     errors = [p for p in problems if p.severity == "error"]
     for p in problems:
         print(p)
@@ -148,21 +139,74 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.recipe import load_recipe
     from pipeline.run import plan_run, run_recipe
 
+    if args.scheduler:
+        from pipeline.cluster import check_scheduler_address
+
+        check_scheduler_address(args.scheduler)  # before planning or touching the store
     recipe = load_recipe(args.recipe)
+    if args.allow:  # --allow adds to the recipe's catalog.allow (catalog.policy)
+        recipe = recipe.model_copy(
+            update={
+                "catalog": recipe.catalog.model_copy(update={"allow": [*recipe.catalog.allow, *args.allow]})
+            }
+        )
     if args.dry_run:
         print(plan_run(recipe).summary())
         return 0
-    result = run_recipe(recipe, scheduler=args.scheduler, progress=not args.quiet, resume=not args.no_resume)
+    from pipeline.limits import LargePlanError
+
+    def go(allow_large: bool):
+        # recipe_file: a rewrite (--no-resume) must know which file never to delete
+        return run_recipe(
+            recipe,
+            recipe_file=args.recipe,
+            scheduler=args.scheduler,
+            progress=not args.quiet,
+            resume=not args.no_resume,
+            allow_large=allow_large,
+        )
+
+    try:
+        result = go(args.yes)
+    except LargePlanError as exc:
+        if not (sys.stdin.isatty() and _ask(f"{exc}\nStart it anyway? [y/N] ")):
+            raise
+        result = go(True)
     print(result.summary())
     return 0
+
+
+def _ask(question: str) -> bool:
+    """Ask a yes/no question on the terminal; only "y"/"yes" is yes."""
+    print(question, end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from pipeline.export import export_cog
 
     time = int(args.time) if args.time and args.time.lstrip("-").isdigit() else args.time  # index or ISO date
-    out = export_cog(args.store, args.variable, time=time, out=args.to_cog, overwrite=args.overwrite)
+    from rasterio._err import CPLE_BaseError
+    from rasterio.errors import RasterioError
+
+    from pipeline.errors import SinkError
+
+    try:
+        out = export_cog(args.store, args.variable, time=time, out=args.to_cog, overwrite=args.overwrite)
+    except (RasterioError, CPLE_BaseError) as exc:  # GDAL cannot create the file
+        raise SinkError(f"cannot write the COG {args.to_cog}: {exc}; choose a writable .tif path") from exc
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from pipeline.verify import verify_store
+
+    report = verify_store(args.store)
+    for problem in report.problems:
+        print(problem)
+    print(report.summary())
+    report.raise_for_problems()
     return 0
 
 
@@ -174,6 +218,16 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD") from exc
 
 
+def _allow_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow",
+        action="append",
+        metavar="FOLDER|URL|SCHEME",
+        help="let the catalog reference this folder, URL prefix or URL scheme besides its own tree (repeatable); "
+        "loopback and link-local hosts must be named explicitly",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``orbitcube`` and its sub-commands."""
     p = argparse.ArgumentParser(
@@ -183,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"orbitcube {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    p.add_argument(
+        "--debug-libs",
+        action="store_true",
+        help="let -v/-vv raise the log level of libraries too (cloud SDKs, Dask, GDAL; also ORBITCUBE_LOG_LIBS=1); "
+        "by default they log warnings only",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("demo", help="simulate a mission and run the whole pipeline (no network)")
@@ -237,9 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cs.add_argument("--limit", type=int)
     cs.add_argument("--json", action="store_true", help="print an ItemCollection as JSON")
+    _allow_option(cs)
     cs.set_defaults(func=cmd_catalog_search)
     cv = csub.add_parser("validate", help="check items and collections against the STAC schemas (offline)")
     cv.add_argument("catalog", type=Path, help="catalog folder or its catalog.json")
+    _allow_option(cv)
     cv.set_defaults(func=cmd_catalog_validate)
     cp = csub.add_parser(
         "publish",
@@ -268,7 +330,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="tcp://HOST:PORT of an existing Dask scheduler, or gateway://HOST:PORT of a Dask Gateway that starts a "
         "cluster for the run (auth from the recipe's cluster.gateway); default: a LocalCluster",
     )
-    run.add_argument("--no-resume", action="store_true", help="refuse to continue a partly written store")
+    run.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start over: delete the existing store at output.path and write every tile again (only a store "
+        "orbitcube created is ever deleted; anything else is refused)",
+    )
+    run.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="start plans above the size limit without asking (see --dry-run)",
+    )
+    _allow_option(run)
     run.set_defaults(func=cmd_run)
 
     e = sub.add_parser("export", help="export a variable/time slice of a cube as a Cloud-Optimized GeoTIFF")
@@ -276,21 +350,48 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--to-cog", required=True, type=Path, help="output .tif")
     e.add_argument("--variable", required=True)
     e.add_argument("--time", help="time step: an index or an ISO date")
-    e.add_argument("--overwrite", action="store_true")
+    e.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing GeoTIFF file at --to-cog (never a folder, a Zarr store or another file)",
+    )
     e.set_defaults(func=cmd_export)
+
+    v = sub.add_parser(
+        "verify",
+        help="check every chunk of a run store against the checksums recorded when it was written",
+    )
+    v.add_argument("store", help="Zarr store written by `orbitcube run` (folder, az:// or s3:// URL)")
+    v.set_defaults(func=cmd_verify)
     return p
 
 
-def _configure_logging(verbose: int, quiet: bool) -> None:
+#: third-party loggers held at WARNING whatever -v says (the cloud SDKs log every HTTP request, with headers and
+#: access key ids, at INFO/DEBUG), unless the user raises them: --debug-libs or ORBITCUBE_LOG_LIBS=1
+LIBRARY_LOGGERS = (
+    "azure", "botocore", "boto3", "s3transfer", "s3fs", "aiobotocore", "adlfs", "urllib3", "requests", "fsspec",
+    "distributed", "bokeh", "tornado", "rasterio", "asyncio", "pystac_client", "numcodecs", "zarr",
+)  # fmt: skip
+
+
+def _configure_logging(verbose: int, quiet: bool, debug_libs: bool = False) -> None:
+    import os
+
+    from catalog.storage import RedactingFilter
+
     level = logging.WARNING if quiet else (logging.INFO if verbose < 2 else logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if verbose < 2:
-        import dask
+    for handler in logging.getLogger().handlers:  # whoever logs, no secret reaches the console
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+    if debug_libs or os.environ.get("ORBITCUBE_LOG_LIBS", "").strip().lower() in ("1", "true", "yes", "on"):
+        return
+    import dask
 
-        # distributed configures its loggers when first imported; tell it through dask's config
-        dask.config.set({"distributed.logging.distributed": "warning"})
-        for name in ("distributed", "bokeh", "tornado", "rasterio", "fsspec", "asyncio"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    # distributed configures its loggers (in the workers too) from dask's config
+    dask.config.set({"distributed.logging.distributed": "warning"})
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -300,13 +401,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    _configure_logging(args.verbose, args.quiet)
+    _configure_logging(args.verbose, args.quiet, args.debug_libs)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
     except OrbitcubeError as exc:
-        print(f"orbitcube: error: {exc}", file=sys.stderr)
+        from catalog.storage import redact  # whatever raised it: no signed URL or key in the message
+
+        print(f"orbitcube: error: {redact(exc)}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a path the user gave cannot be created, read or written
+        where = f" {exc.filename}" if exc.filename else ""
+        print(
+            f"orbitcube: error: cannot use{where}: {exc.strerror or exc}; check that the path exists, is a folder "
+            "where one is expected, and that you may write there",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("orbitcube: interrupted; completed tiles are kept and a rerun resumes", file=sys.stderr)
         return 130

@@ -160,6 +160,42 @@ def close_gateway(gateway) -> None:
     gateway.__dict__.pop("_loop_runner", None)
 
 
+#: address schemes of Dask schedulers (distributed's comm backends)
+SCHEDULER_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Ignore SIGINT while worker processes are spawned, so they inherit "ignore": Ctrl-C in a terminal signals
+    the whole process group, and only this process should handle it (it closes the cluster in order), not every
+    worker with a KeyboardInterrupt traceback. Only in the main thread (elsewhere signals cannot be set)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def check_scheduler_address(scheduler: str) -> None:
+    """ClusterError unless ``scheduler`` looks like a Dask scheduler address (``tcp://HOST:PORT`` ...) or a Dask
+    Gateway (``gateway://HOST:PORT``)."""
+    if is_gateway(scheduler):
+        return
+    scheme = scheduler.split("://", 1)[0] if "://" in scheduler else ""
+    if scheme not in SCHEDULER_SCHEMES:
+        raise ClusterError(
+            f"scheduler {scheduler!r} is not a Dask scheduler address; give tcp://HOST:PORT (default port "
+            "8786; an http:// address is the dashboard, not the scheduler) or gateway://HOST:PORT for a Dask "
+            "Gateway"
+        )
+
+
 @contextlib.contextmanager
 def start_cluster(
     n_workers: int = 2,
@@ -191,9 +227,10 @@ def start_cluster(
         return
     env = capture_env(gdal_env)
     if scheduler:
+        check_scheduler_address(scheduler)
         try:
             client = Client(scheduler, timeout=timeout)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
             raise ClusterError(
                 f"cannot reach the Dask scheduler at {scheduler}: {exc}; start it with `dask scheduler` or drop "
                 "--scheduler to use a local cluster"
@@ -208,14 +245,15 @@ def start_cluster(
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # inherited by the worker processes at spawn
     try:
-        cluster = LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=threads_per_worker,
-            memory_limit=memory_limit,
-            processes=True,
-            dashboard_address=dashboard_address,
-            silence_logs=logging.WARNING,
-        )
+        with _children_ignore_sigint():
+            cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=threads_per_worker,
+                memory_limit=memory_limit,
+                processes=True,
+                dashboard_address=dashboard_address,
+                silence_logs=logging.WARNING,
+            )
     except Exception as exc:  # distributed raises many kinds here
         raise ClusterError(f"cannot start a local Dask cluster with {n_workers} workers: {exc}") from exc
     finally:

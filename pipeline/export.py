@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,7 +37,9 @@ def export_cog(
     The COG (GDAL COG driver) keeps the cube's CRS and transform, float32 with NaN nodata, deflate, 256 px tiles.
     """
     from catalog.storage import filesystem, is_remote, redact, retry
-    from pipeline.sink import _exists, open_cube
+    from pipeline.safety import check_cog_target
+    from pipeline.sink import open_cube
+    from pipeline.verify import check_before_read, naming_damaged_chunks
 
     ds = open_cube(store, storage_options=storage_options)
     if variable not in ds.data_vars:
@@ -63,9 +66,14 @@ def export_cog(
                 raise SinkError(f"time index {time} is out of range for {dim!r} of length {da.sizes[dim]}")
             da = da.isel({dim: int(time)})
         else:
-            key = np.datetime64(
-                str(time)[:10] if isinstance(time, str) and len(str(time)) == 10 else time, "ns"
-            )
+            try:
+                key = np.datetime64(
+                    str(time)[:10] if isinstance(time, str) and len(str(time)) == 10 else time, "ns"
+                )
+            except ValueError:
+                raise SinkError(
+                    f"time {str(time)!r} is neither an index nor an ISO date; choose one of {values}"
+                ) from None
             hits = np.nonzero(da[dim].values == key)[0]
             if not hits.size:
                 raise SinkError(
@@ -75,15 +83,20 @@ def export_cog(
     target = str(out) if out else str(store).rstrip("/").removesuffix(".zarr") + f"-{variable}.tif"
     remote = is_remote(target)
     fs = filesystem(target, storage_options) if remote else None
-    if _exists(target, storage_options, what="") and not overwrite:
-        raise SinkError(f"{redact(target)} already exists; choose another path or pass overwrite=True")
+    check_cog_target(target, store, overwrite=overwrite, storage_options=storage_options)
     import rioxarray  # noqa: F401  (registers the .rio accessor)
 
-    data = da.load().astype("float32")
+    check_before_read(store, [variable], storage_options)  # checksums: never export silently wrong values
+    with naming_damaged_chunks(store, storage_options):
+        data = da.load().astype("float32")
     data = data.rio.write_crs(data.odc.crs.to_wkt()).rio.write_nodata(np.nan, encoded=False)
-    with tempfile.TemporaryDirectory(prefix="orbitcube-cog-") as tmp:
-        local = Path(tmp) / "out.tif" if remote else Path(target)
-        local.parent.mkdir(parents=True, exist_ok=True)
+    if not remote:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    # a fresh temporary file (GDAL never sees, and so never deletes, the old target), renamed over the target
+    # only when complete: a failed export leaves the old target as it was
+    tmp_dir = None if remote else Path(target).parent
+    with tempfile.TemporaryDirectory(prefix=".orbitcube-cog-", dir=tmp_dir) as tmp:
+        local = Path(tmp) / "out.tif"
         # GDAL's COG driver: tiled, overviews when large enough, IFDs first; floating-point predictor for float32
         data.rio.to_raster(
             local, driver="COG", compress="DEFLATE", predictor=3, blocksize=256, overview_resampling="average"
@@ -95,5 +108,7 @@ def export_cog(
                 action="upload the COG to",
                 error=SinkError,
             )
+        else:
+            os.replace(local, target)
     log.info("wrote %s (%s)", redact(target), variable)
     return target if remote else Path(target)

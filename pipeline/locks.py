@@ -1,6 +1,7 @@
 """Run-store locks: one writer per output store at a time.
 
-* Local stores: an exclusive ``flock`` on ``<store>.lock`` beside the store. The operating system releases it when
+* Local stores: an exclusive ``flock`` on ``<store>.lock`` beside the store, the store's path resolved first
+  (symbolic links, ``..``), so that every name of one folder shares one lock. The operating system releases it when
   the process dies, so a killed run never leaves a stale lock.
 * Object-store stores (``az://``, ``s3://``): a *lease object* ``<store>.lock`` beside the store, created with a
   conditional put (``If-None-Match: *``: Azure Blob Storage and S3 both refuse to overwrite an existing object), and
@@ -73,12 +74,14 @@ def store_lock(
         with _lease(str(path), storage_options, ttl) as held:
             yield held
     else:
-        with _flock(Path(path)) as held:
+        # one lock per store, however it is reached: symbolic links and relative paths resolved, so that two
+        # runs through different names of the same folder exclude each other
+        with _flock(Path(os.path.realpath(path)), shown=str(path)) as held:
             yield held
 
 
 @contextlib.contextmanager
-def _flock(path: Path) -> Iterator[StoreLock]:
+def _flock(path: Path, shown: str | None = None) -> Iterator[StoreLock]:
     import fcntl
 
     lock = path.with_name(path.name + ".lock")
@@ -89,9 +92,10 @@ def _flock(path: Path) -> Iterator[StoreLock]:
     except BlockingIOError:
         holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
+        same = f" (the store {path})" if shown and shown != str(path) else ""
         raise SinkError(
-            f"{path} is being written by another run ({holder}); wait for it to finish or choose another "
-            "output path"
+            f"{shown or path}{same} is being written by another run ({holder}); wait for it to finish or choose "
+            "another output path"
         ) from None
     try:
         os.ftruncate(fd, 0)

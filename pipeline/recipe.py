@@ -18,9 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import RecipeError
-from pipeline.masks import QA_BITS, SCL_CLASSES
+from pipeline.masks import DEFAULT_MASK, MASK_NAMES
 
-MASK_NAMES = sorted(set(SCL_CLASSES) | set(QA_BITS))
 COMPOSITE_STATS = ("median", "mean", "min", "max", "std", "count", "percentile")
 
 
@@ -34,6 +33,11 @@ class CatalogSpec(_Model):
 
     source: str = Field(description="catalog.json path or folder, static catalog URL, or STAC API root URL")
     kind: Literal["local", "static", "api"] = "local"
+    allow: list[str] = Field(
+        default_factory=list,
+        description="folders, URL prefixes or URL schemes the catalog may reference besides its own tree (its "
+        "folder, or its URL's origin) and the object stores of `storage`; see catalog.policy",
+    )
 
     @model_validator(mode="after")
     def _urls_are_not_local(self) -> CatalogSpec:
@@ -56,11 +60,29 @@ class SearchSpec(_Model):
     max_cloud_cover: float | None = Field(None, ge=0, le=100, description="percent (eo:cloud_cover)")
     filter: dict[str, Any] | None = Field(None, description="item property equality filters {name: value}")
 
+    @field_validator("datetime")
+    @classmethod
+    def _interval(cls, v: str | None) -> str | None:
+        from catalog.errors import CatalogError
+        from catalog.search import parse_datetime
+
+        try:
+            parse_datetime(v)  # the same check as catalog search: ISO 8601, start before end
+        except CatalogError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
     @field_validator("aoi")
     @classmethod
     def _bbox_order(cls, v: Any) -> Any:
         if isinstance(v, tuple):
-            w, s, e, n = v
+            from catalog.errors import CatalogError
+            from catalog.search import parse_bbox
+
+            try:
+                w, s, e, n = parse_bbox(v)  # the same check as catalog search
+            except CatalogError as exc:
+                raise ValueError(str(exc)) from None
             if not (w < e and s < n and -180 <= w and e <= 180 and -90 <= s and n <= 90):
                 raise ValueError(
                     "bbox must be (west, south, east, north) in degrees with west < east, south < north"
@@ -72,7 +94,9 @@ class GridSpec(_Model):
     """The output grid: CRS (default: the items' most common), resolution in CRS units, tile (= chunk) shape."""
 
     crs: str | None = Field(None, description="e.g. EPSG:32632; default the items' most common CRS")
-    resolution: float | None = Field(None, gt=0, description="pixel size in CRS units (metres for UTM)")
+    resolution: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="pixel size in CRS units (metres for UTM)"
+    )
     tile_shape: tuple[Annotated[int, Field(ge=16, le=8192)], Annotated[int, Field(ge=16, le=8192)]] = (
         512,
         512,
@@ -83,19 +107,19 @@ class LoadSpec(_Model):
     """Bands (asset keys or common names), the quality classes to mask, and the time grouping."""
 
     bands: list[str] = Field(default_factory=lambda: ["red", "nir"], min_length=1)
-    mask: list[str] | None = Field(
-        default_factory=lambda: ["nodata", "saturated", "cloud", "shadow", "cirrus"]
-    )
+    mask: list[str] | None = Field(default_factory=lambda: list(DEFAULT_MASK))
     dilate_m: float = Field(0.0, ge=0)
     groupby: Literal["solar_day", "time"] = "solar_day"
     resampling: Literal["nearest", "bilinear", "cubic", "average", "mode"] | None = None
+    #: ``{band: [scale, offset]}`` overriding the items' raster:bands and the product table for every item
+    scale_offset: dict[str, tuple[float, float]] | None = None
 
     @field_validator("mask")
     @classmethod
     def _known_masks(cls, v: list[str] | None) -> list[str] | None:
         bad = [m for m in v or [] if m not in MASK_NAMES]
         if bad:
-            raise ValueError(f"unknown mask name(s) {bad}; allowed: {MASK_NAMES}")
+            raise ValueError(f"unknown mask name(s) {bad}; allowed: {list(MASK_NAMES)}")
         return v
 
 
@@ -114,18 +138,32 @@ class BandMathStep(_Model):
     expression: str
     name: str
 
+    @field_validator("expression")
+    @classmethod
+    def _parses(cls, v: str) -> str:
+        from pipeline.analytics.bandmath import parse_expression
+        from pipeline.errors import ExpressionError
+
+        try:
+            parse_expression(v)  # syntax, whitelist, function arity: refused at validation, not mid-run
+        except ExpressionError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
 
 class CompositeStep(_Model):
-    """Reduce ``input`` over time (per calendar period when ``freq`` is given) -> ``<input>_<stat>``.
+    """Reduce ``input`` over time (per calendar period when ``freq`` is given) -> ``<input>_<stat>``, or
+    ``<input>_p<q>`` for a percentile (q=2.5 -> ``_p2_5``); see :func:`pipeline.analytics.composite`.
 
     With ``freq`` the result has its own time dimension ``dim`` (default ``month`` for "1MS", else
     ``time_<freq>``)."""
 
-    op: Literal["composite", "resample"]
+    op: Literal["composite"]
     input: str
     stat: Literal["median", "mean", "min", "max", "std", "count", "percentile"] = "median"
     freq: str | None = Field(
-        None, description="pandas offset: 1MS (monthly), QS-DEC (seasons), YS; none = all"
+        None,
+        description="pandas offset: 1MS (monthly), QS-DEC (seasons), YS, or monthly, seasonal, annual; none = all",
     )
     q: float | None = Field(None, ge=0, le=100)
     dim: str | None = None
@@ -146,12 +184,11 @@ class TrendStep(_Model):
 
 
 Step = Annotated[IndexStep | BandMathStep | CompositeStep | TrendStep, Field(discriminator="op")]
-STEP_OPS = ("index", "band_math", "composite", "resample", "trend")
+STEP_OPS = ("index", "band_math", "composite", "trend")
 _STEP_MODELS: dict[str, type[BaseModel]] = {
     "index": IndexStep,
     "band_math": BandMathStep,
     "composite": CompositeStep,
-    "resample": CompositeStep,
     "trend": TrendStep,
 }
 
@@ -164,6 +201,10 @@ class OutputSpec(_Model):
     compression: Literal["zstd", "blosc-zstd"] = "blosc-zstd"
     level: int = Field(1, ge=1, le=22)
     time_chunk: int | None = Field(None, ge=1, description="chunk length along time; default the whole axis")
+    allow_large: bool = Field(
+        False,
+        description="run plans above the size that otherwise needs `orbitcube run --yes` (pipeline.limits)",
+    )
     report_dir: str | None = Field(
         None,
         description="local folder for the HTML run report and log; default <path>-report beside a local store, "
@@ -275,6 +316,7 @@ class Recipe(_Model):
                 raise ValueError(
                     f"analytics.{i}.input {step.input!r} is not defined before this step; known: {known}"
                 )
+            _check_new_names(i, step, known)
             known.extend(step_outputs(step))
         for v in self.output.variables or []:
             if v not in known:
@@ -292,8 +334,34 @@ class Recipe(_Model):
         return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
 
 
-#: recipe parts that do not shape the output: where it runs, where it goes, how storage is reached
-NOT_IN_FINGERPRINT: dict[str, Any] = {"cluster": True, "storage": True, "output": {"path", "report_dir"}}
+#: recipe parts that do not shape the output: where it runs, where it goes, how storage is reached, what the
+#: catalog may reference (a run either reads the same items or is refused)
+NOT_IN_FINGERPRINT: dict[str, Any] = {
+    "cluster": True,
+    "storage": True,
+    "output": {"path", "report_dir", "allow_large"},
+    "catalog": {"allow"},
+}
+
+
+#: names a step may not give its output: the cube's dimensions and coordinates
+RESERVED_NAMES = ("time", "y", "x", "spatial_ref", "band", "month", "period", "latitude", "longitude")
+
+
+def _check_new_names(i: int, step: Any, known: list[str]) -> None:
+    """ValueError when step ``i`` would name its output (or its time dimension) like a coordinate, a dimension or
+    a variable that exists already (it would silently replace it)."""
+    names = step_outputs(step)
+    dim = step.dim if isinstance(step, CompositeStep) else None
+    for name in names:
+        if name in RESERVED_NAMES or name in known:
+            what = "a dimension/coordinate of the cube" if name in RESERVED_NAMES else "an existing variable"
+            raise ValueError(
+                f"analytics.{i}: output name {name!r} is {what} and would replace it; choose another name "
+                f"(taken: {sorted({*RESERVED_NAMES, *known})})"
+            )
+    if dim is not None and (dim in ("y", "x", "spatial_ref") or dim in known):
+        raise ValueError(f"analytics.{i}.dim {dim!r} is taken; name the period dimension e.g. 'month'")
 
 
 def step_outputs(step: IndexStep | BandMathStep | CompositeStep | TrendStep) -> list[str]:
@@ -303,8 +371,9 @@ def step_outputs(step: IndexStep | BandMathStep | CompositeStep | TrendStep) -> 
     if isinstance(step, BandMathStep):
         return [step.name]
     if isinstance(step, CompositeStep):
-        suffix = f"p{int(step.q)}" if step.stat == "percentile" and step.q is not None else step.stat
-        return [f"{step.input}_{suffix}"]
+        from pipeline.analytics.periods import stat_suffix  # the one naming rule (imported when needed)
+
+        return [f"{step.input}_{stat_suffix(step.stat, step.q)}"]
     return [f"{step.input}_{k}" for k in ("slope", "intercept", "pvalue", "nobs")]
 
 
@@ -335,6 +404,10 @@ def _model_classes(ann: Any) -> list[type]:
     return out
 
 
+#: recipe keys whose values are never echoed in messages (credentials live there)
+_SECRET_PARTS = {"storage", "gdal_env", "gateway"}
+
+
 def _format(exc: ValidationError, source: str) -> str:
     from catalog.storage import redact
 
@@ -354,10 +427,12 @@ def _format(exc: ValidationError, source: str) -> str:
             lines.append("  " + err["msg"].removeprefix("Value error, "))
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"  {where}: {msg} (got {err.get('input')!r})")
-    return redact(
-        f"invalid recipe {source}:\n" + "\n".join(lines)
-    )  # a literal secret never reaches a message
+            # values under storage and gdal_env may be credentials (a literal secret, an unquoted number):
+            # name the key, never echo the value
+            got = "" if _SECRET_PARTS & {str(p) for p in loc} else f" (got {err.get('input')!r})"
+            lines.append(f"  {where}: {msg}{got}")
+    body = f" {lines[0].strip()}" if len(lines) == 1 else "\n" + "\n".join(lines)  # one problem: one line
+    return redact(f"invalid recipe {source}:{body}")  # a literal secret never reaches a message
 
 
 def load_recipe(source: str | Path | Mapping[str, Any] | Recipe) -> Recipe:
@@ -378,11 +453,13 @@ def load_recipe(source: str | Path | Mapping[str, Any] | Recipe) -> Recipe:
                 raise RecipeError(
                     f"recipe file {path} does not exist; write one with `orbitcube recipe example`"
                 )
-            where, base, text = str(path), path.resolve().parent, path.read_text()
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise RecipeError(f"recipe {where} is not valid YAML: {exc}") from exc
+            try:
+                where, base, text = str(path), path.resolve().parent, path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                raise RecipeError(
+                    f"recipe file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8 YAML"
+                ) from None
+        doc = _safe_yaml(text, where)
     if not isinstance(doc, dict):
         raise RecipeError(
             f"recipe {where} must be a mapping with keys catalog, search, grid, load, analytics, output"
@@ -396,6 +473,63 @@ def load_recipe(source: str | Path | Mapping[str, Any] | Recipe) -> Recipe:
     return recipe
 
 
+#: largest recipe text accepted (characters)
+MAX_RECIPE_CHARS = 2_000_000
+#: most YAML nodes that aliases (``*name``) may add when they are replaced by their anchors' content
+MAX_ALIAS_NODES = 10_000
+
+
+def _alias_nodes(root: yaml.Node) -> int:
+    """How many nodes expanding the aliases of the YAML graph ``root`` adds (shared nodes counted each time they
+    are used, minus the distinct nodes), computed without expanding: each node's size once, children first."""
+    size: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, ready = stack.pop()
+        if id(node) in size:
+            continue
+        children = (
+            [c for pair in node.value for c in pair]
+            if isinstance(node, yaml.MappingNode)
+            else (node.value if isinstance(node, yaml.SequenceNode) else [])
+        )
+        if ready:
+            size[id(node)] = 1 + sum(size.get(id(c), 1) for c in children)
+        else:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in size)
+    return size[id(root)] - len(size)
+
+
+def _safe_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load`` of a recipe, refusing documents that are too long, nest too deep or expand (through
+    anchors and aliases, "billion laughs") by more than :data:`MAX_ALIAS_NODES` nodes."""
+    if len(text) > MAX_RECIPE_CHARS:
+        raise RecipeError(
+            f"recipe {where} is {len(text)} characters long; the limit is {MAX_RECIPE_CHARS}: keep large AOIs "
+            "in a GeoJSON file and simplify them"
+        )
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        n = _alias_nodes(root)
+        if n > MAX_ALIAS_NODES:
+            raise RecipeError(
+                f"recipe {where} expands by {n} values through YAML anchors and aliases (limit {MAX_ALIAS_NODES}) "
+                "(&name / *name); write the values out, or use fewer aliases"
+            )
+        return loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        why = " ".join(str(exc).split())  # one line: YAML's messages span several
+        raise RecipeError(f"recipe {where} is not valid YAML: {why}") from exc
+    except RecursionError:
+        raise RecipeError(f"recipe {where} nests too deeply; flatten its lists and mappings") from None
+    finally:
+        loader.dispose()
+
+
 def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
     cat, out = recipe.catalog, recipe.output
     if cat.kind == "local" and not Path(cat.source).is_absolute():
@@ -404,6 +538,10 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
         out = out.model_copy(update={"path": str(base / out.path)})
     if out.report_dir and not Path(out.report_dir).is_absolute():
         out = out.model_copy(update={"report_dir": str(base / out.report_dir)})
+    if cat.allow:  # relative folders of catalog.allow, like catalog.source, from the recipe's folder
+        from catalog.policy import parse_allow
+
+        cat = cat.model_copy(update={"allow": [str(parse_allow(e, base)) for e in cat.allow]})
     return recipe.model_copy(update={"catalog": cat, "output": out})
 
 
@@ -413,6 +551,8 @@ name: ndvi-monthly
 catalog:
   source: mission/catalog/catalog.json   # catalog.json or its folder (relative to this file), or a URL
   kind: local                            # local | static | api
+  # allow: [/data/scenes, https://example.org/cogs]  # what the catalog may reference besides its own folder
+  #                                                  # (or its URL's origin) and the object stores of `storage`
 search:
   aoi: [11.96, 45.49, 12.04, 45.51]      # west, south, east, north (WGS84 degrees), GeoJSON, or a tile id; this one
                                          # straddles UTM 32/33 in the default `orbitcube simulate` mission

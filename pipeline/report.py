@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
 import xarray as xr
+from odc.geo.geobox import GeoBox
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ def run_report(result, out_dir: Path) -> Path:
     variable (map axes in km of the cube CRS, colour bar with units), per-tile timings, scenes used and skipped,
     and a link to the Dask performance report (``dask-performance.html``) and the log. Returns index.html."""
     from pipeline.sink import open_cube
+    from pipeline.verify import naming_damaged_chunks
 
     out_dir = Path(out_dir)
     plan = result.plan
@@ -147,7 +149,8 @@ def run_report(result, out_dir: Path) -> Path:
     images = []
     for name in plan.template.data_vars:
         try:
-            images.append(_quicklook_of(cube[name], out_dir / f"{name}.png"))
+            with naming_damaged_chunks(result.store, plan.storage_options):  # never a codec traceback
+                images.append(_quicklook_of(cube[name], out_dir / f"{name}.png"))
         except (ValueError, TypeError) as exc:  # an odd variable should not lose the whole report
             log.warning("no quicklook for %s: %s", name, exc)
     g = plan.geobox
@@ -180,3 +183,51 @@ def run_report(result, out_dir: Path) -> Path:
         tables={"Per-tile timings": result.timings, "Scenes used": used, "Scenes skipped": skipped},
         links={k: v for k, v in links.items() if (out_dir / v).exists()},
     )
+
+
+def event_quicklook(
+    detected: Mapping[str, np.ndarray],
+    truth: Mapping[str, np.ndarray],
+    geobox: GeoBox,
+    path: Path,
+    *,
+    scores: Mapping[str, Mapping[str, float]] | None = None,
+) -> Path:
+    """A PNG with one panel per event type (the keys of ``truth``): pixels found and true (green), found only
+    (red: false alarms), true only (blue: missed), on the (y, x) grid of the odc-geo ``geobox``, axes in km of
+    its CRS; each panel titled with its F1 and IoU when ``scores`` (see ``score_events``) are given."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    colours = ["#f2f2f2", "#1a9850", "#d73027", "#4575b4"]
+    names = ["neither", "found and true", "found only (false alarm)", "true only (missed)"]
+    b = geobox.boundingbox
+    extent = [b.left / 1e3, b.right / 1e3, b.bottom / 1e3, b.top / 1e3]
+    fig, axes = plt.subplots(
+        1, len(truth), figsize=(4.2 * len(truth), 3.6), squeeze=False, constrained_layout=True
+    )
+    for ax, (kind, true) in zip(axes.flat, truth.items(), strict=True):
+        found = np.asarray(detected.get(kind, np.zeros_like(true)), dtype=bool)
+        true = np.asarray(true, dtype=bool)
+        cls = np.select([found & true, found & ~true, ~found & true], [1, 2, 3], 0)
+        ax.imshow(cls, extent=extent, cmap=ListedColormap(colours), vmin=0, vmax=3, interpolation="nearest")
+        s = (scores or {}).get(kind)
+        ax.set_title(kind + (f"  F1 {s['f1']:.2f}, IoU {s['iou']:.2f}" if s else ""), fontsize=10)
+        ax.set_xlabel(f"easting (km, EPSG:{geobox.crs.epsg})", fontsize=8)
+        ax.set_ylabel("northing (km)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.legend(
+        handles=[Patch(color=c, label=n) for c, n in zip(colours[1:], names[1:], strict=True)],
+        loc="outside lower center",
+        ncol=3,
+        fontsize=8,
+    )
+    fig.suptitle("Planted events: detected vs truth")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

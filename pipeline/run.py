@@ -31,6 +31,8 @@ from pipeline.recipe import BandMathStep, CompositeStep, IndexStep, Recipe, Tren
 log = logging.getLogger(__name__)
 
 Tile = tuple[int, int]
+#: tiles listed one per line by :meth:`RunPlan.summary` (the rest are counted)
+SUMMARY_TILES = 12
 
 
 # ----- plan ---------------------------------------------------------------------------------------------------------
@@ -96,9 +98,14 @@ class RunPlan:
             f"grid: {g.crs} at {abs(g.resolution.x):g} CRS units, {g.shape.y} x {g.shape.x} px (y, x)",
             f"tiles: {ny} x {nx} = {ny * nx} of {tuple(self.recipe.grid.tile_shape)} px",
         ]
-        for tp in self.tile_plans:
+        for tp in self.tile_plans[:SUMMARY_TILES]:
             lines.append(
                 f"  tile {tp.index[0]}-{tp.index[1]}: {tp.shape[0]} x {tp.shape[1]} px, {len(tp.items)} items"
+            )
+        if len(self.tile_plans) > SUMMARY_TILES:
+            empty = sum(not tp.items for tp in self.tile_plans)
+            lines.append(
+                f"  ... and {len(self.tile_plans) - SUMMARY_TILES} more tiles ({empty} of all without items)"
             )
         lines.append(f"output: {self.store}")
         for name, dims in self.output_shape.items():
@@ -107,6 +114,11 @@ class RunPlan:
         lines.append(f"estimated write: {_human(self.bytes_written)} (uncompressed)")
         for iid, why in self.skipped.items():
             lines.append(f"skipped {iid}: {why}")
+        from pipeline.limits import confirmation_needed
+
+        reason = confirmation_needed(self.bytes_written, len(self.tile_plans))
+        if reason:
+            lines.append(f"large plan: it {reason}; a run needs --yes (or output.allow_large: true)")
         return "\n".join(lines)
 
 
@@ -118,18 +130,29 @@ def _human(n: float) -> str:
     return str(n)
 
 
+def catalog_policy(recipe: Recipe):
+    """What the recipe's catalog may reference (:class:`catalog.policy.AccessPolicy`): its own tree (folder, or
+    the URL's origin), ``catalog.allow`` and the object stores of ``storage``."""
+    from catalog.policy import AccessPolicy
+
+    return AccessPolicy.for_catalog(recipe.catalog.source, recipe.catalog.allow, stores=list(recipe.storage))
+
+
 def search_items(recipe: Recipe) -> list[pystac.Item]:
-    """Items matching ``recipe.search`` in ``recipe.catalog`` (local/static catalog, or a STAC API)."""
+    """Items matching ``recipe.search`` in ``recipe.catalog`` (local/static catalog, or a STAC API). Links are
+    followed, and the items' asset hrefs accepted, only where :func:`catalog_policy` allows (CatalogError)."""
+    from catalog.policy import check_items, guarded_stac_io, refusals, request_guard
     from catalog.search import search
 
     s, cat = recipe.search, recipe.catalog
+    policy = catalog_policy(recipe)
     bbox = s.aoi if isinstance(s.aoi, tuple) else None
     intersects = s.aoi if isinstance(s.aoi, dict) else None
     if cat.kind == "api":
         import pystac_client
 
         try:
-            client = pystac_client.Client.open(cat.source)
+            client = pystac_client.Client.open(cat.source, request_modifier=request_guard(policy))
             query = {k: {"eq": v} for k, v in (s.filter or {}).items()} or None
             found = client.search(
                 bbox=bbox,
@@ -141,14 +164,20 @@ def search_items(recipe: Recipe) -> list[pystac.Item]:
         except Exception as exc:  # pystac-client raises many types for network and API errors
             raise RecipeError(f"catalog.source: cannot search the STAC API {cat.source}: {exc}") from exc
         items = [it for it in found if _cloud_ok(it, s.max_cloud_cover)]
+        check_items(items, policy)
         return sorted(items, key=lambda i: (i.datetime, i.id))
     source: Any = cat.source
     if cat.kind == "static":
+        from catalog.errors import CatalogError
         from catalog.storage import redact, stac_io
 
         try:
-            root = pystac.Catalog.from_file(cat.source, stac_io=stac_io(recipe.storage_options(cat.source)))
-            source = list(root.get_items(recursive=True))
+            io = guarded_stac_io(policy, stac_io(recipe.storage_options(cat.source)))
+            with refusals():
+                root = pystac.Catalog.from_file(cat.source, stac_io=io)
+                source = list(root.get_items(recursive=True))
+        except CatalogError:
+            raise
         except Exception as exc:  # pystac raises many types for unreachable or bad JSON
             raise RecipeError(
                 f"catalog.source: cannot read the static catalog {redact(cat.source)}: {redact(exc)}"
@@ -163,10 +192,12 @@ def search_items(recipe: Recipe) -> list[pystac.Item]:
             datetime=s.datetime,
             collections=s.collections,
             max_cloud_cover=s.max_cloud_cover,
+            allow=[str(e) for e in policy.allow],
         )
     )
     for key, want in (s.filter or {}).items():
         items = [it for it in items if it.properties.get(key) == want]
+    check_items(items, policy)  # before any graph is built: no read outside the catalog's tree
     return items
 
 
@@ -189,7 +220,7 @@ def _step_dim(step: CompositeStep) -> str:
 
 def apply_steps(cube: xr.Dataset, recipe: Recipe) -> xr.Dataset:
     """Run the recipe's analytics steps on ``cube`` (lazy); return the output variables named in the recipe."""
-    from pipeline.analytics import band_math, composite, linear_trend, resample_time, spectral_index
+    from pipeline.analytics import band_math, composite, linear_trend, spectral_index
 
     ds = cube
     for step in recipe.analytics:
@@ -199,11 +230,7 @@ def apply_steps(cube: xr.Dataset, recipe: Recipe) -> xr.Dataset:
         elif isinstance(step, BandMathStep):
             ds[step.name] = band_math(ds, step.expression, name=step.name)
         elif isinstance(step, CompositeStep):
-            src = ds[step.input]
-            if step.op == "resample" and step.freq:
-                out = resample_time(src, step.freq, step.stat, q=step.q)
-            else:
-                out = composite(src, step.stat, freq=step.freq, q=step.q)
+            out = composite(ds[step.input], step.stat, freq=step.freq, q=step.q)
             if "time" in out.dims:
                 out = out.rename(time=_step_dim(step))
             ds[out.name] = out
@@ -224,7 +251,7 @@ def apply_steps(cube: xr.Dataset, recipe: Recipe) -> xr.Dataset:
 def read_env(recipe: Recipe, items: Sequence[pystac.Item]) -> dict[str, Any]:
     """See :attr:`RunPlan.read_env`. Local scenes only: just ``cluster.gdal_env`` (the reader's defaults suit
     local files)."""
-    from catalog.storage import gdal_options, is_remote
+    from catalog.storage import SECRET_GDAL_KEYS, Secret, gdal_options, is_remote
 
     env: dict[str, Any] = {}
     seen: list[dict[str, Any]] = []
@@ -239,7 +266,8 @@ def read_env(recipe: Recipe, items: Sequence[pystac.Item]) -> dict[str, Any]:
     if remote:
         for opts in seen or [{}]:
             env.update(gdal_options(opts))
-    env.update(recipe.cluster.gdal_env)
+    # credentials written into cluster.gdal_env travel in the graph as Secret strings (repr '***')
+    env.update({k: Secret(v) if k in SECRET_GDAL_KEYS else v for k, v in recipe.cluster.gdal_env.items()})
     return env
 
 
@@ -257,6 +285,7 @@ def _load(
         dilate_m=recipe.load.dilate_m,
         groupby=recipe.load.groupby,
         resampling=recipe.load.resampling,
+        scale_offset=recipe.load.scale_offset,
         chunks={"y": ty, "x": tx},
         gdal_env=gdal_env if gdal_env is not None else read_env(recipe, items),
     )
@@ -264,8 +293,10 @@ def _load(
 
 def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
     """Search, grid and tile the run of ``recipe`` and estimate its I/O, without reading any pixel."""
+    from pipeline.footprints import footprint_on
     from pipeline.grid import output_grid, tile_grid
-    from pipeline.load import _check_items
+    from pipeline.limits import check_grid_size
+    from pipeline.preflight import screen_items
 
     recipe = load_recipe(recipe)
     found = search_items(recipe)
@@ -275,8 +306,12 @@ def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
             f"(aoi={recipe.search.aoi}, datetime={recipe.search.datetime}, collections={recipe.search.collections}); "
             "widen the dates, AOI or cloud cover"
         )
-    items, missing = _check_items(found, "skip")
-    skipped = {iid: "asset files missing" for iid in missing}
+    items, skipped = screen_items(found, recipe.load.bands, bool(recipe.load.mask))
+    if not items:
+        first = next(iter(skipped.items()))
+        raise RecipeError(
+            f"search: every one of the {len(found)} found items is skipped, e.g. {first[0]}: {first[1]}"
+        )
     geobox = output_grid(
         items,
         crs=recipe.grid.crs,
@@ -284,17 +319,18 @@ def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
         aoi=_aoi(recipe),
         bands=recipe.load.bands,
     )
-    extent = geobox.extent.to_crs(4326)
-    inside = []
+    check_grid_size(geobox.shape.yx, tuple(recipe.grid.tile_shape), abs(geobox.resolution.x))
+    inside, footprints = [], []
     for it in items:
-        if Geometry(it.geometry, crs=4326).intersects(extent):
+        fp = footprint_on(it.geometry, geobox)  # antimeridian- and pole-safe, in the grid's CRS
+        if fp is not None:
             inside.append(it)
+            footprints.append((it, Geometry(fp, crs=geobox.crs)))
         else:
             skipped[it.id] = "outside the output grid"
     if not inside:
         raise RecipeError("search: no item overlaps the output grid; check search.aoi and grid.crs")
     tiles = tile_grid(geobox, tuple(recipe.grid.tile_shape))
-    footprints = [(it, Geometry(it.geometry, crs=4326).to_crs(geobox.crs)) for it in inside]
     plans = []
     ny, nx = tiles.shape
     for i in range(ny):
@@ -353,6 +389,11 @@ class RunResult:
             f"{self.tiles_done} tile(s) written, {self.tiles_skipped} already complete, of {self.tiles_total} "
             f"in {self.seconds:.1f} s\n  store : {self.store}\n  report: {self.report}\n  log   : {self.log_file}"
             f"\n  dashboard (while it ran): {self.dashboard}"
+        ) + "".join(
+            [f"\n{len(self.plan.skipped)} scene(s) skipped (not in the cube):"]
+            + [f"\n  {iid}: {why}" for iid, why in self.plan.skipped.items()]
+            if self.plan.skipped
+            else []
         )
 
 
@@ -440,8 +481,11 @@ class _Forward(logging.Handler):
 def _log_to(path: Path) -> Iterator[Path]:
     """Log INFO and up of ``pipeline`` and ``catalog`` to ``path`` for the duration; the console keeps its level."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    from catalog.storage import RedactingFilter
+
     handler = logging.FileHandler(path, mode="a")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # no secret in run.log
     saved = []
     for name in ("pipeline", "catalog"):
         lg = logging.getLogger(name)
@@ -472,40 +516,64 @@ def run_recipe(
     dry_run: bool = False,
     progress: bool = True,
     resume: bool = True,
+    allow_large: bool = False,
+    recipe_file: Path | None = None,
 ) -> RunResult:
     """Run ``recipe`` tile by tile into its Zarr store; return what was done.
 
     ``scheduler`` ("tcp://HOST:PORT") overrides ``recipe.cluster.scheduler``; without either a LocalCluster of
     ``recipe.cluster`` workers is started and closed. ``dry_run`` only plans (see :func:`plan_run`). With
     ``resume`` an existing store of the same recipe keeps its completed tiles and only the others are computed
-    (the finished store is byte-identical to an uninterrupted run); ``resume=False`` rewrites the store. A second
+    (the finished store is byte-identical to an uninterrupted run); completed tiles are re-verified against their
+    chunk checksums first and damaged ones rewritten (:mod:`pipeline.verify`). ``resume=False`` deletes and
+    rewrites the store, but only a store orbitcube created, never a folder that is or holds the recipe file, the
+    catalog, the report folder, the working or the home directory (SinkError otherwise; :mod:`pipeline.safety`);
+    ``recipe_file`` names the recipe's file when ``recipe`` is given parsed (a path is recognised). A second
     run on the same store at the same time raises SinkError. Writes ``<store>-report/`` (index.html, quicklooks,
     dask-performance.html, run.log; see :func:`report_dir`).
 
     ``output.path`` may be an ``az://`` or ``s3://`` URL: the store, its tile markers and its lock (a lease object,
     see :mod:`pipeline.locks`) then live in the object store, reached with the recipe's ``storage`` options;
     tiles that fail with a transient storage error (connection reset or refused, HTTP 5xx) are retried up to
-    :data:`TILE_ATTEMPTS` times in all.
+    :data:`TILE_ATTEMPTS` times in all. Plans above the limits of :mod:`pipeline.limits` (bytes, tiles) raise
+    LargePlanError unless ``allow_large`` or the recipe's ``output.allow_large`` confirms them.
     """
+    from pipeline.safety import check_removable, recipe_path
     from pipeline.sink import create_store, remove_store, store_lock, store_state
+    from pipeline.verify import recheck_tiles
 
     t_start = time.perf_counter()
+    recipe_file = recipe_file or recipe_path(recipe)
     recipe = load_recipe(recipe)
+    if not dry_run:
+        from pipeline.preflight import check_output_path
+
+        check_output_path(recipe.output.path)  # before searching: a path that cannot be a store fails at once
+        check_output_path(report_dir(recipe.output.path, recipe), "output.report_dir")
     plan = plan_run(recipe)
     store = plan.store
     total = len(plan.tile_plans)
     if dry_run:
         return RunResult(store, None, None, 0, 0, total, plan)
+    from pipeline.limits import require_confirmation
+
+    require_confirmation(plan.bytes_written, total, recipe.name, allow_large or recipe.output.allow_large)
     from catalog.storage import redact
 
     so = plan.storage_options
     rdir = report_dir(store, recipe)
+    # what a rewrite must never delete (pipeline.safety); checked before the lock and report files are created
+    protect = (recipe_file, recipe.catalog.source, rdir)
+    if not resume:
+        check_removable(store, so, protect=protect, only_if_exists=True)
     with store_lock(store, so) as lock, _log_to(rdir / "run.log") as log_file:
         log.info("run %r: %d items, %d tiles -> %s", recipe.name, len(plan.items), total, redact(store))
         fingerprint = _fingerprint(plan)
         done = store_state(store, fingerprint, so) if resume else None
+        if done:  # re-verify the chunk checksums of completed tiles; damaged ones are rewritten
+            done = recheck_tiles(store, done, so)
         if done is None:
-            remove_store(store, so)
+            remove_store(store, so, protect=protect)
             create_store(
                 plan.template,
                 store,

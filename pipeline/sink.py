@@ -10,8 +10,9 @@ import datetime as dt
 import importlib.metadata as md
 import json
 import logging
+import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
 import xarray as xr
 
 from pipeline.errors import SinkError
+from pipeline.safety import STORE_MARKER
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +272,12 @@ def create_store(
         "orbitcube:provenance": redact(prov),  # no SAS tokens, signatures or keys in stored metadata
         FINGERPRINT_ATTR: fingerprint,
         "orbitcube:tile_shape": [ty, tx],
+        # what orbitcube may delete (pipeline.safety) and what verify expects (pipeline.verify): no run id or
+        # timestamp, so that a resumed store stays byte-identical
+        STORE_MARKER: {
+            "format": 1,
+            "checksums": "sha256 per chunk in tile_done/checksums/<tile_y>.<tile_x>.json",
+        },
     }
     try:
         out.to_zarr(target, mode="w-", zarr_format=3, consolidated=False, encoding=encoding, compute=False)
@@ -287,6 +295,8 @@ def create_store(
         arr.attrs.update(
             long_name="1 where output tile (tile_y, tile_x) is completely written (resumable runs)",
             tile_shape=[ty, tx],
+            checksums="tile_done/checksums/<tile_y>.<tile_x>.json: sha256 and size of each chunk of the tile "
+            "(orbitcube verify)",
         )
     except ValueError as exc:
         raise SinkError(f"cannot create Zarr store {shown}: {redact(exc)}") from exc
@@ -363,13 +373,19 @@ def completed_tiles(
 def mark_tile_done(
     path: str | Path, tile: tuple[int, int], storage_options: Mapping[str, Any] | None = None
 ) -> None:
-    """Record tile (tile_y, tile_x) as complete: one chunk write, atomic on local disks (rename) and object
-    stores (one PUT); retried on transient errors."""
+    """Record tile (tile_y, tile_x) as complete: the checksums of its stored chunks first (see
+    :mod:`pipeline.verify`), then the marker: one chunk write, atomic on local disks (rename) and object stores
+    (one PUT); retried on transient errors. Call it only once the tile's writes have finished."""
     import zarr
 
     from catalog.storage import retry
+    from pipeline.verify import record_tile_checksums
 
-    target, _ = _store(path, storage_options)
+    target, shown = _store(path, storage_options)
+    try:
+        record_tile_checksums(path, tile, storage_options)
+    except SinkError as exc:
+        raise SinkError(f"cannot record tile {tile} as complete in {shown}: {exc}") from exc
 
     def mark() -> None:
         zarr.open_array(target, path=TILE_VAR, mode="r+")[tile] = 1
@@ -382,17 +398,52 @@ def mark_tile_done(
     )
 
 
-def remove_store(path: str | Path, storage_options: Mapping[str, Any] | None = None) -> None:
-    """Delete a store (to overwrite it): a local folder, or every object under an ``az://`` / ``s3://`` URL."""
+def unmark_tile(
+    path: str | Path, tile: tuple[int, int], storage_options: Mapping[str, Any] | None = None
+) -> None:
+    """Record tile (tile_y, tile_x) as not complete (to rewrite it): marker cleared, checksum record removed."""
+    import zarr
+
+    from catalog.storage import retry
+    from pipeline.verify import CHECKSUM_PREFIX, _Keys
+
+    target, _ = _store(path, storage_options)
+
+    def unmark() -> None:
+        zarr.open_array(target, path=TILE_VAR, mode="r+")[tile] = 0
+
+    url = f"{str(path).rstrip('/')}/{TILE_VAR}"
+    retry(unmark, url=url, action=f"clear the marker of tile {tile} in", error=SinkError)
+    _Keys(path, storage_options).delete(f"{CHECKSUM_PREFIX}/{tile[0]}.{tile[1]}.json")
+
+
+def remove_store(
+    path: str | Path,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    protect: Sequence[str | Path | None] = (),
+) -> None:
+    """Delete a store (to overwrite it): a local folder, or every object under an ``az://`` / ``s3://`` URL.
+
+    Only a store written by orbitcube is ever deleted, and never one that is or contains any of ``protect``
+    (recipe file, catalog, ...), the working directory or the home directory: anything else raises SinkError
+    naming the path and what to do (see :func:`pipeline.safety.check_removable`)."""
     from catalog.storage import filesystem, is_remote
+    from pipeline.safety import check_removable
 
     if not is_remote(str(path)):
-        if Path(path).exists():
+        if not os.path.lexists(path):
+            return
+        check_removable(path, storage_options, protect=protect)
+        if any(Path(path).iterdir()):
             shutil.rmtree(path)
+        else:
+            Path(path).rmdir()
         return
     url = str(path).rstrip("/")
     if not _exists(url, storage_options, ""):
         return
+    check_removable(url, storage_options, protect=protect)
     try:
         fs = filesystem(url, storage_options)
         fs.rm(url, recursive=True)

@@ -8,46 +8,18 @@ from pathlib import Path
 import pystac
 from odc.geo.geom import Geometry
 
+from catalog.classes import qa_pixel_bitfields, scl_classes
 from catalog.extensions import COG, EXT
 from catalog.simulator.plan import MissionConfig
 from catalog.simulator.scenes import SceneRecord
-from catalog.simulator.sensors import SCL, QABit, SensorSpec
+from catalog.simulator.sensors import BandSpec, SensorSpec
 
 
-def scl_classes() -> list[dict]:
-    """classification:classes of the Sentinel-2 SCL layer."""
-    return [
-        {"value": int(c), "name": c.name.lower(), "description": c.name.replace("_", " ").capitalize()}
-        for c in SCL
-    ]
-
-
-def qa_bitfields() -> list[dict]:
-    """classification:bitfields of the Landsat QA_PIXEL layer."""
-    single = [
-        {
-            "offset": int(b),
-            "length": 1,
-            "name": b.name.lower(),
-            "classes": [{"value": 1, "name": b.name.lower()}],
-        }
-        for b in QABit
-    ]
-    conf = [
-        {
-            "offset": off,
-            "length": 2,
-            "name": f"{name}_confidence",
-            "classes": [{"value": v, "name": n} for v, n in enumerate(("not_set", "low", "medium", "high"))],
-        }
-        for name, off in (("cloud", 8), ("cloud_shadow", 10), ("snow_ice", 12), ("cirrus", 14))
-    ]
-    return single + conf
-
-
-def _asset_fields(spec: SensorSpec, key: str) -> dict:
-    b = spec.band(key)
+def _asset_fields(spec: SensorSpec, key: str, band: BandSpec | None = None) -> dict:
+    b = band or spec.band(key)
     raster = {"nodata": b.nodata, "data_type": b.data_type, "spatial_resolution": b.resolution}
+    if b.nodata is None:
+        del raster["nodata"]
     fields: dict = {"gsd": b.resolution}
     if b.is_reflectance:
         raster.update(scale=b.scale, offset=b.offset, unit="1")
@@ -66,7 +38,7 @@ def _asset_fields(spec: SensorSpec, key: str) -> dict:
         roles = ["data", "cloud", "classification"]
         title = f"Scene classification map (SCL), {int(b.resolution)} m"
     else:
-        fields["classification:bitfields"] = qa_bitfields()
+        fields["classification:bitfields"] = qa_pixel_bitfields()
         roles = ["data", "cloud", "saturation"]
         title = "Pixel quality assessment (QA_PIXEL) bit flags"
     fields["raster:bands"] = [raster]
@@ -94,6 +66,10 @@ def scene_item(config: MissionConfig, rec: SceneRecord, item_dir: Path) -> pysta
         "orbitcube:simulated": True,
         "orbitcube:valid_fraction": round(rec.valid_fraction, 6),
     }
+    from catalog.simulator.scenes import s2_processing_baseline, scene_band
+
+    if baseline := s2_processing_baseline(config, acq):
+        props["s2:processing_baseline"] = baseline
     if acq.sensor == "sentinel-2":
         props["grid:code"] = f"MGRS-{acq.tile.tile_id}"
         props["s2:mgrs_tile"] = acq.tile.tile_id
@@ -111,7 +87,7 @@ def scene_item(config: MissionConfig, rec: SceneRecord, item_dir: Path) -> pysta
     )
     for key, path in rec.files.items():
         g = rec.geoboxes[key]
-        extra = _asset_fields(spec, key)
+        extra = _asset_fields(spec, key, scene_band(config, acq, spec.band(key)))
         title, roles = extra.pop("title"), extra.pop("roles")
         extra["proj:shape"] = list(g.shape.yx)
         extra["proj:transform"] = list(g.transform)[:6]

@@ -8,7 +8,9 @@ their outputs, stay lazy on dask-backed cubes and give the same numbers on numpy
 from pipeline.analytics.bandmath import band_math
 from pipeline.analytics.change import detect_breaks, difference_change, dnbr_severity
 from pipeline.analytics.composites import best_pixel_composite, cloud_fraction, composite
+from pipeline.analytics.events import detect_events
 from pipeline.analytics.indices import spectral_index
+from pipeline.analytics.score import score_events
 from pipeline.analytics.temporal import gap_fill, resample_time
 from pipeline.analytics.timeseries import anomaly, linear_trend, seasonal_stats
 from pipeline.analytics.zonal import zonal_stats
@@ -20,11 +22,13 @@ __all__ = [
     "cloud_fraction",
     "composite",
     "detect_breaks",
+    "detect_events",
     "difference_change",
     "dnbr_severity",
     "gap_fill",
     "linear_trend",
     "resample_time",
+    "score_events",
     "seasonal_stats",
     "spectral_index",
     "zonal_stats",

@@ -35,6 +35,22 @@ FUNCTIONS = {
     "clip": lambda x, lo, hi: np.clip(x, lo, hi),
     "where": lambda c, a, b: xr.where(c, a, b) if isinstance(c, xr.DataArray) else np.where(c, a, b),
 }
+#: how many arguments each function takes: an extra argument would become numpy's ``out=`` and overwrite a band
+ARITY = {
+    "sqrt": 1,
+    "abs": 1,
+    "log": 1,
+    "log10": 1,
+    "exp": 1,
+    "sin": 1,
+    "cos": 1,
+    "tan": 1,
+    "arctan": 1,
+    "minimum": 2,
+    "maximum": 2,
+    "clip": 3,
+    "where": 3,
+}
 _BINOPS = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -119,6 +135,12 @@ def _check(node: ast.AST, depth: int) -> None:
             )
         if node.keywords:
             raise ExpressionError(f"keyword arguments in {ast.unparse(node)!r} are refused")
+        want = ARITY[node.func.id]
+        if len(node.args) != want:
+            raise ExpressionError(
+                f"{node.func.id}() takes {want} argument{'s' if want > 1 else ''}, got {len(node.args)} in "
+                f"{ast.unparse(node)!r}"
+            )
         for a in node.args:
             _check(a, depth + 1)
         return

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import bottleneck as bn
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from pipeline.analytics._common import nanreduce
+from pipeline.analytics.periods import period_offset, split_periods, stat_suffix
 from pipeline.errors import AnalyticsError
 
 STATS = ("median", "mean", "min", "max", "count", "std")
@@ -17,9 +17,11 @@ def composite(
     data: xr.DataArray | xr.Dataset, stat: str = "median", *, freq: str | None = None, q: float | None = None
 ) -> xr.DataArray | xr.Dataset:
     """Reduce over ``time`` ignoring NaN: ``stat`` in median, mean, min, max, std, count (clear observations) or
-    percentile (with ``q`` in 0..100). ``freq`` (pandas offset, e.g. "1MS" monthly, "QS-DEC" seasons, "YS") makes
-    one composite per calendar period; the result keeps a ``time`` axis at period starts. Without ``freq`` the
-    result has dims (y, x). Variables are renamed ``<name>_<stat>``.
+    percentile (with ``q`` in 0..100). ``freq`` (pandas offset, e.g. "1MS" monthly, "QS-DEC" seasons, "YS", or
+    "monthly", "seasonal", "annual"; see :func:`~pipeline.analytics.periods.split_periods`) makes one composite
+    per calendar period; the result keeps a ``time`` axis at period starts. Without ``freq`` the result has dims
+    (y, x). Variables are renamed ``<name>_<stat>`` (percentiles ``<name>_p<q>``, e.g. ``ndvi_p2_5`` for q=2.5:
+    see :func:`~pipeline.analytics.periods.stat_suffix`).
     """
     if "time" not in data.dims:
         raise AnalyticsError(f"composite needs a 'time' dimension; got dims {tuple(data.dims)}")
@@ -28,7 +30,7 @@ def composite(
     if stat == "percentile" and (q is None or not 0 <= q <= 100):
         raise AnalyticsError("percentile composites need q between 0 and 100, e.g. q=25")
     data = data if _is_sorted(data["time"].values) else data.sortby("time")
-    bounds, labels = _periods(data["time"].values, freq)
+    bounds, labels = split_periods(data["time"].values, freq)
     if data.chunks is not None:
         data = data.chunk({"time": -1})
     out = xr.apply_ufunc(
@@ -46,7 +48,7 @@ def composite(
         out = out.rename(period="time").assign_coords(time=labels).transpose("time", ...)
     else:
         out = out.isel(period=0, drop=True)
-    suffix = f"p{int(q)}" if stat == "percentile" else stat
+    suffix = stat_suffix(stat, q)
     if isinstance(out, xr.Dataset):
         out = out.rename({v: f"{v}_{suffix}" for v in out.data_vars})
     else:
@@ -54,7 +56,7 @@ def composite(
     if stat != "count":
         out = out.astype("float32")
     out.attrs.update(data.attrs)
-    out.attrs.update(composite=stat, period=freq or "all")
+    out.attrs.update(composite=stat, period=period_offset(freq) if freq else "all")
     return out
 
 
@@ -63,25 +65,6 @@ _NAN_FUNCS = {"mean": np.nanmean, "min": np.nanmin, "max": np.nanmax, "std": np.
 
 def _is_sorted(t: np.ndarray) -> bool:
     return bool(len(t) < 2 or (t[1:] >= t[:-1]).all())
-
-
-def _periods(time: np.ndarray, freq: str | None) -> tuple[list[tuple[int, int]], pd.DatetimeIndex | None]:
-    """[start, stop) time indices of each calendar period of ``freq`` (pandas offset; empty periods between
-    observations included, as pandas and xarray resample make them), and the period labels."""
-    if freq is None:
-        return [(0, len(time))], None
-    s = pd.Series(np.arange(len(time)), index=pd.DatetimeIndex(time))
-    bounds, labels = [], []
-    try:
-        groups = list(s.resample(freq))
-    except ValueError as exc:
-        raise AnalyticsError(
-            f"composite freq={freq!r} is not a pandas offset like '1MS', 'QS-DEC', 'YS': {exc}"
-        ) from exc
-    for label, g in groups:
-        labels.append(label)
-        bounds.append((int(g.iloc[0]), int(g.iloc[-1]) + 1) if len(g) else (0, 0))
-    return bounds, pd.DatetimeIndex(labels)
 
 
 def nanquantile(x: np.ndarray, q: float) -> np.ndarray:
@@ -144,7 +127,8 @@ def best_pixel_composite(
     that sees the pixel), the name of a spectral index ("NDVI": greenest pixel, the classic max-NDVI composite)
     or of a variable of ``ds``, or a DataArray score with dims (time,) or (time, y, x). ``mode`` is "max" or
     "min" (default "min" for least-cloud, "max" otherwise). Only observations where every band is clear compete;
-    ties take the earliest. ``freq`` (e.g. "1MS", "QS-DEC", "YS") makes one composite per calendar period.
+    ties take the earliest in time. ``freq`` (e.g. "1MS", "QS-DEC", "YS", "monthly") makes one composite per
+    calendar period, the periods of :func:`composite` (:func:`~pipeline.analytics.periods.split_periods`).
 
     Returns a Dataset with dims (y, x) (or (time, y, x) with ``freq``, time at period starts): each band named
     ``<band>_best`` and ``best_time``, the date the pixel was taken from (NaT where never clear). Keeps coords,
@@ -173,14 +157,19 @@ def best_pixel_composite(
     score = score.where(~_invalid(ds)).broadcast_like(ds[next(iter(ds.data_vars))])
     if mode == "min":
         score = -score
+    data = ds.assign(__score__=score)
+    data = data if _is_sorted(data["time"].values) else data.sortby("time")
+    bounds, labels = split_periods(data["time"].values, freq)
+    out = _best(data.drop_vars("__score__"), data["__score__"], bounds)
     if freq:
-        parts = ds.assign(__score__=score).resample(time=freq)
-        out = parts.map(lambda g: _best(g.drop_vars("__score__"), g["__score__"]))
+        out = out.rename(period="time").assign_coords(time=labels).transpose("time", ...)
+        # variables first, as the cube lists them: dims read (time, y, x)
+        out = xr.Dataset({v: out[v].variable for v in out.data_vars}, coords=out.coords)
     else:
-        out = _best(ds, score)
+        out = out.isel(period=0, drop=True)
     out.attrs.update(ds.attrs)
     out.attrs.update(composite="best-pixel", best_by=by if isinstance(by, str) else str(by.name), mode=mode)
-    out.attrs["period"] = freq or "all"
+    out.attrs["period"] = period_offset(freq) if freq else "all"
     return out
 
 
@@ -193,28 +182,48 @@ def _invalid(ds: xr.Dataset | xr.DataArray) -> xr.DataArray:
     return bad
 
 
-def _best(ds: xr.Dataset, score: xr.DataArray) -> xr.Dataset:
+def _best(ds: xr.Dataset, score: xr.DataArray, bounds: list[tuple[int, int]]) -> xr.Dataset:
+    """Per pixel and [start, stop) period of ``bounds``, every band of ``ds`` at the time step of the highest
+    ``score`` (NaN: not competing; ties take the earliest); dims (..., period)."""
     if score.chunks is not None:
         score = score.chunk({"time": -1})
     times = ds["time"].values.astype("datetime64[ns]")
+    sizes = {"output_sizes": {"period": len(bounds)}}
 
     def pick(s: np.ndarray) -> np.ndarray:
         ok = ~np.isnan(s)
-        return np.where(ok.any(-1), np.argmax(np.where(ok, s, -np.inf), axis=-1), -1).astype(np.int32)
+        filled = np.where(ok, s, -np.inf)
+        out = np.full((*s.shape[:-1], len(bounds)), -1, dtype=np.int32)
+        for k, (a, b) in enumerate(bounds):
+            if b > a:
+                out[..., k] = np.where(ok[..., a:b].any(-1), a + np.argmax(filled[..., a:b], axis=-1), -1)
+        return out
 
     idx = xr.apply_ufunc(
-        pick, score, input_core_dims=[["time"]], dask="parallelized", output_dtypes=[np.int32]
+        pick,
+        score,
+        input_core_dims=[["time"]],
+        output_core_dims=[["period"]],
+        dask="parallelized",
+        output_dtypes=[np.int32],
+        dask_gufunc_kwargs=sizes,
     )
 
     def take(v: np.ndarray, i: np.ndarray) -> np.ndarray:
-        got = np.take_along_axis(v, np.clip(i, 0, None)[..., None], axis=-1)[..., 0]
+        got = np.take_along_axis(v, np.clip(i, 0, None), axis=-1)
         return np.where(i >= 0, got, np.nan).astype(v.dtype)
 
     out = {}
     for v in ds.data_vars:
         band = ds[v].chunk({"time": -1}) if ds[v].chunks is not None else ds[v]
         out[f"{v}_best"] = xr.apply_ufunc(
-            take, band, idx, input_core_dims=[["time"], []], dask="parallelized", output_dtypes=[ds[v].dtype]
+            take,
+            band,
+            idx,
+            input_core_dims=[["time"], ["period"]],
+            output_core_dims=[["period"]],
+            dask="parallelized",
+            output_dtypes=[ds[v].dtype],
         ).assign_attrs(ds[v].attrs)
     out["best_time"] = xr.apply_ufunc(
         lambda i: np.where(i >= 0, times[np.clip(i, 0, None)], np.datetime64("NaT", "ns")),

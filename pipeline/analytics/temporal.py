@@ -6,31 +6,23 @@ import datetime as dt
 import logging
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from pipeline.analytics._common import Data, full_time, keep_attrs_from, require_time
 from pipeline.analytics.composites import composite
+from pipeline.analytics.periods import period_offset
 from pipeline.errors import AnalyticsError
 
 log = logging.getLogger(__name__)
 
-#: friendly period names -> pandas offsets (period starts)
-FREQ_ALIASES = {
-    "monthly": "1MS",
-    "month": "1MS",
-    "seasonal": "QS-DEC",
-    "season": "QS-DEC",
-    "annual": "YS",
-    "year": "YS",
-    "yearly": "YS",
-}
 _SEASON_OF_MONTH = {12: "DJF", 3: "MAM", 6: "JJA", 9: "SON"}
 
 
 def resample_time(data: Data, freq: str = "monthly", stat: str = "median", *, q: float | None = None) -> Data:
-    """One composite per calendar period: ``freq`` is "monthly" ("1MS"), "seasonal" ("QS-DEC": DJF, MAM, JJA,
-    SON; December counts with the following winter), "annual" ("YS"), or any pandas offset alias.
+    """One composite per calendar period: :func:`composite` with ``freq`` (the same periods), plus season labels.
+
+    ``freq`` is "monthly" ("1MS"), "seasonal" ("QS-DEC": DJF, MAM, JJA, SON; December counts with the following
+    winter), "annual" ("YS"), or any pandas offset alias (see :func:`~pipeline.analytics.periods.split_periods`).
 
     ``stat`` is a :func:`composite` statistic (median, mean, min, max, std, count, percentile with ``q``); NaN
     (masked) observations are ignored, a period without a clear observation is NaN (count 0). The result keeps
@@ -38,19 +30,11 @@ def resample_time(data: Data, freq: str = "monthly", stat: str = "median", *, q:
     ``<name>_<stat>``. Seasonal output carries a ``season`` coordinate ("DJF", ...). Lazy on dask-backed data.
     """
     require_time(data, "resample_time")
-    offset = FREQ_ALIASES.get(freq.lower(), freq) if isinstance(freq, str) else freq
-    try:
-        pd.tseries.frequencies.to_offset(offset)
-    except (ValueError, TypeError):
-        raise AnalyticsError(
-            f"resample_time: unknown period {freq!r}; use monthly, seasonal, annual or a pandas offset such as "
-            "'1MS', 'QS-DEC', 'YS', '16D'"
-        ) from None
+    offset = period_offset(freq)
     out = composite(data, stat, freq=offset, q=q)
     if offset == "QS-DEC":
         months = out["time"].dt.month.values
         out = out.assign_coords(season=("time", [_SEASON_OF_MONTH.get(int(m), "") for m in months]))
-    out.attrs.update(period=offset)
     return out
 
 

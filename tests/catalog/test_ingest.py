@@ -25,7 +25,7 @@ def test_real_landsat_rows_become_two_items(landsat_real_dir: Path, tmp_path: Pa
         "LC08_L1TP_224078_20200518_20200518_01_RT",
     ]
     assert not res.skipped
-    items = search(tmp_path / "cat")
+    items = search(tmp_path / "cat", allow=[landsat_real_dir])
     for it in items:
         assert it.datetime == dt.datetime(2020, 5, 18, tzinfo=dt.UTC)
         assert it.properties["platform"] == "landsat-8" and it.properties["proj:code"] == "EPSG:32621"
@@ -57,7 +57,7 @@ def test_reingest_is_idempotent_and_new_files_extend(landsat_real_dir: Path, tmp
     for f in landsat_real_dir.glob("*224078*"):
         shutil.copy(f, src / f.name)
     more = ingest(src, tmp_path / "cat")
-    assert len(more.added) == 1 and len(search(tmp_path / "cat")) == 2
+    assert len(more.added) == 1 and len(search(tmp_path / "cat", allow=[src])) == 2
     coll = pystac.Collection.from_file(str(tmp_path / "cat" / "landsat-c1-l1" / "collection.json"))
     assert coll.extent.spatial.bboxes[0][1] < -25.3  # extent grew south with row 078
     assert pq.read_table(tmp_path / "cat" / "items.parquet").num_rows == 2
@@ -108,7 +108,7 @@ def test_duplicate_id_with_other_content_is_refused_and_catalog_kept(
 def test_simulator_scenes_ingest_to_equivalent_items(mixed_mission: Mission, tmp_path: Path) -> None:
     res = ingest(mixed_mission.root / "catalog", tmp_path / "cat")
     assert not res.skipped
-    ours = {it.id: it for it in search(tmp_path / "cat")}
+    ours = {it.id: it for it in search(tmp_path / "cat", allow=[mixed_mission.root])}
     assert set(ours) == {it.id for it in mixed_mission.items}
     for sim in mixed_mission.items:
         it = ours[sim.id]
@@ -131,7 +131,20 @@ def test_cli_ingest_and_search(landsat_real_dir: Path, tmp_path: Path, capsys) -
 
     assert main(["-q", "catalog", "ingest", str(landsat_real_dir), "--catalog", str(tmp_path / "cat")]) == 0
     assert "2 item(s) added" in capsys.readouterr().out
-    assert main(["-q", "catalog", "search", str(tmp_path / "cat"), "--bbox=-54.4,-25.59,-54.3,-25.5"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "catalog",
+                "search",
+                str(tmp_path / "cat"),
+                "--bbox=-54.4,-25.59,-54.3,-25.5",
+                "--allow",
+                str(landsat_real_dir),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "LC08_L1TP_224078" in out
     assert (

@@ -85,3 +85,73 @@ def assert_no_secret(*texts: str, secret: str = CANARY_SECRET) -> None:
         assert secret not in t, (
             f"secret leaked: ...{t[max(t.find(secret) - 200, 0) : t.find(secret) + 50]}..."
         )
+
+
+# ----- a tiny simulated mission and recipes over it (crash, message and silent-miss cases) --------------------------
+@pytest.fixture(scope="session")
+def tiny_mission(tmp_path_factory: pytest.TempPathFactory):
+    """Sentinel-2 only, 64 px tiles, 1-20 June 2023: 8 scenes over two UTM zones, no truth rasters (2 s)."""
+    import datetime as dt
+
+    from catalog.simulator import MissionConfig, simulate_mission
+
+    cfg = MissionConfig(
+        seed=3,
+        tile_size=64,
+        start=dt.date(2023, 6, 1),
+        end=dt.date(2023, 6, 20),
+        write_truth_reflectance=False,
+        events=False,
+    )
+    return simulate_mission(cfg, tmp_path_factory.mktemp("tiny-mission"))
+
+
+def tiny_recipe_doc(mission, output: Path | str, catalog: Path | str | None = None) -> dict:
+    """NDVI over the whole AOI of ``mission`` at 20 m in 32 px tiles (2 x 2 tiles, 4 dates), one worker."""
+    return {
+        "name": "hostile",
+        "catalog": {"source": str(catalog or mission.catalog_path)},
+        "search": {
+            "aoi": list(mission.config.aoi_bbox),
+            "datetime": "2023-06-01/2023-06-20",
+            "collections": ["sentinel-2-l2a-sim"],
+        },
+        "grid": {"crs": f"EPSG:{mission.config.truth_epsg}", "resolution": 20, "tile_shape": [32, 32]},
+        "load": {"bands": ["red", "nir"]},
+        "analytics": [{"op": "index", "index": "NDVI"}],
+        "output": {"path": str(output)},
+        "cluster": {"n_workers": 1, "threads_per_worker": 1, "max_tiles_in_flight": 2},
+    }
+
+
+@pytest.fixture
+def make_recipe(tiny_mission, tmp_path: Path):
+    """A function ``(name="recipe.yaml", catalog=None, **sections) -> Path``: writes :func:`tiny_recipe_doc`
+    with each given section updated (dicts) or replaced (lists, e.g. ``analytics=[...]``) as YAML in tmp_path."""
+    import yaml
+
+    def make(name: str = "recipe.yaml", catalog: Path | None = None, **sections) -> Path:
+        doc = tiny_recipe_doc(tiny_mission, tmp_path / "cube.zarr", catalog)
+        for key, value in sections.items():
+            doc[key] = {**doc[key], **value} if isinstance(value, dict) else value
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    return make
+
+
+@pytest.fixture
+def mission_copy(tiny_mission, tmp_path: Path) -> Path:
+    """A copy of the tiny mission's folder that a test may damage; returns its catalog folder."""
+    import shutil
+
+    root = Path(tiny_mission.catalog_path).parent.parent
+    shutil.copytree(root, tmp_path / "mission")
+    return tmp_path / "mission" / Path(tiny_mission.catalog_path).parent.relative_to(root)
+
+
+def item_json(catalog: Path, index: int = 0) -> Path:
+    """The JSON file of the ``index``-th item (sorted by path) of a catalog folder."""
+    files = sorted(p for p in catalog.rglob("*.json") if p.name not in ("catalog.json", "collection.json"))
+    return files[index]

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from pipeline.errors import RecipeError
-from pipeline.recipe import CompositeStep, IndexStep, Recipe, example_recipe, load_recipe
+from pipeline.recipe import CompositeStep, IndexStep, Recipe, example_recipe, load_recipe, step_outputs
 
 BASE = {"catalog": {"source": "cat"}, "output": {"path": "out.zarr"}}
 
@@ -62,6 +62,23 @@ def test_fingerprint_ignores_cluster_and_output_path_but_not_analytics() -> None
             ["analytics.1.stat", "'mode'", "'median'", "'percentile'"],
         ),
         ({"analytics": [{"op": "composite", "input": "evi"}]}, ["analytics.0.input", "'evi'", "red", "nir"]),
+        (
+            {"analytics": [{"op": "resample", "input": "red", "freq": "monthly"}]},
+            ["analytics.0", "'resample'", "composite"],
+        ),
+        (
+            {
+                "analytics": [
+                    {"op": "composite", "input": "red", "stat": "percentile", "q": 2},
+                    {"op": "composite", "input": "red", "stat": "percentile", "q": 2.0},
+                ]
+            },
+            ["analytics.1 (composite) produces 'red_p2'", "an earlier step already defines"],
+        ),
+        (
+            {"analytics": [{"op": "band_math", "expression": "nir - red", "name": "red"}]},
+            ["analytics.0 (band_math) produces 'red'", "load.bands already defines"],
+        ),
         ({"output": {"path": "o.zarr", "variables": ["evi"]}}, ["output.variables", "'evi'"]),
         ({"search": {"aoi": [12, 45, 11, 46]}}, ["search.aoi", "west < east"]),
         ({"cluster": {"scheduler": "localhost:8786"}}, ["cluster.scheduler", "tcp"]),
@@ -89,3 +106,25 @@ def test_missing_keys_bad_yaml_and_unsafe_tags(tmp_path: Path) -> None:
         load_recipe(evil)
     assert not Path("pwned").exists()
     yaml.safe_load(example_recipe())  # the example is plain YAML
+
+
+def test_load_scale_offset_overrides_round_trip_and_bad_ones_name_the_key() -> None:
+    recipe = load_recipe({**BASE, "load": {"bands": ["red"], "scale_offset": {"red": [0.0001, -0.1]}}})
+    assert recipe.load.scale_offset == {"red": (0.0001, -0.1)}
+    assert load_recipe(recipe.to_yaml()) == recipe
+    with pytest.raises(RecipeError, match="load.scale_offset"):
+        load_recipe({**BASE, "load": {"scale_offset": {"red": [0.0001]}}})
+
+
+def test_percentiles_that_differ_get_different_names() -> None:
+    """q=2 and q=2.5 used to both write ``red_p2``: the second silently replaced the first."""
+    recipe = load_recipe(
+        {
+            **BASE,
+            "analytics": [
+                {"op": "composite", "input": "red", "stat": "percentile", "q": 2},
+                {"op": "composite", "input": "red", "stat": "percentile", "q": 2.5, "freq": "monthly"},
+            ],
+        }
+    )
+    assert [step_outputs(s) for s in recipe.analytics] == [["red_p2"], ["red_p2_5"]]
