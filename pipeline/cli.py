@@ -326,7 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print the plan (tiles, items, bytes) without reading pixels"
     )
     run.add_argument(
-        "--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler (default: a LocalCluster)"
+        "--scheduler",
+        help="tcp://HOST:PORT of an existing Dask scheduler, or gateway://HOST:PORT of a Dask Gateway that starts a "
+        "cluster for the run (auth from the recipe's cluster.gateway); default: a LocalCluster",
     )
     run.add_argument(
         "--no-resume",

@@ -1,4 +1,5 @@
-"""Dask clusters: a LocalCluster by default, or an existing scheduler; the dashboard link is always logged.
+"""Dask clusters: a LocalCluster by default, an existing scheduler, or a managed cluster from a Dask Gateway (the
+way JupyterHub-based platforms hand out clusters); the dashboard link is always logged.
 
 No global client is created behind the user's back: :func:`start_cluster` is a context manager that closes what it
 started. GDAL settings and credentials (``GDAL_*``, ``CPL_*``, ``VSI_*``, ``AWS_*``, ``AZURE_*``, ``GS_*`` of the
@@ -12,6 +13,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -61,6 +63,103 @@ class GdalEnvPlugin(WorkerPlugin):
         os.environ.update(self.env)
 
 
+#: scheduler URL schemes that name a Dask Gateway rather than a scheduler: ``gateway://HOST:PORT[/PREFIX]`` is the
+#: gateway's HTTP address, ``gateway+https://...`` its HTTPS address
+GATEWAY_SCHEMES = ("gateway://", "gateway+http://", "gateway+https://")
+
+
+def is_gateway(scheduler: str | None) -> bool:
+    """True when ``scheduler`` names a Dask Gateway (``gateway://...``) rather than a Dask scheduler."""
+    return bool(scheduler) and scheduler.startswith(GATEWAY_SCHEMES)
+
+
+def gateway_http_address(url: str) -> str:
+    """The gateway's HTTP(S) address for ``gateway://HOST:PORT/PREFIX`` (http) or ``gateway+https://...``."""
+    for prefix, scheme in (
+        ("gateway+https://", "https://"),
+        ("gateway+http://", "http://"),
+        ("gateway://", "http://"),
+    ):
+        if url.startswith(prefix):
+            return scheme + url.removeprefix(prefix)
+    raise ClusterError(
+        f"{url!r} is not a gateway URL; use gateway://HOST:PORT or gateway+https://HOST/PREFIX"
+    )
+
+
+def _gateway_auth(options: Mapping[str, Any]):
+    """The dask-gateway auth object for ``options`` (``auth``: basic, jupyterhub or kerberos; ``username``,
+    ``password``, ``api_token`` after ``${ENV}`` expansion), or None to let dask-gateway read its own config."""
+    from dask_gateway.auth import BasicAuth, JupyterHubAuth, KerberosAuth
+
+    kind = options.get("auth")
+    if kind is None:
+        return None
+    if kind == "basic":
+        return BasicAuth(options.get("username"), options.get("password"))
+    if kind == "jupyterhub":
+        return JupyterHubAuth(api_token=options.get("api_token"))
+    if kind == "kerberos":
+        return KerberosAuth()
+    raise ClusterError(f"cluster.gateway.auth={kind!r}; use 'basic', 'jupyterhub' or 'kerberos'")
+
+
+@contextlib.contextmanager
+def _gateway_client(url: str, n_workers: int, options: Mapping[str, Any], timeout: float) -> Iterator:
+    """A client of a new cluster on the Dask Gateway at ``url`` scaled to ``n_workers``; the cluster is shut down
+    on exit. Credentials (``options``: see :func:`_gateway_auth`) are ``${ENV}``-expanded here and go only to the
+    gateway, never into logs or the graph."""
+    try:
+        from dask_gateway import Gateway
+    except ImportError as exc:
+        raise ClusterError(
+            f"{url} is a Dask Gateway, and dask-gateway is not installed: pip install 'orbitcube[gateway]'"
+        ) from exc
+    from catalog.storage import redact, resolve_options
+
+    opts = resolve_options(options)
+    address = gateway_http_address(url)
+    gateway = Gateway(address, proxy_address=opts.get("proxy_address"), auth=_gateway_auth(opts))
+    try:
+        cluster = gateway.new_cluster(**dict(opts.get("cluster_options") or {}))
+    except Exception as exc:  # aiohttp, HTTP and auth errors of many types
+        close_gateway(gateway)
+        raise ClusterError(
+            f"cannot start a cluster on the Dask Gateway at {redact(address)}: {redact(exc)}; check the address "
+            "and cluster.gateway (auth, username, password/api_token as ${ENV} references)"
+        ) from None
+    try:
+        cluster.scale(n_workers)
+        client = cluster.get_client()
+        try:
+            try:
+                client.wait_for_workers(n_workers, timeout=timeout)
+            except TimeoutError as exc:
+                raise ClusterError(
+                    f"the Dask Gateway at {redact(address)} started {len(client.scheduler_info()['workers'])} "
+                    f"of {n_workers} workers within {timeout:g} s; lower cluster.n_workers or ask its administrator"
+                ) from exc
+            log.info(
+                "cluster %s on Dask Gateway %s; dashboard: %s", cluster.name, address, client.dashboard_link
+            )
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.shutdown()
+        for gw in (cluster.gateway, gateway):
+            close_gateway(gw)
+
+
+def close_gateway(gateway) -> None:
+    """Close a ``dask_gateway.Gateway`` client for good (idempotent): its ``__del__`` closes it again, and a second
+    close raises "Accessing the loop property while the loop is not running" (printed as an ignored exception at
+    exit)."""
+    with contextlib.suppress(RuntimeError):  # closed already
+        gateway.close()
+    gateway.__dict__.pop("_loop_runner", None)
+
+
 #: address schemes of Dask schedulers (distributed's comm backends)
 SCHEDULER_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
 
@@ -84,12 +183,16 @@ def _children_ignore_sigint() -> Iterator[None]:
 
 
 def check_scheduler_address(scheduler: str) -> None:
-    """ClusterError unless ``scheduler`` looks like a Dask scheduler address (``tcp://HOST:PORT`` ...)."""
+    """ClusterError unless ``scheduler`` looks like a Dask scheduler address (``tcp://HOST:PORT`` ...) or a Dask
+    Gateway (``gateway://HOST:PORT``)."""
+    if is_gateway(scheduler):
+        return
     scheme = scheduler.split("://", 1)[0] if "://" in scheduler else ""
     if scheme not in SCHEDULER_SCHEMES:
         raise ClusterError(
             f"scheduler {scheduler!r} is not a Dask scheduler address; give tcp://HOST:PORT (default port "
-            "8786; an http:// address is the dashboard, not the scheduler)"
+            "8786; an http:// address is the dashboard, not the scheduler) or gateway://HOST:PORT for a Dask "
+            "Gateway"
         )
 
 
@@ -103,13 +206,25 @@ def start_cluster(
     dashboard_address: str | None = ":0",
     gdal_env: Mapping[str, str] | None = None,
     timeout: str = "10s",
+    gateway: Mapping[str, Any] | None = None,
+    worker_timeout: float = 300.0,
 ) -> Iterator:
     """Yield a ``distributed.Client``: on ``scheduler`` ("tcp://HOST:PORT") if given, else on a new LocalCluster
     of ``n_workers`` processes with ``threads_per_worker`` threads and ``memory_limit`` each ("4GiB", "auto").
     Logs the dashboard link. GDAL settings and credentials (see :func:`capture_env`, plus ``gdal_env``) are set on
-    every worker. Closes the client (and the cluster it started) on exit; an existing cluster is left running."""
+    every worker. Closes the client (and the cluster it started) on exit; an existing cluster is left running.
+
+    ``scheduler="gateway://HOST:PORT"`` (or ``gateway+https://HOST/PREFIX``) asks that Dask Gateway for a new
+    cluster of ``n_workers`` workers (waiting up to ``worker_timeout`` seconds) and shuts it down on exit;
+    ``gateway`` holds its auth (``auth``, ``username``, ``password``, ``api_token``: ``${ENV}`` references are
+    expanded here), ``proxy_address`` and ``cluster_options``. Nothing is installed on gateway workers: the read
+    tasks carry their GDAL settings and credentials inside the graph."""
     from distributed import Client, LocalCluster
 
+    if is_gateway(scheduler):
+        with _gateway_client(scheduler, n_workers, gateway or {}, worker_timeout) as client:
+            yield client
+        return
     env = capture_env(gdal_env)
     if scheduler:
         check_scheduler_address(scheduler)

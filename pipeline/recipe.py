@@ -212,10 +212,25 @@ class OutputSpec(_Model):
     )
 
 
-class ClusterSpec(_Model):
-    """Where it runs: a new LocalCluster (workers, threads, memory) or an existing scheduler; tiles in flight."""
+class GatewaySpec(_Model):
+    """How to reach a Dask Gateway named by ``cluster.scheduler: gateway://HOST:PORT``: auth and cluster options.
+    Secrets (``password``, ``api_token``) must be ``${ENV}`` references, expanded at run time and sent only to the
+    gateway."""
 
-    scheduler: str | None = Field(None, pattern=r"^(tcp|tls|inproc|ucx|ws|wss)://.+$")
+    auth: Literal["basic", "jupyterhub", "kerberos"] | None = None
+    username: str | None = None
+    password: str | None = Field(None, pattern=r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
+    api_token: str | None = Field(None, pattern=r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
+    proxy_address: str | None = Field(None, pattern=r"^(tcp|tls|gateway)://.+$")
+    cluster_options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class ClusterSpec(_Model):
+    """Where it runs: a new LocalCluster (workers, threads, memory), an existing scheduler, or a new cluster on a
+    Dask Gateway (``scheduler: gateway://HOST:PORT``, see :class:`GatewaySpec`); tiles in flight."""
+
+    scheduler: str | None = Field(None, pattern=r"^(tcp|tls|inproc|ucx|ws|wss|gateway|gateway\+https?)://.+$")
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
     n_workers: int = Field(2, ge=1, le=256)
     threads_per_worker: int = Field(1, ge=1, le=64)
     memory_limit: str = "auto"
@@ -390,7 +405,7 @@ def _model_classes(ann: Any) -> list[type]:
 
 
 #: recipe keys whose values are never echoed in messages (credentials live there)
-_SECRET_PARTS = {"storage", "gdal_env"}
+_SECRET_PARTS = {"storage", "gdal_env", "gateway"}
 
 
 def _format(exc: ValidationError, source: str) -> str:

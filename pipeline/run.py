@@ -636,7 +636,12 @@ def _execute(
             dynamic_ncols=True,
         )
     with start_cluster(
-        c.n_workers, c.threads_per_worker, c.memory_limit, scheduler=scheduler, gdal_env=c.gdal_env
+        c.n_workers,
+        c.threads_per_worker,
+        c.memory_limit,
+        scheduler=scheduler,
+        gdal_env=c.gdal_env,
+        gateway=c.gateway.model_dump(exclude_none=True),
     ) as client:
         dashboard = client.dashboard_link
         log.info("Dask dashboard: %s", dashboard)

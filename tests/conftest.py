@@ -189,6 +189,71 @@ def moto_s3():
         _stop(proc)
 
 
+GATEWAY_CONFIG = """
+import os, sys
+bindir = os.path.dirname(sys.executable)
+c.Gateway.address = "127.0.0.1:{api}"
+c.Proxy.address = "127.0.0.1:{http}"
+c.Gateway.backend_class = "dask_gateway_server.backends.local.UnsafeLocalBackend"
+c.Gateway.authenticator_class = "dask_gateway_server.auth.SimpleAuthenticator"
+c.SimpleAuthenticator.password = os.environ["OC_TEST_GATEWAY_PASSWORD"]
+c.LocalBackend.default_host = "127.0.0.1"
+c.ClusterConfig.scheduler_cmd = [os.path.join(bindir, "dask"), "scheduler"]
+c.ClusterConfig.worker_cmd = [os.path.join(bindir, "dask"), "worker"]
+c.ClusterConfig.worker_memory = "1 G"
+"""
+
+
+@dataclass(frozen=True)
+class GatewayServer:
+    """A dask-gateway-server on 127.0.0.1: its ``gateway://`` URL, HTTP port and the basic-auth password."""
+
+    url: str
+    port: int
+    secret: str
+
+    def clusters(self) -> list:
+        """The clusters the gateway is running now (as the test user)."""
+        from dask_gateway import Gateway
+        from dask_gateway.auth import BasicAuth
+
+        from pipeline.cluster import close_gateway
+
+        gw = Gateway(f"http://127.0.0.1:{self.port}", auth=BasicAuth("orbitcube", self.secret))
+        try:
+            return gw.list_clusters()
+        finally:
+            close_gateway(gw)
+
+
+@pytest.fixture(scope="session")
+def dask_gateway(tmp_path_factory: pytest.TempPathFactory):
+    """A real Dask Gateway (dask-gateway-server, local process backend: each cluster is a `dask scheduler` and
+    `dask worker` processes of this venv) on loopback, with basic auth; stopped at the end of the session."""
+    import os
+    import subprocess
+    import sys
+
+    where = tmp_path_factory.mktemp("dask-gateway")
+    api, http = _free_port(), _free_port()  # the proxy serves HTTP and the schedulers' TLS on one port
+    (where / "config.py").write_text(GATEWAY_CONFIG.format(api=api, http=http))
+    secret = "gw-CANARY-8c1f0d2e5b"
+    env = {**os.environ, "OC_TEST_GATEWAY_PASSWORD": secret, "PYTHONPATH": str(REPO)}
+    server = Path(sys.executable).parent / "dask-gateway-server"
+    with open(where / "gateway.log", "ab") as log:
+        proc = subprocess.Popen([str(server), "-f", "config.py"], cwd=where, env=env, stdout=log, stderr=log)
+    try:
+        _wait_for(http, proc, "dask-gateway-server")
+        yield GatewayServer(f"gateway://127.0.0.1:{http}", http, secret)
+    finally:
+        proc.terminate()  # stops the clusters it started, then exits
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     """Close the object-store file systems the tests opened while fsspec's loop still runs (else s3fs/adlfs print
     "Loop is not running" tracebacks at interpreter exit)."""
