@@ -380,11 +380,24 @@ def _configure_logging(verbose: int, quiet: bool, debug_libs: bool = False) -> N
     from catalog.storage import RedactingFilter
 
     level = logging.WARNING if quiet else (logging.INFO if verbose < 2 else logging.DEBUG)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    libs = debug_libs or os.environ.get("ORBITCUBE_LOG_LIBS", "").strip().lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+    )
+    # orbitcube's own loggers at the asked level; every other library at WARNING unless the user raises them
+    logging.basicConfig(
+        level=level if libs else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for name in ("catalog", "pipeline"):
+        logging.getLogger(name).setLevel(level)
     for handler in logging.getLogger().handlers:  # whoever logs, no secret reaches the console
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
-    if debug_libs or os.environ.get("ORBITCUBE_LOG_LIBS", "").strip().lower() in ("1", "true", "yes", "on"):
+    if libs:
         return
     import dask
 
