@@ -78,9 +78,8 @@ def screen_items(
         missing = _missing_files(it, bands, mask)
         if it.geometry is None:
             why = "geometry is null: a scene needs its footprint; add the item's geometry and bbox"
-        elif it.datetime is None:
-            span = f"{it.properties.get('start_datetime')} .. {it.properties.get('end_datetime')}"
-            why = f"datetime is null (range {span}): a scene needs one acquisition time; set the item's datetime"
+        elif it.datetime is None and not it.properties.get("start_datetime"):
+            why = "datetime is null and there is no start_datetime: set the item's acquisition time"
         elif missing:
             hrefs = [it.assets[k].get_absolute_href() or it.assets[k].href for k in missing]
             why = f"asset file(s) missing: {', '.join(f'{k} ({h})' for k, h in zip(missing, hrefs, strict=True))}"
@@ -95,8 +94,9 @@ def screen_items(
 
 
 def require_times_and_footprints(items: Sequence[pystac.Item]) -> None:
-    """LoadError naming the first item without a geometry or a ``datetime`` (library loads need both; a run
-    skips such items through :func:`screen_items` instead)."""
+    """LoadError naming the first item without a geometry, or with neither a ``datetime`` nor a
+    ``start_datetime`` (valid STAC with ``datetime: null`` and an interval loads, labelled from the interval:
+    :mod:`pipeline.timeaxis`); a run skips such items through :func:`screen_items` instead."""
     from pipeline.errors import LoadError
 
     for it in items:
@@ -104,10 +104,10 @@ def require_times_and_footprints(items: Sequence[pystac.Item]) -> None:
             raise LoadError(
                 f"item {it.id!r} has geometry null; add its footprint (geometry and bbox) or drop it"
             )
-        if it.datetime is None:
+        if it.datetime is None and not it.properties.get("start_datetime"):
             raise LoadError(
-                f"item {it.id!r} has datetime null (start_datetime {it.properties.get('start_datetime')}); set "
-                "its datetime to the acquisition time or drop it"
+                f"item {it.id!r} has datetime null and no start_datetime; set its datetime to the acquisition "
+                "time (or start_datetime/end_datetime) or drop it"
             )
 
 

@@ -90,18 +90,20 @@ def test_raster_outside_footprint_is_reported_at_plan_time(mission_copy: Path, m
     assert f"skipped {moved}: asset" in res.out and "proj:transform" in res.out
 
 
-def test_null_datetime_item_is_skipped_with_its_reason(mission_copy: Path, make_recipe) -> None:
+def test_null_datetime_with_an_interval_is_valid_stac_and_loads(mission_copy: Path, make_recipe) -> None:
+    """STAC allows ``datetime: null`` with start/end_datetime (real annual products do it): listed by search,
+    planned and labelled from its interval, not skipped and not a traceback."""
     p = item_json(mission_copy, 2)
     d = json.loads(p.read_text())
     d["properties"].update(
         datetime=None, start_datetime="2023-06-06T00:00:00Z", end_datetime="2023-06-06T23:59:59Z"
     )
     p.write_text(json.dumps(d))
-    found = run_cli("catalog", "search", str(mission_copy))  # valid STAC: listed, not a traceback
+    found = run_cli("catalog", "search", str(mission_copy))
     assert found.code == 0 and d["id"] in found.out, found.err
     res = run_cli("run", str(make_recipe(catalog=mission_copy)), "--dry-run")
     assert res.code == 0, res.err
-    assert f"skipped {d['id']}: datetime is null" in res.out
+    assert f"skipped {d['id']}" not in res.out
 
 
 def test_dropped_scene_is_listed_in_run_summary_and_report(
@@ -119,18 +121,18 @@ def test_dropped_scene_is_listed_in_run_summary_and_report(
     assert dropped in report and "B04.tif" in report
 
 
-def test_library_load_names_an_item_without_datetime_or_geometry(tiny_mission) -> None:
+def test_library_load_names_an_item_without_geometry_and_labels_an_interval_item(tiny_mission) -> None:
+    import numpy as np
+
     from pipeline.errors import LoadError
     from pipeline.load import load_cube
 
-    for change, needle in (({"datetime": None}, "datetime null"), ({"geometry": None}, "geometry null")):
-        items = [it.clone() for it in tiny_mission.items[:2]]
-        if "datetime" in change:
-            items[1].datetime = None
-            items[1].properties.update(
-                start_datetime="2023-06-01T00:00:00Z", end_datetime="2023-06-02T00:00:00Z"
-            )
-        else:
-            items[1].geometry = None
-        with pytest.raises(LoadError, match=f"{items[1].id}.*{needle}"):
-            load_cube(items, ["red"], crs="EPSG:32632", resolution=20)
+    items = [it.clone() for it in tiny_mission.items[:2]]
+    items[1].geometry = None
+    with pytest.raises(LoadError, match=f"{items[1].id}.*geometry null"):
+        load_cube(items, ["red"], crs="EPSG:32632", resolution=20)
+    items = [it.clone() for it in tiny_mission.items[:2]]
+    items[1].datetime = None
+    items[1].properties.update(start_datetime="2023-06-01T00:00:00Z", end_datetime="2023-06-02T00:00:00Z")
+    cube = load_cube(items, ["red"], crs="EPSG:32632", resolution=20, groupby="time")
+    assert np.datetime64("2023-06-01T00:00:00", "ns") in cube["time"].values
