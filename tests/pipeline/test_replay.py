@@ -17,12 +17,15 @@ import pytest
 from odc.geo import resxy_
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import box
-from replay import ReplayItem
+from replay import ReplayItem, classes_of
 from replay_refs import (
     expected,
     gdal_reference,
     nearest_source_values,
     odc_reference,
+    quality_bad,
+    sample,
+    source_uv,
 )
 
 from pipeline.load import load_cube
@@ -263,3 +266,176 @@ def test_references_agree_with_truth(replayed, g):
         )
         err = errors(ref, truth, valid)
         assert np.percentile(err, 99) <= replays[0].product.tol, f"{who}: p99 {np.percentile(err, 99):.6g}"
+
+
+# ----- quality layers: masks where planted -------------------------------------------------------------------------
+MASK_CASES = [
+    ("s2-scl-native", "sentinel-2-l2a", [0], "B04", "red", "SCL", None, None),
+    ("s2-scl-polar", "sentinel-2-l2a", [0], "B04", "red", "SCL", "EPSG:3413", 10),
+    ("landsat-qa-native", "landsat-c2-l2", [0], "red", "red", "qa_pixel", None, None),
+    ("landsat-qa-geographic", "landsat-c2-l2", [0], "red", "red", "qa_pixel", "EPSG:4326", 0.0002),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "coll", "which", "key", "band", "qkey", "crs", "res"), MASK_CASES, ids=[m[0] for m in MASK_CASES]
+)
+def test_masks_cover_every_planted_pixel(replayed, name, coll, which, key, band, qkey, crs, res):
+    """Clouds and shadows planted in the scene's own quality layer (SCL classes 9 and 3; QA_PIXEL bits 3 and 4,
+    as classification:bitfields declares them) are NaN on 100 % of the output pixels whose centre falls on
+    them (strictly inside), and nothing else strictly inside the footprint is masked."""
+    replays = [replayed(coll)[i] for i in which]
+    gbox = native_grid(replays[0], key) if crs is None else union_grid(replays, key, crs, res)
+    mask = ["cloud", "shadow"]
+    got = load(replays, [band], gbox, mask=mask)[band].isel(time=0).values
+    q = replays[0].assets[qkey]
+    _, valid_unmasked, _ = expected(replays, key, gbox, mask=mask)
+    _, valid_any, _ = expected(replays, key, gbox)
+    dn, inside = sample(q, *source_uv(q, gbox))
+    planted = inside & quality_bad(q, dn, mask)
+    # strictly planted: the whole neighbourhood is planted (no argument about boundary pixels)
+    core = planted & valid_any & ~valid_unmasked
+    for du in (-1.0, 1.0):
+        for dv in (-1.0, 1.0):
+            u, v = source_uv(q, gbox)
+            d2, in2 = sample(q, u + du, v + dv)
+            core &= in2 & quality_bad(q, d2, mask)
+    assert core.sum() > 50, f"{name}: harness planted too little ({core.sum()} px)"
+    leaked = ~np.isnan(got[core])
+    assert not leaked.any(), f"{name}: {leaked.sum()} of {core.sum()} planted cloud/shadow pixels keep values"
+    lost = np.isnan(got[valid_unmasked])
+    assert not lost.any(), f"{name}: {lost.sum()} of {valid_unmasked.sum()} clear pixels are masked"
+
+
+@pytest.mark.parametrize(
+    ("coll", "which", "key", "band", "crs", "res"),
+    [
+        ("sentinel-2-l2a", [0, 3], "B04", "red", "EPSG:32647", 10),
+        ("landsat-c2-l2", [0, 1], "red", "red", "EPSG:32655", 30),
+        ("landsat-c2-l2", [2, 3], "red", "red", "EPSG:4326", 0.0003),
+    ],
+    ids=["s2-two-zones", "landsat-same-zone", "landsat-two-zones-geographic"],
+)
+def test_masked_mosaic_fills_from_the_other_scene(replayed, coll, which, key, band, crs, res):
+    """Two overlapping scenes of one pass, each with its own clouds: masked before the mosaic, so a cloud of one
+    is filled by the other where that one is clear, and the field is right everywhere (no NaN inside the union
+    of the unmasked footprints)."""
+    replays = [replayed(coll)[i] for i in which]
+    gbox = union_grid(replays, key, crs, res)
+    ds = load(replays, [band], gbox, mask=["cloud", "shadow"])
+    assert_truth(ds, band, replays, key, gbox, mask=["cloud", "shadow"], what=f"{coll} masked mosaic")
+
+
+# ----- products -----------------------------------------------------------------------------------------------------
+def test_naip_bands_are_read_by_eo_bands_index(replayed):
+    """NAIP ``image`` holds red, green, blue, nir in one file: each common name is its own band (1..4)."""
+    r = replayed("naip")[0]
+    a = r.assets["image"]
+    ds = load([r], list(NAIP_INDEX), native_grid(r, "image"))
+    wrong = {}
+    for name, idx in NAIP_INDEX.items():
+        got = ds[name].isel(time=0).values
+        want = a.read(idx).astype("f8")
+        if not np.array_equal(got, want):
+            wrong[name] = f"max |diff| {np.nanmax(np.abs(got - want)):.1f}"
+    assert not wrong, f"bands not taken from their eo:bands index: {wrong}"
+
+
+@pytest.mark.parametrize(
+    ("crs", "res", "resampling"), [("EPSG:4326", 0.0001, None), ("EPSG:32633", 30, "average")]
+)
+def test_s1_float_nodata_never_leaks(replayed, crs, res, resampling):
+    """Sentinel-1 RTC float32 with nodata -32768: the planted nodata is NaN, never interpolated into values."""
+    replays = [replayed("sentinel-1-rtc")[i] for i in (1, 2)]
+    gbox = union_grid(replays, "vv", crs, res)
+    ds = load(replays, ["vv", "vh"], gbox, resampling=resampling)
+    fld = replays[0].product.field
+    for b in ("vv", "vh"):
+        v = ds[b].values
+        assert np.nanmin(v) >= fld.base - fld.amp - 1e-3, f"{b}: min {np.nanmin(v)}: nodata -32768 leaked"
+        assert np.isnan(v).any(), f"{b}: the planted nodata box came back with values"
+
+
+LULC_GRIDS = [
+    ("lulc-coarser-30m", "EPSG:32660", 30, None),
+    ("lulc-coarser-50m-average-asked", "EPSG:32660", 50, "average"),
+    ("lulc-other-side-of-antimeridian", "EPSG:32601", 10, None),
+    ("lulc-other-side-coarser", "EPSG:32601", 40, None),
+    ("lulc-polar-3995", "EPSG:3995", 25, None),
+]
+
+
+@pytest.mark.parametrize(("name", "crs", "res", "resampling"), LULC_GRIDS, ids=[g[0] for g in LULC_GRIDS])
+def test_land_cover_classes_are_never_averaged(replayed, name, crs, res, resampling):
+    """IO land cover (classes listed in file:values, nodata 0) across the antimeridian: whatever the grid and
+    even when a user asks for ``average`` for other bands, every value is one of the item's classes, and no
+    pixel inside the footprint is lost to the antimeridian."""
+    r = replayed("io-lulc-annual-v02")[0]
+    gbox = union_grid([r], "data", crs, res)
+    resampling = {"other": resampling} if resampling else None
+    ds = load([r], ["data"], gbox, resampling=resampling)
+    got = ds["data"].isel(time=0).values
+    classes = set(classes_of(r.source))
+    values = set(np.unique(got[~np.isnan(got)]).tolist())
+    assert values <= classes, (
+        f"{name}: values outside the class set {sorted(classes)}: {sorted(values - classes)[:10]}"
+    )
+    _, valid, _ = expected([r], "data", gbox)
+    assert not np.isnan(got[valid]).any(), (
+        f"{name}: {np.isnan(got[valid]).sum()} of {valid.sum()} pixels lost"
+    )
+
+
+def test_land_cover_nearest_equals_the_source_class(replayed):
+    """Onto the UTM zone east of the antimeridian at the native pixel size, each pixel is the class of the
+    source pixel containing its centre (nearest), on at least 99.5 % of the footprint."""
+    r = replayed("io-lulc-annual-v02")[1]
+    gbox = union_grid([r], "data", "EPSG:32601", 10)
+    got = load([r], ["data"], gbox)["data"].isel(time=0).values
+    want = nearest_source_values([r], "data", gbox)
+    _, valid, _ = expected([r], "data", gbox)
+    same = got[valid] == want[valid]
+    assert same.mean() >= 0.995, f"only {100 * same.mean():.2f} % of pixels carry their source pixel's class"
+
+
+# ----- radiometry recorded, time labels ------------------------------------------------------------------------------
+def _attrs_text(ds) -> str:
+    import json
+
+    blobs = [ds.attrs] + [ds[v].attrs for v in ds.data_vars]
+    return json.dumps(blobs, default=str)
+
+
+@pytest.mark.parametrize(
+    ("coll", "band", "scale", "offset"),
+    [("landsat-c2-l2", "red", 2.75e-05, -0.2), ("sentinel-2-l2a", "red", 1e-4, -0.1)],
+)
+def test_applied_scale_offset_is_recorded_per_item(replayed, coll, band, scale, offset):
+    """The cube records, for every item, which scale/offset was applied (Landsat from raster:bands, Sentinel-2
+    baseline 05.10 from the product table since Planetary Computer items carry no raster:bands)."""
+    replays = replayed(coll)
+    crs = next(iter(replays[0].assets.values())).crs
+    ds = load_cube([r.item for r in replays], [band], crs=crs, resolution=60, mask=None)
+    text = _attrs_text(ds)
+    missing = [r.item.id for r in replays if r.item.id not in text]
+    assert not missing, f"items without a recorded scale/offset: {missing}; attrs: {text[:400]}"
+    for v in (scale, offset):
+        assert repr(v) in text or str(v) in text, f"scale/offset {v} not recorded; attrs: {text[:400]}"
+
+
+SOLAR_DAYS = [
+    ("landsat-c2-l2", "red", "2024-04-18"),  # 23:45 UTC at 148-151 E: morning of the 18th, local time
+    ("sentinel-2-l2a", "red", "2024-04-19"),
+    ("sentinel-1-rtc", "vv", "2024-04-19"),
+    ("naip", "red", "2022-12-12"),
+]
+
+
+@pytest.mark.parametrize(("coll", "band", "day"), SOLAR_DAYS, ids=[s[0] for s in SOLAR_DAYS])
+def test_one_pass_is_one_solar_day(replayed, coll, band, day):
+    """All items of one pass make one time step labelled with the local solar date (as odc-stac's solar_day)."""
+    replays = replayed(coll)
+    key = next(k for k, a in replays[0].assets.items() if a.kind == "field")
+    items = [r.item for r in replays]
+    ds = load_cube(items, [band], crs=replays[0].assets[key].crs, resolution=500, mask=None)
+    assert [str(t)[:10] for t in ds.time.values] == [day]
