@@ -203,7 +203,9 @@ def encoding_of(item: dict, key: str) -> Encoding:
     if coll == "naip":
         return Encoding("uint8", None, count=count)
     dtype = rb.get("data_type", "uint8")
-    return Encoding(dtype, rb.get("nodata"), float(rb.get("scale", 1.0)), float(rb.get("offset", 0.0)), count)
+    nodata = rb.get("nodata")
+    nodata = float(nodata) if isinstance(nodata, str) else nodata  # STAC spells NaN "nan"
+    return Encoding(dtype, nodata, float(rb.get("scale", 1.0)), float(rb.get("offset", 0.0)), count)
 
 
 def classes_of(item: dict, key: str = "data") -> list[int]:
@@ -363,6 +365,44 @@ def _footprint(crs: str, extent: tuple[float, float, float, float]) -> tuple[dic
     return gj, [w, s, e, n]
 
 
+def _write_asset(
+    d: dict,
+    key: str,
+    product: Product,
+    out_dir: Path,
+    grid: tuple[str, Affine, tuple[int, int]],
+    on_asset: bool,
+) -> ReplayAsset:
+    """Write asset ``key`` of item dict ``d`` on ``grid`` (CRS, transform, shape) and rewrite its href and proj
+    fields (on the asset or on the item, where the item keeps them; 6 or 9 transform elements as before)."""
+    crs, tr, shape = grid
+    enc = encoding_of(d, key)
+    kind = product.kinds.get(key, "field")
+    lon, lat = pixel_lonlat(crs, tr, shape)
+    boxes = _boxes(shape, {"nodata": NODATA_BOX, "cloud": CLOUD_BOX, "shadow": SHADOW_BOX})
+    classes = classes_of(d, key) if kind == "classes" else []
+    bands = []
+    for b in range(enc.count):
+        fld = Field(product.field.base, product.field.amp, product.field.wavelength_m * (1 + 0.25 * b))
+        v = _values(kind, enc, lon, lat, fld, classes, boxes)
+        if kind in ("field", "classes") and enc.nodata is not None:
+            v = np.where(boxes["nodata"], np.asarray(enc.nodata).astype(v.dtype), v)
+        bands.append(v)
+    path = out_dir / f"{d['id']}_{key}.tif"
+    _write(path, np.stack(bands), crs, tr, enc.nodata, kind != "field")
+    asset = d["assets"][key]
+    asset["href"] = str(path)
+    target = asset if on_asset else d["properties"]
+    ntr = list(tr)[:6]
+    old_tr = target.get("proj:transform")
+    target["proj:transform"] = ntr + [0.0, 0.0, 1.0] if old_tr and len(old_tr) == 9 else ntr
+    target["proj:shape"] = list(shape)
+    if "proj:bbox" in target:
+        target["proj:bbox"] = [tr.c, tr.f + shape[0] * tr.e, tr.c + shape[1] * tr.a, tr.f]
+    target.pop("proj:centroid", None)
+    return ReplayAsset(key, path, crs, tr, shape, enc, kind)
+
+
 def replay(item_dict: dict, out_dir: Path, shift: int = 0) -> ReplayItem:
     """Write the item's assets (of its product in :data:`PRODUCTS`) on a window of their real grids under
     ``out_dir`` and return the rewritten item (window moved by ``shift`` pixels, see :func:`_window`).
@@ -381,42 +421,41 @@ def replay(item_dict: dict, out_dir: Path, shift: int = 0) -> ReplayItem:
         new_tr = tr @ Affine.translation(c0, r0)
         if not CRS.from_user_input(crs).is_geographic:  # no float noise in projected origins (micrometres)
             new_tr = Affine(new_tr.a, new_tr.b, round(new_tr.c, 6), new_tr.d, new_tr.e, round(new_tr.f, 6))
-        shape = (r1 - r0, c1 - c0)
-        enc = encoding_of(d, key)
-        kind = product.kinds.get(key, "field")
-        lon, lat = pixel_lonlat(crs, new_tr, shape)
-        boxes = _boxes(shape, {"nodata": NODATA_BOX, "cloud": CLOUD_BOX, "shadow": SHADOW_BOX})
-        classes = classes_of(d, key) if kind == "classes" else []
-        bands = []
-        for b in range(enc.count):
-            fld = Field(product.field.base, product.field.amp, product.field.wavelength_m * (1 + 0.25 * b))
-            v = _values(kind, enc, lon, lat, fld, classes, boxes)
-            if kind in ("field", "classes") and enc.nodata is not None:
-                v = np.where(boxes["nodata"], np.asarray(enc.nodata).astype(v.dtype), v)
-            bands.append(v)
-        path = out_dir / f"{d['id']}_{key}.tif"
-        file_nodata = enc.nodata if enc.nodata is not None else None
-        _write(path, np.stack(bands), crs, new_tr, file_nodata, kind != "field")
-        asset = d["assets"][key]
-        asset["href"] = str(path)
-        proj_target = asset if on_asset else d["properties"]
-        ntr = list(new_tr)[:6]
-        old_tr = proj_target.get("proj:transform")
-        proj_target["proj:transform"] = ntr + [0.0, 0.0, 1.0] if old_tr and len(old_tr) == 9 else ntr
-        proj_target["proj:shape"] = list(shape)
-        if "proj:bbox" in proj_target:
-            proj_target["proj:bbox"] = [
-                new_tr.c,
-                new_tr.f + shape[0] * new_tr.e,
-                new_tr.c + shape[1] * new_tr.a,
-                new_tr.f,
-            ]
-        proj_target.pop("proj:centroid", None)
-        written[key] = ReplayAsset(key, path, crs, new_tr, shape, enc, kind)
+        written[key] = _write_asset(d, key, product, out_dir, (crs, new_tr, (r1 - r0, c1 - c0)), on_asset)
     d["assets"] = {k: v for k, v in d["assets"].items() if k in written}
     d["geometry"], d["bbox"] = _footprint(crs_w, extent)
     item = pystac.Item.from_dict(d, preserve_dict=False)
     return ReplayItem(item, written, product, item_dict)
+
+
+def synthetic_scene(
+    out_dir: Path,
+    *,
+    item_id: str,
+    collection: str,
+    when: str,
+    grid: tuple[str, Affine, tuple[int, int]],
+    raster_band: dict,
+    fld: Field,
+    key: str = "red",
+) -> ReplayItem:
+    """A scene on any grid (CRS, transform, (rows, cols)) built from the real Landsat C2 L2 item's metadata
+    (item-level proj, eo:bands), with ``raster_band`` (data_type, nodata, scale, offset as STAC spells them,
+    nodata "nan" as a string) as its only raster:bands entry: for property tests over what real data varies."""
+    d = copy.deepcopy(real_items("landsat-c2-l2")[0])
+    d.update(id=item_id, collection=collection, links=[])
+    d["properties"]["datetime"] = when
+    d["properties"].pop("proj:epsg", None)
+    d["properties"]["proj:code"] = grid[0]
+    d["assets"] = {key: {**d["assets"][key], "raster:bands": [raster_band]}}
+    product = Product("", (key,), fld, 0, (), 0.005)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    asset = _write_asset(d, key, product, out_dir, grid, on_asset=False)
+    (h, w), tr = grid[2], grid[1]
+    x0, y0 = tr @ (0, h)
+    x1, y1 = tr @ (w, 0)
+    d["geometry"], d["bbox"] = _footprint(grid[0], (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+    return ReplayItem(pystac.Item.from_dict(d, preserve_dict=False), {key: asset}, product, d)
 
 
 def replay_collection(collection: str, out_dir: Path, which: list[int] | None = None) -> list[ReplayItem]:
