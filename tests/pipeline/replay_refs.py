@@ -89,11 +89,11 @@ def footprint_px(u: np.ndarray, v: np.ndarray) -> float:
 
 
 def _ok(r: ReplayItem, key: str, gbox: GeoBox, band: int, mask: Sequence[str], margin: float) -> tuple:
-    """(all-ok, all-not-ok) over offsets of +-margin source pixels (grown by half an output pixel's footprint):
+    """(all-ok, all-not-ok) over offsets of +-margin source pixels (grown by 3/4 of an output pixel's footprint):
     strict validity of one item at every output pixel."""
     a = r.assets[key]
     u, v = source_uv(a, gbox)
-    margin = margin + footprint_px(u, v) / 2
+    margin = margin + 0.75 * footprint_px(u, v)  # half an output pixel, rotated: up to sqrt(2)/2 of it
     qa = next((q for q in r.assets.values() if q.kind in ("scl", "qa_pixel")), None) if mask else None
     qu, qv = source_uv(qa, gbox) if qa is not None else (None, None)
     all_ok = np.ones(u.shape, bool)

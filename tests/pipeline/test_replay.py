@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import rasterio
 from odc.geo import resxy_
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import box
-from replay import ReplayItem, classes_of
+from pyproj import CRS, Transformer
+from replay import PRODUCTS, ReplayItem, classes_of
 from replay_refs import (
     expected,
     gdal_reference,
@@ -88,6 +90,61 @@ def load(replays, bands, gbox=None, **kw):
     return load_cube([r.item for r in replays], bands, geobox=gbox, **kw).compute()
 
 
+# ----- the harness itself -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("coll", list(PRODUCTS))
+def test_replayed_items_sit_on_their_real_grids(replayed, coll):
+    """Harness check: every written file is a window of the real asset grid (same CRS, pixel size, origin on
+    the real pixel lattice, dtype and nodata as raster:bands states them) and the item says so (proj fields
+    where the real item keeps them, 9-element transforms kept, hrefs local, footprint around the window)."""
+    from replay import _proj
+    from shapely.geometry import Point, shape
+
+    for r in replayed(coll):
+        for key, a in r.assets.items():
+            crs, tr, _, on_asset = _proj(r.source, key)
+            with rasterio.open(r.item.assets[key].href) as src:
+                assert CRS.from_user_input(crs) == src.crs
+                assert (src.transform.a, src.transform.e) == (tr.a, tr.e)
+                col, row = ~tr @ (src.transform.c, src.transform.f)
+                assert abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6, (
+                    r.item.id,
+                    key,
+                    col,
+                    row,
+                )
+                rb = (r.source["assets"][key].get("raster:bands") or [{}])[0]
+                assert src.dtypes[0] == rb.get("data_type", a.encoding.dtype)
+                assert src.nodata == rb.get("nodata", a.encoding.nodata) or (
+                    src.nodata is None and a.encoding.nodata is None
+                )
+                assert src.count == a.encoding.count
+                meta = r.item.assets[key].extra_fields if on_asset else r.item.properties
+                assert list(meta["proj:shape"]) == [src.height, src.width]
+                assert len(meta["proj:transform"]) == len(
+                    (r.source["assets"][key] if on_asset else r.source["properties"])["proj:transform"]
+                )
+                assert tuple(meta["proj:transform"][:6]) == tuple(src.transform)[:6]
+                centre = src.transform @ (src.width / 2, src.height / 2)
+            lon, lat = Transformer.from_crs(crs, 4326, always_xy=True).transform(*centre)
+            w, s_, e, n = r.item.bbox
+            assert s_ <= lat <= n and (w <= lon <= e), (r.item.id, key, lon, lat, r.item.bbox)
+            assert shape(r.item.geometry).buffer(1e-9).contains(Point(lon, lat)) or abs(abs(lon) - 180) < 0.1
+
+
+def test_s2_baseline_0510_offset_is_applied_without_raster_bands(replayed):
+    """Planetary Computer Sentinel-2 L2A items of baseline 05.10 carry no raster:bands: the cube still holds
+    reflectance = DN / 10000 - 0.1 (mean bias against the truth below 0.001, not 0.1 or 2000)."""
+    replays = [replayed("sentinel-2-l2a")[i] for i in (0, 3)]
+    assert all("raster:bands" not in r.item.assets["B04"].extra_fields for r in replays)
+    gbox = union_grid(replays, "B04", "EPSG:32647", 10)
+    got = load(replays, ["red"], gbox)["red"].isel(time=0).values
+    truth, valid, _ = expected(replays, "B04", gbox)
+    bias = float(np.nanmean(got[valid] - truth[valid]))
+    assert abs(bias) < 1e-3, (
+        f"mean(load_cube - truth) = {bias:.6g}: scale/offset of baseline 05.10 not applied"
+    )
+
+
 # ----- native grids: exact -----------------------------------------------------------------------------------------
 NATIVE_CASES = [
     ("sentinel-2-l2a", 0, "B04", "red"),
@@ -154,6 +211,15 @@ def _grids():
         ("s2-other-utm-46", "sentinel-2-l2a", [0, 3], "B04", "red", "EPSG:32646", 10),
         ("s2-geographic", "sentinel-2-l2a", [0, 3], "B04", "red", "EPSG:4326", resxy_(0.0004, -0.0001)),
         ("s2-polar-3413", "sentinel-2-l2a", [0, 3], "B04", "red", "EPSG:3413", 10),
+        (
+            "s2-geographic-coarse-100m",
+            "sentinel-2-l2a",
+            [0, 3],
+            "B04",
+            "red",
+            "EPSG:4326",
+            resxy_(0.005, -0.0009),
+        ),
         ("s2-swir16-20m-on-10m", "sentinel-2-l2a", [0, 3], "B11", "swir16", "EPSG:32647", 10),
         ("landsat-finer-15m", "landsat-c2-l2", [0, 1], "red", "red", "EPSG:32655", 15),
         ("landsat-coarser-90m", "landsat-c2-l2", [0, 1], "red", "red", "EPSG:32655", 90),
@@ -161,6 +227,7 @@ def _grids():
         ("landsat-two-zones-on-55", "landsat-c2-l2", [2, 3], "nir08", "nir08", "EPSG:32655", 30),
         ("landsat-geographic", "landsat-c2-l2", [2, 3], "red", "red", "EPSG:4326", 0.0003),
         ("landsat-polar-3031", "landsat-c2-l2", [2, 3], "red", "red", "EPSG:3031", 30),
+        ("landsat-polar-coarse-150m", "landsat-c2-l2", [2, 3], "red", "red", "EPSG:3031", 150),
         ("s1-geographic", "sentinel-1-rtc", [1, 2], "vv", "vv", "EPSG:4326", 0.0001),
         ("s1-other-utm-34", "sentinel-1-rtc", [1, 2], "vh", "vh", "EPSG:32634", 10),
         ("s1-coarser-30m", "sentinel-1-rtc", [1, 2], "vv", "vv", "EPSG:32633", 30),
@@ -202,7 +269,7 @@ REF_GRIDS = [g for g in GRIDS if g[1] != "cop-dem-glo-30"] + [
 def _ref_case(replayed, g):
     name, coll, which, key, band, crs, res = g
     replays, gbox = _case(replayed, coll, which, key, crs, res)
-    resampling = "average" if "coarser" in name else "bilinear"
+    resampling = "average" if "coarse" in name else "bilinear"
     idx = NAIP_INDEX.get(band, 1) if coll == "naip" else 1
     ds = load(replays, [band], gbox, resampling=resampling)
     truth, valid, _ = expected(replays, key, gbox, band=idx)
@@ -254,7 +321,7 @@ def test_references_agree_with_truth(replayed, g):
     failure of the two tests above is load_cube's, not the references' or the harness's."""
     name, coll, which, key, band, crs, res = g
     replays, gbox = _case(replayed, coll, which, key, crs, res)
-    resampling = "average" if "coarser" in name else "bilinear"
+    resampling = "average" if "coarse" in name else "bilinear"
     idx = NAIP_INDEX.get(band, 1) if coll == "naip" else 1
     truth, valid, _ = expected(replays, key, gbox, band=idx)
     refs = [("GDAL", gdal_reference(replays, key, gbox, resampling, band=idx))]
