@@ -12,6 +12,8 @@ native, finer, coarser, other-UTM, geographic and polar grids, compared with
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import rasterio
@@ -466,28 +468,44 @@ def test_land_cover_nearest_equals_the_source_class(replayed):
 
 
 # ----- radiometry recorded, time labels ------------------------------------------------------------------------------
-def _attrs_text(ds) -> str:
-    import json
-
-    blobs = [ds.attrs] + [ds[v].attrs for v in ds.data_vars]
-    return json.dumps(blobs, default=str)
+def applied_scale_offset(ds, band: str, item) -> list[dict]:
+    """The groups of ``attrs["scale_offset"][band]`` (h/radiometry's record: ``{"collection", "scale",
+    "offset", "source"}``, with ``"items"`` when a group is not the whole collection) that cover ``item``."""
+    groups = (ds.attrs.get("scale_offset") or {}).get(band, [])
+    return [
+        g
+        for g in groups
+        if g.get("collection") == item.collection_id and ("items" not in g or item.id in g["items"])
+    ]
 
 
 @pytest.mark.parametrize(
-    ("coll", "band", "scale", "offset"),
-    [("landsat-c2-l2", "red", 2.75e-05, -0.2), ("sentinel-2-l2a", "red", 1e-4, -0.1)],
+    ("coll", "band", "scale", "offset", "source"),
+    [
+        ("landsat-c2-l2", "red", 2.75e-05, -0.2, "item"),
+        ("sentinel-2-l2a", "red", 1e-4, -0.1, "product-table"),
+        ("naip", "nir", 1.0, 0.0, "none"),
+    ],
 )
-def test_applied_scale_offset_is_recorded_per_item(replayed, coll, band, scale, offset):
-    """The cube records, for every item, which scale/offset was applied (Landsat from raster:bands, Sentinel-2
-    baseline 05.10 from the product table since Planetary Computer items carry no raster:bands)."""
+def test_applied_scale_offset_is_recorded_per_item(replayed, coll, band, scale, offset, source):
+    """The cube records, for every item, the one scale/offset applied and where it came from (Landsat from
+    raster:bands, Sentinel-2 baseline 05.10 from the product table since Planetary Computer items carry no
+    raster:bands, NAIP stored as is)."""
     replays = replayed(coll)
     crs = next(iter(replays[0].assets.values())).crs
     ds = load_cube([r.item for r in replays], [band], crs=crs, resolution=60, mask=None)
-    text = _attrs_text(ds)
-    missing = [r.item.id for r in replays if r.item.id not in text]
-    assert not missing, f"items without a recorded scale/offset: {missing}; attrs: {text[:400]}"
-    for v in (scale, offset):
-        assert repr(v) in text or str(v) in text, f"scale/offset {v} not recorded; attrs: {text[:400]}"
+    problems = {}
+    for r in replays:
+        groups = applied_scale_offset(ds, band, r.item)
+        if len(groups) != 1:
+            problems[r.item.id] = f"{len(groups)} records"
+            continue
+        g = groups[0]
+        if not (
+            math.isclose(g["scale"], scale) and math.isclose(g["offset"], offset) and g["source"] == source
+        ):
+            problems[r.item.id] = g
+    assert not problems, f"applied scale/offset not recorded as expected: {problems}; attrs {dict(ds.attrs)}"
 
 
 SOLAR_DAYS = [
