@@ -484,13 +484,13 @@ def applied_scale_offset(ds, band: str, item) -> list[dict]:
     [
         ("landsat-c2-l2", "red", 2.75e-05, -0.2, "item"),
         ("sentinel-2-l2a", "red", 1e-4, -0.1, "product-table"),
-        ("naip", "nir", 1.0, 0.0, "none"),
+        ("naip", "nir", 1.0, 0.0, "product-table"),  # the table knows NAIP is stored unscaled
     ],
 )
 def test_applied_scale_offset_is_recorded_per_item(replayed, coll, band, scale, offset, source):
     """The cube records, for every item, the one scale/offset applied and where it came from (Landsat from
     raster:bands, Sentinel-2 baseline 05.10 from the product table since Planetary Computer items carry no
-    raster:bands, NAIP stored as is)."""
+    raster:bands, NAIP stored as is, which the product table knows)."""
     replays = replayed(coll)
     crs = next(iter(replays[0].assets.values())).crs
     ds = load_cube([r.item for r in replays], [band], crs=crs, resolution=60, mask=None)
