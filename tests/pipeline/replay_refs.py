@@ -58,10 +58,10 @@ def source_uv(asset: ReplayAsset, gbox: GeoBox) -> tuple[np.ndarray, np.ndarray]
     xs, ys = centres(gbox)
     if not CRS.from_user_input(asset.crs).equals(CRS.from_wkt(gbox.crs.to_wkt())):
         xs, ys = _transformer(gbox.crs.to_wkt(), CRS.from_user_input(asset.crs).to_wkt()).transform(xs, ys)
-    if CRS.from_user_input(
-        asset.crs
-    ).is_geographic:  # longitudes of a tile that starts west of -180 (W180 DEM)
-        xs = asset.transform.c + np.mod(xs - asset.transform.c, 360.0)
+    if CRS.from_user_input(asset.crs).is_geographic:
+        # longitudes within 180 degrees of the tile's centre (the W180 DEM tile starts west of -180)
+        cx = asset.transform.c + asset.transform.a * asset.shape[1] / 2
+        xs = cx + np.mod(xs - cx + 180.0, 360.0) - 180.0
     inv = ~asset.transform
     return inv.a * xs + inv.b * ys + inv.c, inv.d * xs + inv.e * ys + inv.f
 
