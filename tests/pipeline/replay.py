@@ -53,7 +53,15 @@ QA_CLEAR = 21824  # Landsat C2 QA_PIXEL of clear land (clear bit 6 + low confide
 QA_VALUES = {"base": QA_CLEAR, "cloud": 22280, "shadow": 23888, "nodata": 1}  # cloud: bits 1+3; shadow: bit 4
 #: what the harness itself takes each mask name to mean (independent of pipeline.masks)
 SCL_MASK = {"cloud": {8, 9}, "shadow": {3}, "nodata": {0}, "cirrus": {10}, "saturated": {1}}
-QA_MASK_BITS = {"cloud": 3, "shadow": 4, "nodata": 0, "fill": 0, "cirrus": 2, "dilated_cloud": 1}
+QA_MASK_BITS = {
+    "cloud": 3,
+    "shadow": 4,
+    "cloud_shadow": 4,
+    "nodata": 0,
+    "fill": 0,
+    "cirrus": 2,
+    "dilated_cloud": 1,
+}
 
 
 @dataclass(frozen=True)

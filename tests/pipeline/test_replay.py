@@ -338,24 +338,49 @@ def test_references_agree_with_truth(replayed, g):
 
 
 # ----- quality layers: masks where planted -------------------------------------------------------------------------
+CLOUD_SHADOW = ("cloud", "shadow")
 MASK_CASES = [
-    ("s2-scl-native", "sentinel-2-l2a", [0], "B04", "red", "SCL", None, None),
-    ("s2-scl-polar", "sentinel-2-l2a", [0], "B04", "red", "SCL", "EPSG:3413", 10),
-    ("landsat-qa-native", "landsat-c2-l2", [0], "red", "red", "qa_pixel", None, None),
-    ("landsat-qa-geographic", "landsat-c2-l2", [0], "red", "red", "qa_pixel", "EPSG:4326", 0.0002),
+    ("s2-scl-native", "sentinel-2-l2a", [0], "B04", "red", "SCL", None, None, CLOUD_SHADOW),
+    ("s2-scl-polar", "sentinel-2-l2a", [0], "B04", "red", "SCL", "EPSG:3413", 10, CLOUD_SHADOW),
+    ("landsat-qa-native", "landsat-c2-l2", [0], "red", "red", "qa_pixel", None, None, CLOUD_SHADOW),
+    (
+        "landsat-qa-geographic",
+        "landsat-c2-l2",
+        [0],
+        "red",
+        "red",
+        "qa_pixel",
+        "EPSG:4326",
+        0.0002,
+        CLOUD_SHADOW,
+    ),
+    # the names the real item's classification:bitfields declare (decoded from the metadata)
+    (
+        "landsat-qa-bitfield-names",
+        "landsat-c2-l2",
+        [0],
+        "red",
+        "red",
+        "qa_pixel",
+        None,
+        None,
+        ("cloud", "cloud_shadow"),
+    ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("name", "coll", "which", "key", "band", "qkey", "crs", "res"), MASK_CASES, ids=[m[0] for m in MASK_CASES]
+    ("name", "coll", "which", "key", "band", "qkey", "crs", "res", "mask"),
+    MASK_CASES,
+    ids=[m[0] for m in MASK_CASES],
 )
-def test_masks_cover_every_planted_pixel(replayed, name, coll, which, key, band, qkey, crs, res):
+def test_masks_cover_every_planted_pixel(replayed, name, coll, which, key, band, qkey, crs, res, mask):
     """Clouds and shadows planted in the scene's own quality layer (SCL classes 9 and 3; QA_PIXEL bits 3 and 4,
     as classification:bitfields declares them) are NaN on 100 % of the output pixels whose centre falls on
     them (strictly inside), and nothing else strictly inside the footprint is masked."""
     replays = [replayed(coll)[i] for i in which]
     gbox = native_grid(replays[0], key) if crs is None else union_grid(replays, key, crs, res)
-    mask = ["cloud", "shadow"]
+    mask = list(mask)
     got = load(replays, [band], gbox, mask=mask)[band].isel(time=0).values
     q = replays[0].assets[qkey]
     _, valid_unmasked, _ = expected(replays, key, gbox, mask=mask)
