@@ -1,7 +1,7 @@
 """Property-based tests (hypothesis) over what real data varies (issue 13): scale, offset, nodata and dtype as
 raster:bands states them, source grids with origins on whole or odd half pixels, output grids offset by
 sub-pixel fractions or exactly half a pixel, CRS pairs (same CRS, neighbouring UTM zones, UTM <-> geographic,
-UTM -> polar stereographic), output/source pixel ratios and tile sizes.
+UTM/geographic -> polar stereographic, across the antimeridian), output/source pixel ratios and tile sizes.
 
 Properties:
 - ``load_cube`` equals GDAL (``rasterio.warp.reproject``, same resampling, decoded) within interpolation
@@ -53,6 +53,9 @@ CRS_PAIRS = [
     ("EPSG:4326", "EPSG:32633", (15.0, 45.0), 30.0),
     ("EPSG:32656", "EPSG:3031", (150.0, -70.0), 30.0),
     ("EPSG:32646", "EPSG:32647", (96.0, 81.0), 20.0),
+    ("EPSG:32660", "EPSG:32601", (179.99, 60.0), 20.0),  # across the antimeridian
+    ("EPSG:4326", "EPSG:32601", (-179.99, 60.0), 30.0),  # a geographic grid starting west of -180
+    ("EPSG:4326", "EPSG:3031", (-178.5, -89.6), 30.0),  # DEM-like tile near the south pole
 ]
 _counter = itertools.count()
 
