@@ -5,10 +5,12 @@
   or mask boundary), so the tests can assert values and NaN without arguing about edge pixels;
 - :func:`gdal_reference`: ``rasterio.warp.reproject`` (GDAL's warper) per item, decoded with the item's
   encoding, mosaicked first-valid-wins in (datetime, id) order;
-- :func:`odc_reference`: ``odc.stac.load`` on the same grid with the same resampling, ``dtype="float32"`` (source
-  nodata becomes NaN), ``groupby="solar_day"``, nodata/data_type given through ``stac_cfg`` where the items are
-  silent (Sentinel-2 on the Planetary Computer), then decoded with the same scale/offset (odc-stac does not
-  apply scale/offset itself).
+- :func:`odc_reference`: ``odc.stac.load`` (odc-stac 0.5) with ``geobox=`` the same grid, ``resampling=`` the
+  same method, ``dtype="float32"`` (source nodata becomes NaN), ``groupby="solar_day"``, nodata/data_type given
+  through ``stac_cfg`` where the items are silent (Sentinel-2 on the Planetary Computer), ``raster:bands`` added
+  to a copy of a multi-band asset that lacks it (NAIP: odc-stac counts bands only from raster:bands), default
+  ``chunks=None`` (eager), no ``patch_url`` (hrefs are local paths); then decoded with the same scale/offset
+  (odc-stac does not apply scale/offset itself).
 """
 
 from __future__ import annotations
