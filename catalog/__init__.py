@@ -32,6 +32,9 @@ _LAZY: dict[str, str] = {
     "publish_catalog": "catalog.publish",
     "validate_items": "catalog.validate",
     "validate_catalog": "catalog.validate",
+    # product knowledge where STAC is silent (scale/offset of S2 L2A, Landsat C2 L2)
+    "Encoding": "catalog.products",
+    "band_encoding": "catalog.products",
 }
 
 __all__ = [

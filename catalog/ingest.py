@@ -24,7 +24,8 @@ from odc.geo.geom import box
 
 from catalog.errors import CatalogError
 from catalog.extensions import COG, EXT, GTIFF
-from catalog.patterns import QUALITY_KEYS, CollectionConfig, load_configs
+from catalog.patterns import KNOWN, QUALITY_KEYS, CollectionConfig, load_configs
+from catalog.products import band_encoding
 
 log = logging.getLogger(__name__)
 
@@ -229,13 +230,19 @@ def _item(
     )
     for href, _cfg, m in sorted(files, key=lambda f: _band_key(f[2])):
         key = _band_key(m)
-        item.add_asset(key, _asset(cfg, key, href, headers[href], common_code))
+        item.add_asset(key, _asset(cfg, key, href, headers[href], common_code, item.datetime))
     return item
 
 
-def _asset(cfg: CollectionConfig, key: str, href: str, h: dict, common_code: str | None) -> pystac.Asset:
+def _asset(
+    cfg: CollectionConfig, key: str, href: str, h: dict, common_code: str | None, when: dt.datetime | None
+) -> pystac.Asset:
     over = cfg.per_band.get(key, {})
     scale, offset = over.get("scale", cfg.scale), over.get("offset", cfg.offset)
+    if cfg in KNOWN and "offset" not in over:  # a known product: the product table decides (per date for S2)
+        enc = band_encoding(cfg.collection_id, {}, when.date() if when else None, key)
+        if enc is not None:
+            scale, offset = enc.scale, enc.offset
     bands = []
     for dtype, file_nodata in zip(h["dtypes"], h["nodatavals"], strict=True):
         raster: dict = {"data_type": dtype, "spatial_resolution": abs(h["transform"][0])}

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog.errors import CatalogError
+from catalog.products import LANDSAT_C2_SR, S2_L2A_BOA_OFFSET, S2_L2A_SCALE
 
 OLI = {
     "B1": ("coastal", 0.44), "B2": ("blue", 0.48), "B3": ("green", 0.56), "B4": ("red", 0.655),
@@ -122,7 +123,7 @@ KNOWN: tuple[CollectionConfig, ...] = (
     CollectionConfig(
         "landsat-c2-l2",
         r"(?P<id>L[COTEM]0(?P<sat>\d)_L2S[PR]_(?P<path>\d{3})(?P<row>\d{3})_(?P<date>\d{8})_\d{8}_02_(T1|T2|RT))_(?P<band>SR_B\d+|QA_PIXEL)\.(TIF|tif)$",
-        None, "oli", _SR, 2.75e-05, -0.2, 0, _QA,
+        None, "oli", _SR, *LANDSAT_C2_SR, 0, _QA,
     ),
     CollectionConfig(
         "landsat-c1-l1",
@@ -132,16 +133,16 @@ KNOWN: tuple[CollectionConfig, ...] = (
     CollectionConfig(
         "sentinel-2-l2a",
         r"(?P<id>T(?P<tile>\d{2}[A-Z]{3})_(?P<datetime>\d{8}T\d{6}))_(?P<band>B\d[\dA]|SCL)(_\d+m)?\.(tif|TIF|tiff|jp2)$",
-        None, "msi", MSI, 0.0001, -0.1, 0, _SCL,
+        None, "msi", MSI, S2_L2A_SCALE, S2_L2A_BOA_OFFSET, 0, _SCL,
     ),
     CollectionConfig(
         "sentinel-2-l2a-sim",
         r"(?P<id>S2(?P<sat>[AB])_(?P<tile>\d{2}[A-Z]{3})_(?P<date>\d{8})_0_L2A)/(?P<band>B\d[\dA]|SCL)\.tif$",
-        None, "msi", MSI, 0.0001, -0.1, 0, _SCL,
+        None, "msi", MSI, S2_L2A_SCALE, S2_L2A_BOA_OFFSET, 0, _SCL,
     ),
     CollectionConfig(
         "landsat-c2-l2-sim",
         r"(?P<id>LC0(?P<sat>\d)_L2SP_(?P<path>\d{3})(?P<row>\d{3})_(?P<date>\d{8})_02_T1)/(?P<band>SR_B\d|QA_PIXEL)\.tif$",
-        None, "oli", _SR, 2.75e-05, -0.2, 0, _QA,
+        None, "oli", _SR, *LANDSAT_C2_SR, 0, _QA,
     ),
 )  # fmt: skip

@@ -84,7 +84,8 @@ def _native(items: Sequence[pystac.Item], bands: Sequence[str] | None) -> tuple[
             acode = asset.extra_fields.get("proj:code") or code
             if acode:
                 crs_count[acode] += 1
-            tr = asset.extra_fields.get("proj:transform")
+            # USGS puts proj:transform on the item, not the assets
+            tr = asset.extra_fields.get("proj:transform") or it.properties.get("proj:transform")
             if tr:
                 resolutions.append(abs(float(tr[0])))
             elif asset.extra_fields.get("gsd"):

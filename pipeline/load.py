@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,62 +24,21 @@ from odc.geo.geobox import GeoBox, GeoboxTiles
 from odc.geo.geom import Geometry
 from odc.geo.xr import xr_coords
 
+from pipeline.bands import (
+    QUALITY_KEYS,
+    BandRef,
+    _asset_band,  # noqa: F401  (the batch runner's historical import)
+    check_encoding,
+    resampling_for,
+    resolve_band,
+    with_user_encoding,
+)
 from pipeline.errors import LoadError
 from pipeline.grid import output_grid
 from pipeline.masks import DEFAULT_MASK
 from pipeline.reader import AssetSpec, ReadSpec, SceneSpec, read_tile
 
 log = logging.getLogger(__name__)
-
-QUALITY_KEYS = ("SCL", "QA_PIXEL", "scl", "qa_pixel")
-
-
-@dataclass(frozen=True)
-class BandRef:
-    """How one requested band is found in one collection: asset key, scale, offset, nodata."""
-
-    name: str
-    key: str
-    scale: float
-    offset: float
-    nodata: float | None
-    is_quality: bool = False
-
-
-def _asset_band(asset: pystac.Asset) -> dict:
-    rb = asset.extra_fields.get("raster:bands") or [{}]
-    return rb[0]
-
-
-def resolve_band(item: pystac.Item, name: str) -> BandRef:
-    """Find band ``name`` (asset key or eo common name) in ``item``; raise LoadError listing what exists."""
-    asset, key = item.assets.get(name), name
-    if asset is None:
-        for k, a in item.assets.items():
-            if any(b.get("common_name") == name for b in a.extra_fields.get("eo:bands", [])):
-                asset, key = a, k
-                break
-    if asset is None:
-        common = sorted(
-            {
-                b.get("common_name")
-                for a in item.assets.values()
-                for b in a.extra_fields.get("eo:bands", [])
-                if b.get("common_name")
-            }
-        )
-        raise LoadError(
-            f"item {item.id!r} has no band {name!r}; its assets are {sorted(item.assets)} and common names {common}"
-        )
-    rb = _asset_band(asset)
-    quality = (
-        key in QUALITY_KEYS
-        or "classification:classes" in asset.extra_fields
-        or "classification:bitfields" in asset.extra_fields
-    )
-    return BandRef(
-        name, key, float(rb.get("scale", 1.0)), float(rb.get("offset", 0.0)), rb.get("nodata"), quality
-    )
 
 
 def quality_band(item: pystac.Item) -> BandRef | None:
@@ -102,15 +60,45 @@ def solar_day(item: pystac.Item) -> np.datetime64:
     return t.astype("datetime64[D]").astype("datetime64[ns]")
 
 
-def check_items(items: list[pystac.Item], on_error: str) -> tuple[list[pystac.Item], list[str]]:
-    """Drop items whose local assets are missing (``on_error="skip"``, their ids returned second) or raise
-    LoadError naming the item, asset and path (``"fail"``). Remote hrefs are checked when read."""
+def local_path(href: str) -> str | None:
+    """The local file an href names (a plain path or a ``file://`` URL, percent-decoded), None for remote URLs."""
+    if href.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return unquote(urlparse(href).path)
+    return None if "://" in href else href
+
+
+def _requested_keys(item: pystac.Item, bands: Sequence[str] | None, mask: bool) -> list[str]:
+    """Asset keys a load of ``bands`` (and the quality layer when ``mask``) reads from ``item``; every asset
+    when ``bands`` is None."""
+    if bands is None:
+        return list(item.assets)
+    keys = []
+    for b in bands:
+        try:
+            keys.append(resolve_band(item, b).key)
+        except LoadError:
+            continue  # reported when the scenes are resolved
+    q = quality_band(item) if mask else None
+    return keys + ([q.key] if q is not None else [])
+
+
+def check_items(
+    items: list[pystac.Item], on_error: str, bands: Sequence[str] | None = None, mask: bool = False
+) -> tuple[list[pystac.Item], list[str]]:
+    """Drop items whose local assets (plain paths and ``file://`` URLs) are missing (``on_error="skip"``, their
+    ids returned second) or raise LoadError naming the item, asset and path (``"fail"``). Only the assets a load
+    reads are checked: those of ``bands`` and, with ``mask``, the quality layer (all assets when ``bands`` is
+    None), so a missing thumbnail never drops a scene. Remote hrefs are checked when read."""
     keep, skipped = [], []
     for it in items:
         missing = []
-        for k, a in it.assets.items():
+        for k in dict.fromkeys(_requested_keys(it, bands, mask)):
+            a = it.assets[k]
             href = a.get_absolute_href() or a.href
-            if "://" not in href and not Path(href).exists():
+            path = local_path(href)
+            if path is not None and not Path(path).exists():
                 missing.append((k, href))
         if missing:
             if on_error == "fail":
@@ -131,8 +119,9 @@ _check_items = check_items  # the batch runner's historical name
 
 def _gdal_href(href: str) -> str:
     """What GDAL opens for an asset href: local paths as they are, URLs through GDAL's virtual file systems."""
-    if "://" not in href or href.startswith("file://"):
-        return href.removeprefix("file://")
+    path = local_path(href)
+    if path is not None:
+        return path
     try:
         from catalog.storage import to_gdal_path
     except ImportError:  # object storage support not installed: plain HTTP(S) still works through /vsicurl/
@@ -198,46 +187,10 @@ def fill_proj_from_headers(items: Sequence[pystac.Item], bands: Sequence[str]) -
     return out
 
 
-def _native_res(item: pystac.Item, key: str) -> float | None:
-    a = item.assets[key].extra_fields
-    tr = a.get("proj:transform") or item.properties.get("proj:transform")
-    if tr:
-        return abs(float(tr[0]))
-    gsd = a.get("gsd") or item.properties.get("gsd")
-    return float(gsd) if gsd else None
-
-
-def _resampling_for(resampling, ref: BandRef, item: pystac.Item, geobox: GeoBox) -> str:
-    """Nearest for quality bands; the caller's choice (one name, or per band); else average when the output is
-    at least 1.5x coarser than the band's native pixels, bilinear otherwise."""
-    if ref.is_quality:
-        return "nearest"
-    if isinstance(resampling, str):
-        return resampling
-    if isinstance(resampling, dict):
-        for k in (ref.name, ref.key):
-            if k in resampling:
-                return resampling[k]
-    native = _native_res(item, ref.key)
-    if native and abs(geobox.resolution.x) >= 1.5 * native:
-        return "average"
-    return "bilinear"
-
-
-def _scene(item: pystac.Item, refs: list[BandRef], qref: BandRef | None, mask) -> SceneSpec:
-    def spec(r: BandRef) -> AssetSpec:
-        a = item.assets[r.key]
-        return AssetSpec(_gdal_href(a.get_absolute_href() or a.href), r.nodata, r.scale, r.offset)
-
-    kind = None
-    if qref is not None:
-        kind = "scl" if qref.key.upper() == "SCL" else "qa_pixel"
-    return SceneSpec(
-        item.id,
-        tuple(spec(r) for r in refs),
-        spec(qref) if (qref is not None and mask) else None,
-        kind,
-    )
+def _asset_spec(item: pystac.Item, ref: BandRef, resampling: str) -> AssetSpec:
+    a = item.assets[ref.key]
+    href = _gdal_href(a.get_absolute_href() or a.href)
+    return AssetSpec(href, ref.nodata, ref.scale, ref.offset, ref.index, resampling, ref.is_quality, ref.key)
 
 
 def load_cube(
@@ -255,6 +208,7 @@ def load_cube(
     chunks: dict | None = None,
     on_error: str = "fail",
     gdal_env: dict[str, str] | None = None,
+    scale_offset: dict[str, tuple[float, float]] | None = None,
 ) -> xr.Dataset:
     """Load ``bands`` of ``items`` into a lazy cube on one grid.
 
@@ -265,8 +219,15 @@ def load_cube(
     units) and ``aoi``. ``mask`` names quality classes to remove (see :mod:`pipeline.masks`), grown by
     ``dilate_m`` metres. ``groupby="solar_day"`` mosaics the scenes of one pass (first valid observation);
     ``"time"`` keeps every scene. ``resampling``: one method for every reflectance band or ``{band: method}``;
-    default bilinear, average when the output is coarser (COG overviews are read when they suffice); quality
-    bands always nearest. ``chunks`` (pixels, default 512 x 512) sets the tiles, one read task each, with the
+    default bilinear, average when an output pixel spans at least 1.5 native pixels (compared in the source CRS,
+    so degrees and metres never mix; COG overviews are read when they suffice), chosen per scene and band; class
+    and bit-flag layers (quality bands, land cover) nearest (class layers: mode when coarser), never averaged.
+    Scale, offset and nodata are decided per item and band: the asset's ``raster:bands``, else the product table
+    (:mod:`catalog.products`: Sentinel-2 L2A offset by processing baseline, Landsat C2 L2); ``scale_offset``
+    (``{band: (scale, offset)}``, by requested name or asset key) overrides both for every item. What was
+    applied is recorded in ``attrs["scale_offset"]``: per band, a list of ``{"collection", "scale", "offset",
+    "source"}`` groups (``source`` is ``"item"``, ``"product-table"``, ``"user"`` or ``"none"``), with
+    ``"items"`` listing the item ids when a group is not a whole collection. ``chunks`` (pixels, default 512 x 512) sets the tiles, one read task each, with the
     whole time axis per chunk. ``on_error="skip"`` skips scenes whose assets are missing (listed in
     ``attrs["skipped_items"]``) or fail to read (logged). ``gdal_env``: extra GDAL config options for the reads.
     """
@@ -281,7 +242,7 @@ def load_cube(
         raise LoadError("no items to load; widen the search (dates, AOI, cloud cover) or check the catalog")
     if not bands:
         raise LoadError("no bands requested; name asset keys (B04) or common names (red, nir)")
-    items, skipped = check_items(items, on_error)
+    items, skipped = check_items(items, on_error, bands, bool(mask))
     if not items:
         raise LoadError(f"every item was skipped ({len(skipped)}): none of their assets could be opened")
     items = fill_proj_from_headers(items, bands)
@@ -296,7 +257,7 @@ def load_cube(
         )
     items.sort(key=lambda i: (i.datetime, i.id))
     chunks = {"y": 512, "x": 512, **(chunks or {})}
-    scenes, resamplings = _scenes(items, bands, mask, resampling, geobox)
+    scenes, refs = _scenes(items, bands, mask, resampling, geobox, scale_offset)
     if groupby == "solar_day":
         days = [solar_day(it) for it in items]
         time = np.array(sorted(set(days)), dtype="datetime64[ns]")
@@ -311,11 +272,8 @@ def load_cube(
             "time": np.array([np.datetime64(it.datetime.replace(tzinfo=None), "ns") for it in items]),
             "item_id": ("time", [it.id for it in items]),
         }
-    first_ref = next(iter(resamplings.values()))
     spec = ReadSpec(
         bands=tuple(bands),
-        resampling=tuple(first_ref[0]),
-        is_quality=tuple(first_ref[1]),
         mask=tuple(mask or ()),
         dilate_m=float(dilate_m),
         pixel_size=abs(float(geobox.resolution.x)),
@@ -335,36 +293,70 @@ def load_cube(
         skipped_items=skipped,
         masked_classes=list(mask or []),
         groupby=groupby,
+        scale_offset=_applied(items, bands, refs),
     )
     return ds
 
 
-def _scenes(items, bands, mask, resampling, geobox) -> tuple[list[SceneSpec], dict]:
-    """One SceneSpec per item, resolving bands once per collection; also (resampling, is_quality) per band."""
-    per_coll: dict[str | None, tuple[list[BandRef], BandRef | None]] = {}
-    resamplings: dict[str | None, tuple[list[str], list[bool]]] = {}
-    out = []
+def _scenes(items, bands, mask, resampling, geobox, scale_offset=None) -> tuple[list[SceneSpec], list[list]]:
+    """One SceneSpec per item, every band resolved for that item (scale, offset, nodata, band index, resampling
+    onto ``geobox``); also the BandRefs per item (None where the item lacks a band of a mixed load)."""
+    out, all_refs, warned = [], [], set()
+    per_coll_ok: dict = {}  # collection -> whether any of its items has each band (else the first error)
     for it in items:
-        coll = it.collection_id
-        if coll not in per_coll:
-            refs = [resolve_band(it, b) for b in bands]
-            qref = quality_band(it) if mask else None
-            if mask and qref is None:
-                raise LoadError(
-                    f"collection {coll!r} has no quality band (SCL or QA_PIXEL) to apply mask={list(mask)}; "
-                    "pass mask=None"
-                )
-            per_coll[coll] = (refs, qref)
-            resamplings[coll] = (
-                [_resampling_for(resampling, r, it, geobox) for r in refs],
-                [r.is_quality for r in refs],
+        refs: list[BandRef | None] = []
+        for b in bands:
+            try:
+                ref = with_user_encoding(resolve_band(it, b), scale_offset)
+            except LoadError as exc:
+                per_coll_ok.setdefault((it.collection_id, b), exc)
+                refs.append(None)
+                continue
+            per_coll_ok[(it.collection_id, b)] = True
+            check_encoding(it, ref, warned)
+            refs.append(ref)
+        qref = quality_band(it) if mask else None
+        if mask and qref is None:
+            raise LoadError(
+                f"item {it.id!r} of collection {it.collection_id!r} has no quality band (SCL or QA_PIXEL) to "
+                f"apply mask={list(mask)}; pass mask=None"
             )
-        refs, qref = per_coll[coll]
-        out.append(_scene(it, refs, qref, mask))
-    kinds = {tuple(v[0]) for v in resamplings.values()}
-    if len(kinds) > 1:
-        log.info("collections resample differently: %s; using the first collection's choice", resamplings)
-    return out, resamplings
+        assets = tuple(
+            None if r is None else _asset_spec(it, r, resampling_for(resampling, r, it, geobox)) for r in refs
+        )
+        kind = None if qref is None else ("scl" if qref.key.upper() == "SCL" else "qa_pixel")
+        quality = _asset_spec(it, qref, "nearest") if qref is not None else None
+        out.append(SceneSpec(it.id, assets, quality, kind))
+        all_refs.append(refs)
+    for v in per_coll_ok.values():
+        if isinstance(v, LoadError):  # no item of a collection has the band: a wrong band name
+            raise v
+    return out, all_refs
+
+
+def _applied(items: Sequence[pystac.Item], bands: Sequence[str], refs: list[list]) -> dict:
+    """Per band, which scale/offset was applied to which items and where it came from (JSON-ready)."""
+    from collections import Counter
+
+    per_coll = Counter(it.collection_id for it in items)
+    out: dict = {}
+    for n, band in enumerate(bands):
+        groups: dict[tuple, list[str]] = {}
+        for it, r in zip(items, refs, strict=True):
+            if r[n] is not None:
+                rec = (1.0, 0.0, "none") if r[n].is_quality else (r[n].scale, r[n].offset, r[n].source)
+                groups.setdefault((it.collection_id, *rec), []).append(it.id)
+        out[band] = [
+            {
+                "collection": c,
+                "scale": sc,
+                "offset": of,
+                "source": src,
+                **({} if len(ids) == per_coll[c] else {"items": ids}),
+            }
+            for (c, sc, of, src), ids in groups.items()
+        ]
+    return out
 
 
 def _tile_graph(items, scenes, members, geobox: GeoBox, tile_shape, spec: ReadSpec) -> dict:

@@ -11,12 +11,16 @@ tile (all requested bands, all time steps) from the scenes that intersect it:
    multiple of it (20 m SCL on a 10 m grid), a cached pixel map for nearest/bilinear across CRSs
    (:mod:`pipeline.resample`), a GDAL warp otherwise (average, or outputs coarser than the source; reading a
    COG overview first when the output is at least 2x coarser);
-4. nodata and masked pixels are dropped, scale/offset applied in float32, and only pixels that no earlier scene
-   of the same step filled are written (first valid observation wins). A scene is not read for a band once every
-   pixel of that band and step is filled.
+4. each read returns its values *and* where they are valid -- inside the source (the read window, the pixel
+   map, the warp's footprint) and not nodata -- so the fill outside a scene is never taken for data, even in
+   integer rasters that declare no nodata; masked pixels are dropped, the scene's own scale/offset applied in
+   float32 (class layers keep their values), and only pixels that no earlier scene of the same step filled are
+   written (first valid observation wins). A scene is not read for a band once every pixel of that band and
+   step is filled.
 
 Only small frozen records travel in the graph (:class:`AssetSpec`, :class:`SceneSpec`, :class:`ReadSpec` and
-the tile's GeoBox); each task opens the files it needs itself.
+the tile's GeoBox); each task opens the files it needs itself. Scale, offset, nodata, band index and resampling
+are per scene and band (:class:`AssetSpec`), decided on the client by :mod:`pipeline.bands`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -88,13 +93,26 @@ def _cache_bytes(text: str) -> int:
 
 @dataclass(frozen=True)
 class AssetSpec:
-    """One single-band raster file of one scene: what to open and how to decode it."""
+    """One band of one raster file of one scene: what to open, which band, how to decode and resample it.
+
+    Everything here is decided per item and band on the client (:mod:`pipeline.load`), never per collection.
+    """
 
     href: str
     """Path or GDAL-readable URL (``/vsicurl/...``, ``/vsiaz/...``, ``/vsis3/...``)."""
     nodata: float | None
+    """Nodata as the STAC item says (None: the file's nodata, if any)."""
     scale: float = 1.0
     offset: float = 0.0
+    """Physical value = stored * scale + offset (not applied to class layers)."""
+    band: int = 1
+    """1-based band index inside the file (multi-band assets such as NAIP ``image``: eo:bands position + 1)."""
+    resampling: str = "nearest"
+    """GDAL/rasterio resampling onto the output grid, chosen for this scene, band and output grid."""
+    is_class: bool = False
+    """A class or bit-flag layer (SCL, QA_PIXEL, land cover): values kept as stored, never cloud-masked."""
+    key: str = ""
+    """The STAC asset key (for error messages)."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +121,7 @@ class SceneSpec:
 
     item_id: str
     assets: tuple[AssetSpec | None, ...]
-    """Aligned with :attr:`ReadSpec.bands`; None where the scene's collection lacks the band."""
+    """Aligned with :attr:`ReadSpec.bands`; None where the scene lacks the band."""
     quality: AssetSpec | None = None
     quality_kind: str | None = None
     """``"scl"`` (Sentinel-2 scene classification) or ``"qa_pixel"`` (Landsat Collection 2 bit flags)."""
@@ -111,11 +129,10 @@ class SceneSpec:
 
 @dataclass(frozen=True)
 class ReadSpec:
-    """What every tile of one load reads: band names, resampling per band, mask classes, dilation, errors."""
+    """What every tile of one load shares: band names, mask classes, dilation, error policy, GDAL options.
+    (Resampling, scale/offset and nodata are per scene and band: see :class:`AssetSpec`.)"""
 
     bands: tuple[str, ...]
-    resampling: tuple[str, ...]
-    is_quality: tuple[bool, ...]
     mask: tuple[str, ...] = ()
     dilate_m: float = 0.0
     """Grow the mask by this many metres (CRS units) ..."""
@@ -131,20 +148,63 @@ class ReadSpec:
 
 
 _HANDLES = threading.local()
-_MAX_HANDLES = 512
+#: most dataset handles one worker *process* keeps open (shared by its threads), and never more than half of the
+#: process's open-file limit (``RLIMIT_NOFILE``): GDAL, sockets and the Zarr sink need descriptors too
+MAX_HANDLES = 512
+
+
+class _HandleCache(OrderedDict):
+    """One thread's open datasets (rasterio datasets are not thread-safe), LRU; weak-referenceable so the
+    process-wide budget is split among the threads alive (hashed by identity)."""
+
+    __hash__ = object.__hash__
+
+
+_CACHES: weakref.WeakSet = weakref.WeakSet()
+_CACHES_LOCK = threading.Lock()
+
+
+def handle_budget() -> int:
+    """Handles this process may keep open in total: :data:`MAX_HANDLES`, at most half the soft open-file limit."""
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):  # no resource module (Windows)
+        return MAX_HANDLES
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return MAX_HANDLES
+    return max(4, min(MAX_HANDLES, soft // 2))
+
+
+def _thread_cache() -> tuple[_HandleCache, int]:
+    """This thread's handle cache and how many handles it may hold (the process budget / threads with a cache)."""
+    cache: _HandleCache | None = getattr(_HANDLES, "cache", None)
+    if cache is None:
+        cache = _HANDLES.cache = _HandleCache()
+        with _CACHES_LOCK:
+            _CACHES.add(cache)
+    with _CACHES_LOCK:
+        n = max(len(_CACHES), 1)
+    return cache, max(2, handle_budget() // n)
+
+
+def open_handles() -> int:
+    """Dataset handles the reader's caches hold open in this process (all threads)."""
+    with _CACHES_LOCK:
+        caches = list(_CACHES)
+    return sum(1 for c in caches for src, _ in list(c.values()) if not src.closed)
 
 
 def _open(href: str, overview_level: int | None = None) -> tuple[rasterio.DatasetReader, str]:
-    """An open dataset for ``href`` and its CRS as WKT, from this thread's cache (LRU, 512 handles).
+    """An open dataset for ``href`` and its CRS as WKT, from this thread's cache (LRU, bounded per process).
 
     Opening a COG costs milliseconds (header and IFD parsing), as much as decoding a 512 x 512 window; a tile
     read task opens every date's file, and every tile opens it again, so handles are kept per worker thread
-    (rasterio datasets are not thread-safe). Local files are keyed by size and modification time as well, so a
-    rewritten file is reopened.
+    (rasterio datasets are not thread-safe), at most :func:`handle_budget` per process in all. Local files are
+    keyed by size and modification time as well, so a rewritten file is reopened.
     """
-    cache: OrderedDict | None = getattr(_HANDLES, "cache", None)
-    if cache is None:
-        cache = _HANDLES.cache = OrderedDict()
+    cache, limit = _thread_cache()
     key: tuple = (href, overview_level, getattr(_HANDLES, "env_key", None))  # other credentials: other handle
     if "://" not in href and not href.startswith("/vsi"):
         st = os.stat(href)
@@ -153,6 +213,9 @@ def _open(href: str, overview_level: int | None = None) -> tuple[rasterio.Datase
     if hit is not None and not hit[0].closed:
         cache.move_to_end(key)
         return hit
+    while len(cache) >= limit:  # make room first: the budget holds while the new handle is open
+        _, (old, _wkt) = cache.popitem(last=False)
+        old.close()
     if overview_level is None:
         src = rasterio.open(href)
     else:
@@ -161,9 +224,6 @@ def _open(href: str, overview_level: int | None = None) -> tuple[rasterio.Datase
         src.close()
         raise RasterioError(f"{href} has no CRS; georeference it (e.g. gdal_edit.py -a_srs EPSG:XXXX)")
     cache[key] = (src, src.crs.to_wkt())
-    while len(cache) > _MAX_HANDLES:
-        _, (old, _wkt) = cache.popitem(last=False)
-        old.close()
     return cache[key]
 
 
@@ -181,10 +241,10 @@ def _same_crs(a_wkt: str, b_wkt: str) -> bool:
     return CRS.from_user_input(a_wkt) == CRS.from_user_input(b_wkt)
 
 
-def _overview_level(src: rasterio.DatasetReader, ratio: float) -> int | None:
+def _overview_level(src: rasterio.DatasetReader, ratio: float, band: int = 1) -> int | None:
     """Index of the coarsest overview whose decimation does not exceed ``ratio`` (None: read full resolution)."""
     best = None
-    for i, f in enumerate(src.overviews(1)):
+    for i, f in enumerate(src.overviews(band)):
         if f <= ratio + _TOL:
             best = i
     return best
@@ -206,22 +266,51 @@ def _paste_offset(src_tr, dst_gbox: GeoBox, k: int) -> tuple[int, int] | None:
     return round(row), round(col)
 
 
+def usable_nodata(stac: float | None, file: float | None, dtype: np.dtype) -> float | None:
+    """The nodata value to compare pixels of ``dtype`` with: the STAC one if the dtype can hold it, else the
+    file's, else None. A value the dtype cannot represent (-9999 on uint16, NaN on integers) can match no pixel,
+    so it is ignored rather than overflowing (the client logs it, see :func:`pipeline.load`)."""
+    for nd in (stac, file):
+        if nd is None:
+            continue
+        nd = float(nd)
+        if not np.issubdtype(dtype, np.integer):
+            return nd
+        info = np.iinfo(dtype)
+        if nd == nd and nd.is_integer() and info.min <= nd <= info.max:
+            return int(nd)
+    return None
+
+
 def _fill_value(nodata: float | None, dtype: np.dtype) -> float:
     if nodata is not None:
         return nodata
     return np.nan if np.issubdtype(dtype, np.floating) else 0
 
 
-def _read_into(src: rasterio.DatasetReader, out: np.ndarray, row: int, col: int, k: int) -> bool:
-    """Copy source pixels onto ``out`` (filled with nodata beforehand), each source pixel repeated k x k times;
-    the tile's top-left pixel is (row, col) tile pixels from the source's. False when they do not overlap."""
+def _not_nodata(values: np.ndarray, nodata: float | None) -> np.ndarray:
+    """True where ``values`` hold data: finite (floats) and not ``nodata``."""
+    if np.issubdtype(values.dtype, np.floating):
+        ok = np.isfinite(values)
+        if nodata is not None and nodata == nodata:
+            ok &= values != nodata
+        return ok
+    return values != nodata if nodata is not None else np.ones(values.shape, bool)
+
+
+def _read_into(
+    src: rasterio.DatasetReader, band: int, out: np.ndarray, row: int, col: int, k: int
+) -> tuple[slice, slice] | None:
+    """Copy source pixels of ``band`` onto ``out``, each source pixel repeated k x k times; the tile's top-left
+    pixel is (row, col) tile pixels from the source's. Returns the part of ``out`` written (inside the source),
+    None when they do not overlap."""
     ny, nx = out.shape
     r0, c0 = max(row // k, 0), max(col // k, 0)
     r1 = min(-(-(row + ny) // k), src.height)
     c1 = min(-(-(col + nx) // k), src.width)
     if r1 <= r0 or c1 <= c0:
-        return False
-    block = src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+        return None
+    block = src.read(band, window=Window(c0, r0, c1 - c0, r1 - r0))
     if k > 1:
         block = np.repeat(np.repeat(block, k, axis=0), k, axis=1)
     by, bx = (
@@ -231,25 +320,35 @@ def _read_into(src: rasterio.DatasetReader, out: np.ndarray, row: int, col: int,
     oy, ox, sy, sx = max(-by, 0), max(-bx, 0), max(by, 0), max(bx, 0)
     h, w = min(block.shape[0] - sy, ny - oy), min(block.shape[1] - sx, nx - ox)
     if h <= 0 or w <= 0:
-        return False
-    out[oy : oy + h, ox : ox + w] = block[sy : sy + h, sx : sx + w]
-    return True
+        return None
+    region = (slice(oy, oy + h), slice(ox, ox + w))
+    out[region] = block[sy : sy + h, sx : sx + w]
+    return region
 
 
-def read_asset(asset: AssetSpec, gbox: GeoBox, resampling: str = "nearest") -> np.ndarray | None:
-    """Raw values of ``asset`` (its own dtype, band 1) on ``gbox`` (y, x), nodata outside the scene.
+def read_asset(
+    asset: AssetSpec, gbox: GeoBox, resampling: str | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Values of ``asset`` (band ``asset.band``) on ``gbox`` (y, x) and where they are valid, or None when the
+    scene does not overlap the grid at all.
 
-    Returns None when the scene does not overlap the grid at all. ``resampling`` is a GDAL/rasterio method name
-    (``nearest``, ``bilinear``, ``average``, ...). Must be called inside a ``rasterio.Env``.
+    Validity is carried beside the values: a pixel is valid when it lies inside the source raster (its read
+    window, pixel map or warp footprint) and is not nodata -- whatever the fill value outside is, so integer
+    rasters without any nodata still mosaic correctly. Values keep the source dtype for plain reads and
+    nearest; bilinear and GDAL warps give floats. ``resampling`` (default ``asset.resampling``) is a
+    GDAL/rasterio method name (``nearest``, ``bilinear``, ``average``, ``mode``, ...). Must be called inside a
+    ``rasterio.Env``.
     """
+    resampling = resampling or asset.resampling
     src, src_wkt = _open(asset.href)
-    dtype = np.dtype(src.dtypes[0])
-    nodata = asset.nodata if asset.nodata is not None else src.nodata
+    band = asset.band
+    dtype = np.dtype(src.dtypes[band - 1])
+    nodata = usable_nodata(asset.nodata, src.nodatavals[band - 1], dtype)
     dst_wkt = _crs_wkt(gbox.crs)
     same = _same_crs(src_wkt, dst_wkt)
     if same and resampling not in ("nearest", "bilinear"):
         ratio = abs(gbox.transform.a / src.transform.a)
-        level = _overview_level(src, ratio) if ratio >= 2 else None
+        level = _overview_level(src, ratio, band) if ratio >= 2 else None
         if level is not None:  # an overview does most of the averaging
             src, _ = _open(asset.href, level)
     out = np.full(gbox.shape.yx, _fill_value(nodata, dtype), dtype=dtype)
@@ -259,7 +358,12 @@ def read_asset(asset: AssetSpec, gbox: GeoBox, resampling: str = "nearest") -> n
             if k >= 1 and (k == 1 or resampling == "nearest"):
                 at = _paste_offset(tr, gbox, k)
                 if at is not None:
-                    return out if _read_into(src, out, *at, k) else None
+                    region = _read_into(src, band, out, *at, k)
+                    if region is None:
+                        return None
+                    valid = np.zeros(out.shape, bool)
+                    valid[region] = _not_nodata(out[region], nodata)
+                    return out, valid
     if resampling in ("nearest", "bilinear"):
         pm = pixel_map(
             dst_wkt if same else src_wkt,
@@ -273,24 +377,40 @@ def read_asset(asset: AssetSpec, gbox: GeoBox, resampling: str = "nearest") -> n
         if pm is None:
             return None
         if pm.scale < 1.5:  # not coarser: gather from one windowed read
-            block = src.read(1, window=Window(*pm.window))
+            block = src.read(band, window=Window(*pm.window))
             if resampling == "bilinear":
-                out = np.full(gbox.shape.yx, np.nan, dtype=np.float32)
-            return apply_map(pm, block, out, nodata)
-    return _warp(src, out, gbox, nodata, resampling)
+                out = apply_map(pm, block, np.full(gbox.shape.yx, np.nan, dtype=np.float32), nodata)
+                return out, np.isfinite(out)
+            apply_map(pm, block, out, nodata)
+            valid = np.zeros(out.shape, bool)
+            valid.ravel()[pm.dst] = _not_nodata(out.ravel()[pm.dst], nodata)
+            return out, valid
+    return _warp(src, band, out, gbox, nodata, resampling)
 
 
-def _warp(src, out: np.ndarray, gbox: GeoBox, nodata, resampling: str) -> np.ndarray | None:
+def _warp(
+    src, band: int, out: np.ndarray, gbox: GeoBox, nodata, resampling: str
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """GDAL warp onto a float array pre-filled with NaN (GDAL leaves pixels outside the source untouched, so NaN
+    marks them whatever the source's nodata); nearest/mode come back in the source dtype."""
+    exact32 = out.dtype.itemsize <= 2 or out.dtype == np.float32  # float32 holds every (u)int8/16 exactly
+    dst = np.full(out.shape, np.nan, dtype=np.float32 if exact32 else np.float64)
     reproject(
-        source=rasterio.band(src, 1),
-        destination=out,
+        source=rasterio.band(src, band),
+        destination=dst,
         src_nodata=nodata,
-        dst_nodata=nodata,
+        dst_nodata=np.nan,
         dst_transform=gbox.transform,
         dst_crs=_crs_wkt(gbox.crs),
         resampling=Resampling[resampling],
     )
-    return out
+    valid = np.isfinite(dst)
+    if not valid.any():
+        return None
+    if resampling in ("nearest", "mode") and out.dtype != dst.dtype:  # class values stay integers
+        np.copyto(out, dst, where=valid, casting="unsafe")
+        return out, valid
+    return dst, valid
 
 
 def _quality_mask(q: np.ndarray, kind: str, spec: ReadSpec, nodata) -> np.ndarray:
@@ -317,7 +437,9 @@ READ_ATTEMPTS = 3
 READ_RETRY_DELAY_S = 0.5
 
 
-def _read(asset: AssetSpec, gbox: GeoBox, resampling: str) -> np.ndarray | None:
+def _read(
+    asset: AssetSpec, gbox: GeoBox, resampling: str | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
     """:func:`read_asset`, retried for object-store/HTTP hrefs that fail with a transient error (connection
     refused or reset, timeout, HTTP 5xx: :func:`catalog.storage.is_transient`), reopening the file each time."""
     from catalog.storage import is_transient, redact
@@ -340,7 +462,7 @@ def _read(asset: AssetSpec, gbox: GeoBox, resampling: str) -> np.ndarray | None:
 def _forget(href: str) -> None:
     """Close and drop this thread's cached handles of ``href`` and GDAL's cached state of it (its /vsicurl-family
     cache remembers a failed open as "no such file"), so that the next read reopens it from scratch."""
-    cache: OrderedDict | None = getattr(_HANDLES, "cache", None)
+    cache: _HandleCache | None = getattr(_HANDLES, "cache", None)
     for key in [k for k in (cache or {}) if k[0] == href]:
         src, _ = cache.pop(key)
         with contextlib.suppress(Exception):
@@ -379,7 +501,8 @@ def _fail(scene: SceneSpec, asset: AssetSpec, exc: Exception, spec: ReadSpec) ->
     ):  # rasterio's "Read failed. See previous exception"
         detail = f"{detail.split('. See previous')[0]}: {cause}"
     msg = (
-        f"item {scene.item_id!r}: cannot read {asset.href}: {detail}; fix or remove the asset, or load with "
+        f"item {scene.item_id!r}{f' asset {asset.key!r}' if asset.key else ''}: cannot read {asset.href}: "
+        f"{detail}; fix or remove the asset, or load with "
         "on_error='skip' to skip scenes that fail to open"
     )
     if spec.on_error == "fail":
@@ -423,46 +546,41 @@ def _read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpe
                 if spec.mask and scene.quality is not None:
                     try:
                         q = _read(scene.quality, padded, "nearest")
-                    except RasterioError as exc:
+                    except (RasterioError, OSError) as exc:  # OSError: a local file gone since the plan
                         _fail(scene, scene.quality, exc, spec)
                         continue
                     if q is None:
                         continue
-                    bad = _quality_mask(q, scene.quality_kind or "scl", spec, _nodata(scene.quality))
+                    bad = _quality_mask(q[0], scene.quality_kind or "scl", spec, _nodata(scene.quality))
                     if bad.all():
                         continue
                 for b in todo:
                     asset = scene.assets[b]
                     try:
-                        raw = _read(asset, gbox, spec.resampling[b])
-                    except RasterioError as exc:
+                        got = _read(asset, gbox)
+                    except (RasterioError, OSError) as exc:
                         _fail(scene, asset, exc, spec)
                         break
-                    if raw is not None:
-                        filled[b] += _merge(out[b, t], raw, asset, bad, spec.is_quality[b], filled[b] > 0)
+                    if got is not None:
+                        filled[b] += _merge(out[b, t], *got, asset, bad, filled[b] > 0)
     return out
 
 
 def _nodata(asset: AssetSpec) -> float | None:
-    """The asset's nodata: as the STAC item says (raster:bands), else as the file says."""
-    return asset.nodata if asset.nodata is not None else _open(asset.href)[0].nodata
+    """The asset's nodata as pixels of its file can hold it: the STAC item's (raster:bands), else the file's."""
+    src = _open(asset.href)[0]
+    return usable_nodata(asset.nodata, src.nodatavals[asset.band - 1], np.dtype(src.dtypes[asset.band - 1]))
 
 
-def _merge(dst: np.ndarray, raw: np.ndarray, asset: AssetSpec, bad, is_quality: bool, partial: bool) -> int:
-    """Write the valid pixels of ``raw`` that ``dst`` lacks (scaled unless quality); returns how many."""
-    nodata = _nodata(asset)
-    if np.issubdtype(raw.dtype, np.floating):
-        valid = np.isfinite(raw)
-        if nodata is not None:
-            valid &= raw != nodata
-    else:
-        valid = raw != nodata if nodata is not None else np.ones(raw.shape, bool)
-    if bad is not None and not is_quality:
+def _merge(dst: np.ndarray, vals: np.ndarray, valid: np.ndarray, asset: AssetSpec, bad, partial: bool) -> int:
+    """Write the ``valid`` pixels of ``vals`` that ``dst`` lacks (scaled unless a class layer, and outside the
+    cloud mask ``bad`` unless a class layer); returns how many. ``valid`` is modified."""
+    if bad is not None and not asset.is_class:
         valid &= ~bad
     if partial:
         valid &= np.isnan(dst)
-    vals = raw.astype(np.float32)
-    if not is_quality:
+    vals = vals.astype(np.float32)
+    if not asset.is_class:
         vals *= np.float32(asset.scale)
         vals += np.float32(asset.offset)
     np.copyto(dst, vals, where=valid)

@@ -89,6 +89,8 @@ class LoadSpec(_Model):
     dilate_m: float = Field(0.0, ge=0)
     groupby: Literal["solar_day", "time"] = "solar_day"
     resampling: Literal["nearest", "bilinear", "cubic", "average", "mode"] | None = None
+    #: ``{band: [scale, offset]}`` overriding the items' raster:bands and the product table for every item
+    scale_offset: dict[str, tuple[float, float]] | None = None
 
     @field_validator("mask")
     @classmethod

@@ -257,6 +257,7 @@ def _load(
         dilate_m=recipe.load.dilate_m,
         groupby=recipe.load.groupby,
         resampling=recipe.load.resampling,
+        scale_offset=recipe.load.scale_offset,
         chunks={"y": ty, "x": tx},
         gdal_env=gdal_env if gdal_env is not None else read_env(recipe, items),
     )
@@ -275,7 +276,7 @@ def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
             f"(aoi={recipe.search.aoi}, datetime={recipe.search.datetime}, collections={recipe.search.collections}); "
             "widen the dates, AOI or cloud cover"
         )
-    items, missing = _check_items(found, "skip")
+    items, missing = _check_items(found, "skip", recipe.load.bands, bool(recipe.load.mask))
     skipped = {iid: "asset files missing" for iid in missing}
     geobox = output_grid(
         items,

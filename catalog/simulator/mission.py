@@ -155,7 +155,11 @@ def _write_truth(config: MissionConfig, truth: Truth, truth_dir: Path) -> Path:
     (truth_dir / "events.geojson").write_text(json.dumps(fc, indent=1))
     from catalog.simulator.landscape import LandCover
 
-    meta = {k: v for k, v in asdict(config).items() if k != "workers"}  # workers do not change the bytes
+    # workers do not change the bytes; the opt-in encoding flags are recorded only when set (same bytes as before)
+    opt_in = {"nodata_in_files": True, "s2_baseline_change": False}
+    meta = {
+        k: v for k, v in asdict(config).items() if k != "workers" and not (k in opt_in and opt_in[k] == v)
+    }
     meta.update(
         truth_epsg=config.truth_epsg,
         aoi_bbox=list(config.aoi_bbox),

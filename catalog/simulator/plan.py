@@ -40,6 +40,12 @@ class MissionConfig:
         events: plant the deforestation, burn scar and flood.
         write_truth_reflectance: write the clear-sky reflectance per date beside the scenes (``truth/``).
         workers: processes used to render scenes (1 renders in this process).
+        nodata_in_files: tag the files and the STAC raster:bands with nodata (0 for reflectance); False writes
+            files and items with no nodata at all, as some real products are (the fill outside the swath stays 0).
+        s2_baseline_change: encode Sentinel-2 scenes as the real products were: before 25 January 2022
+            (processing baseline 03.01) DN = reflectance * 10000 with no offset, from then on (baseline 04.00)
+            with the +1000 DN BOA offset; each item states its own ``s2:processing_baseline`` and raster:bands
+            offset (0 or -0.1). False (default): every scene is baseline 04.00 and items carry no baseline.
     """
 
     seed: int = 0
@@ -54,6 +60,8 @@ class MissionConfig:
     events: bool = True
     write_truth_reflectance: bool = True
     workers: int = 1
+    nodata_in_files: bool = True
+    s2_baseline_change: bool = False
 
     def __post_init__(self) -> None:
         for name in ("start", "end"):

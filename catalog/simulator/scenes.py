@@ -7,7 +7,7 @@ quality layer (Sentinel-2 SCL or Landsat QA_PIXEL) from the same cloud, shadow a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry, polygon
 from rasterio.features import rasterize
 
+from catalog.products import S2_BASELINE_0400_DATE
 from catalog.simulator.atmosphere import (
     CLOUD_REFLECTANCE,
     MEDIUM_CLOUD,
@@ -67,11 +68,33 @@ def coverage(acquisition: Acquisition, geobox: GeoBox) -> np.ndarray:
 
 
 def encode(reflectance: np.ndarray, band: BandSpec, valid: np.ndarray) -> np.ndarray:
-    """Reflectance (float) to the product's uint16 digital numbers; nodata where not ``valid``."""
+    """Reflectance (float) to the product's uint16 digital numbers; nodata (0 when it has none) where not
+    ``valid``."""
     dn = np.round((reflectance - band.offset) / band.scale)
     dn = np.clip(dn, 1, np.iinfo(np.uint16).max).astype(np.uint16)
-    dn[~valid] = band.nodata
+    dn[~valid] = band.nodata or 0
     return dn
+
+
+def scene_band(config: MissionConfig, acquisition: Acquisition, band: BandSpec) -> BandSpec:
+    """``band`` as this scene encodes it: with ``config.s2_baseline_change``, Sentinel-2 reflectance before
+    25 January 2022 has no BOA offset (processing baseline 03.01); with ``nodata_in_files=False`` reflectance
+    bands declare no nodata (files and items)."""
+    if not band.is_reflectance:
+        return band
+    if config.s2_baseline_change and acquisition.sensor == "sentinel-2":
+        if acquisition.datetime.date() < S2_BASELINE_0400_DATE:
+            band = replace(band, offset=0.0)
+    if not config.nodata_in_files:
+        band = replace(band, nodata=None)
+    return band
+
+
+def s2_processing_baseline(config: MissionConfig, acquisition: Acquisition) -> str | None:
+    """The ``s2:processing_baseline`` a scene's item states (only with ``config.s2_baseline_change``)."""
+    if not (config.s2_baseline_change and acquisition.sensor == "sentinel-2"):
+        return None
+    return "03.01" if acquisition.datetime.date() < S2_BASELINE_0400_DATE else "04.00"
 
 
 def scl_layer(
@@ -108,7 +131,7 @@ def qa_pixel_layer(
     return qa.astype(np.uint16)
 
 
-def write_cog(path: Path, data: np.ndarray, geobox: GeoBox, *, nodata: int, resampling: str) -> None:
+def write_cog(path: Path, data: np.ndarray, geobox: GeoBox, *, nodata: int | None, resampling: str) -> None:
     """Write a single-band COG: 256 px tiles, ZSTD + predictor, internal overviews (``resampling``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # 256 px blocks (128 for small rasters: GDAL's COG driver accepts no less), and at least one overview level
@@ -168,7 +191,8 @@ def render_scene(
             r = (1 - opacity) * r + opacity * CLOUD_REFLECTANCE
             r = r + rng.normal(0.0, NOISE_SIGMA, r.shape).astype(np.float32)
             path = out_dir / f"{b.key}.tif"
-            write_cog(path, encode(r, b, valid), gbox, nodata=b.nodata, resampling="average")
+            sb = scene_band(config, acquisition, b)
+            write_cog(path, encode(r, sb, valid), gbox, nodata=sb.nodata, resampling="average")
             rec.files[b.key] = path
             rec.geoboxes[b.key] = gbox
         mask_band = [b for b in bands if b.role == "mask"]

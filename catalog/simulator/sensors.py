@@ -25,7 +25,7 @@ class BandSpec:
     resolution: float
     scale: float
     offset: float
-    nodata: int = 0
+    nodata: int | None = 0
     data_type: str = "uint16"
     role: str = "data"  # "data" for reflectance, "mask" for SCL / QA_PIXEL
 

@@ -11,7 +11,7 @@ from odc.geo.geom import Geometry
 from catalog.extensions import COG, EXT
 from catalog.simulator.plan import MissionConfig
 from catalog.simulator.scenes import SceneRecord
-from catalog.simulator.sensors import SCL, QABit, SensorSpec
+from catalog.simulator.sensors import SCL, BandSpec, QABit, SensorSpec
 
 
 def scl_classes() -> list[dict]:
@@ -45,9 +45,11 @@ def qa_bitfields() -> list[dict]:
     return single + conf
 
 
-def _asset_fields(spec: SensorSpec, key: str) -> dict:
-    b = spec.band(key)
+def _asset_fields(spec: SensorSpec, key: str, band: BandSpec | None = None) -> dict:
+    b = band or spec.band(key)
     raster = {"nodata": b.nodata, "data_type": b.data_type, "spatial_resolution": b.resolution}
+    if b.nodata is None:
+        del raster["nodata"]
     fields: dict = {"gsd": b.resolution}
     if b.is_reflectance:
         raster.update(scale=b.scale, offset=b.offset, unit="1")
@@ -94,6 +96,10 @@ def scene_item(config: MissionConfig, rec: SceneRecord, item_dir: Path) -> pysta
         "orbitcube:simulated": True,
         "orbitcube:valid_fraction": round(rec.valid_fraction, 6),
     }
+    from catalog.simulator.scenes import s2_processing_baseline, scene_band
+
+    if baseline := s2_processing_baseline(config, acq):
+        props["s2:processing_baseline"] = baseline
     if acq.sensor == "sentinel-2":
         props["grid:code"] = f"MGRS-{acq.tile.tile_id}"
         props["s2:mgrs_tile"] = acq.tile.tile_id
@@ -111,7 +117,7 @@ def scene_item(config: MissionConfig, rec: SceneRecord, item_dir: Path) -> pysta
     )
     for key, path in rec.files.items():
         g = rec.geoboxes[key]
-        extra = _asset_fields(spec, key)
+        extra = _asset_fields(spec, key, scene_band(config, acq, spec.band(key)))
         title, roles = extra.pop("title"), extra.pop("roles")
         extra["proj:shape"] = list(g.shape.yx)
         extra["proj:transform"] = list(g.transform)[:6]

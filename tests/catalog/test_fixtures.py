@@ -23,16 +23,17 @@ def _item(name: str) -> pystac.Item:
     ("name", "red_key", "nir", "scale", "offset", "quality"),
     [
         ("earth-search-s2-l2a.json", "red", ("nir", "nir"), 0.0001, -0.1, "scl"),
-        ("planetary-computer-s2-l2a.json", "B04", ("nir", "B08"), 1.0, 0.0, "SCL"),
+        ("planetary-computer-s2-l2a.json", "B04", ("nir", "B08"), 0.0001, -0.1, "SCL"),
         ("landsat-c2-l2.json", "red", ("nir08", "nir08"), 2.75e-05, -0.2, "qa_pixel"),
     ],
 )
 def test_real_world_items_resolve_bands(name, red_key, nir, scale, offset, quality) -> None:
     item = _item(name)
     red = resolve_band(item, "red")  # by eo common name, whatever the asset key
-    # Planetary Computer's S2 items carry no raster:bands: no scale and no nodata (the loader then takes the
-    # file's nodata; the reflectances stay digital numbers, BOA offset not applied, as the item says)
+    # Planetary Computer's S2 items carry no raster:bands: no nodata (the loader then takes the file's) and no
+    # scale/offset: the product table fills in DN / 10000 - 0.1 from s2:processing_baseline 05.09 (>= 04.00)
     assert (red.key, red.scale, red.offset) == (red_key, scale, offset)
+    assert red.source == ("product-table" if "planetary" in name else "item")
     assert red.nodata == (None if "planetary" in name else 0)
     assert resolve_band(item, nir[0]).key == nir[1]
     q = quality_band(item)

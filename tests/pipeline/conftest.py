@@ -92,3 +92,50 @@ def reference_run(run_recipe_doc, tmp_path_factory: pytest.TempPathFactory):
 
     out = tmp_path_factory.mktemp("reference") / "cube.zarr"
     return run_recipe(run_recipe_doc(out), progress=False)
+
+
+# ----- small rasters written by the test, with STAC items as real catalogs shape them --------------------------------
+@pytest.fixture
+def raster_item(tmp_path):
+    """A function writing one GeoTIFF (``data`` (y, x) or (band, y, x), any dtype) and returning a pystac Item with
+    one asset ``key`` on it: ``(item_id, data, transform, when, crs=..., file_nodata=None, key="data",
+    collection="c", asset_fields=None, properties=None, item_level_proj=False)``. The footprint is the raster's
+    bounds; proj metadata goes on the asset (or the item, USGS-style, with ``item_level_proj``)."""
+    import numpy as np
+    import pystac
+    import rasterio
+    from odc.geo.geobox import GeoBox
+
+    def make(
+        item_id,
+        data,
+        transform,
+        when,
+        *,
+        crs="EPSG:32632",
+        file_nodata=None,
+        key="data",
+        collection="c",
+        asset_fields=None,
+        properties=None,
+        item_level_proj=False,
+    ) -> pystac.Item:
+        arr = np.asarray(data)
+        arr3 = arr[None] if arr.ndim == 2 else arr
+        path = tmp_path / f"{item_id}-{key}.tif"
+        profile = dict(driver="GTiff", width=arr3.shape[2], height=arr3.shape[1], count=arr3.shape[0])
+        profile.update(dtype=arr3.dtype.name, crs=crs, transform=transform, nodata=file_nodata, tiled=False)
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(arr3)
+        gbox = GeoBox(arr3.shape[1:], transform, crs)
+        fp = gbox.extent.to_crs(4326)
+        proj = {"proj:code": crs, "proj:shape": list(arr3.shape[1:]), "proj:transform": list(transform)[:6]}
+        props = {**(proj if item_level_proj else {"proj:code": crs}), **(properties or {})}
+        item = pystac.Item(item_id, fp.json, list(fp.boundingbox), when, props, collection=collection)
+        extra = {**({} if item_level_proj else proj), **(asset_fields or {})}
+        item.add_asset(
+            key, pystac.Asset(str(path), media_type="image/tiff", roles=["data"], extra_fields=extra)
+        )
+        return item
+
+    return make

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import rasterio
 import xarray as xr
 
 from catalog.simulator import Mission
@@ -102,3 +103,195 @@ def test_real_landsat_rows_mosaic_into_one_time_step(landsat_real_dir, tmp_path)
     assert finite_rows.size > 0.8 * col.size
     assert np.all(np.diff(finite_rows) == 1), "a gap between the two rows"
     assert np.nanmax(red) > 1000  # Level-1 digital numbers (no scale in Collection 1 L1)
+
+
+# ----- per-item radiometry (issue 13, defects 2 and 7) -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def baseline_mission(tmp_path_factory: pytest.TempPathFactory) -> Mission:
+    """Sentinel-2 across the processing-baseline change of 25 January 2022 (items state their baseline and
+    offset), written without nodata in the files or items, full swaths (two UTM zone tiles per pass)."""
+    import datetime as dt
+
+    from catalog.simulator import MissionConfig, simulate_mission
+
+    cfg = MissionConfig(
+        seed=11,
+        tile_size=64,
+        start=dt.date(2022, 1, 1),
+        end=dt.date(2022, 2, 20),
+        cloudiness=0.2,
+        partial_swath=False,
+        events=False,
+        write_truth_reflectance=False,
+        s2_baseline_change=True,
+        nodata_in_files=False,
+    )
+    return simulate_mission(cfg, tmp_path_factory.mktemp("baseline-mission"))
+
+
+def test_offsets_are_per_item_across_the_2022_baseline_change(baseline_mission: Mission) -> None:
+    """Scenes before 25 January 2022 have no BOA offset, later ones -0.1: both halves of the series match the
+    truth (no 0.1 bias), and the cube records which offset each group of items got, from the items."""
+    import datetime as dt
+
+    gbox = baseline_mission.config.truth_geobox(20)
+    items = baseline_mission.items
+    assert {it.properties["s2:processing_baseline"] for it in items} == {"03.01", "04.00"}
+    red = items[0].assets["B04"]
+    assert "nodata" not in red.extra_fields["raster:bands"][0]  # the simulator's nodata-less option
+    with rasterio.open(red.get_absolute_href()) as src:
+        assert src.nodata is None
+    cube = load_cube(items, ["red"], geobox=gbox).compute()
+    truth = baseline_mission.truth.clear_sky_cube(gbox, bands=("red",))["red"].values
+    cutoff = np.datetime64(dt.date(2022, 1, 25))
+    before = cube.time.values < cutoff
+    assert before.any() and (~before).any()
+    for half in (before, ~before):
+        got, want = cube["red"].values[half], truth[half]
+        ok = np.isfinite(got)
+        assert ok.mean() > 0.4
+        assert abs(float(np.median((got - want)[ok]))) < 0.01
+    groups = {(g["offset"], g["source"]): g for g in cube.attrs["scale_offset"]["red"]}
+    assert set(groups) == {(0.0, "item"), (-0.1, "item")}
+    old = {it.id for it in items if it.datetime.date() < dt.date(2022, 1, 25)}
+    assert set(groups[(0.0, "item")]["items"]) == old
+
+
+def test_nodata_less_tiles_of_two_utm_zones_mosaic_like_odc_stac(baseline_mission: Mission) -> None:
+    """Files and items without nodata: outside each zone's tile the fill is not data, so the other tile of the
+    pass fills it. odc-stac (same-day fusing, average, decoded with each day's offset) agrees everywhere."""
+    import odc.stac
+
+    gbox = baseline_mission.config.truth_geobox(20)
+    items = baseline_mission.items
+    cube = load_cube(items, ["red"], geobox=gbox, mask=None).compute()
+    ref = odc.stac.load(
+        items, bands=["red"], geobox=gbox, groupby="solar_day", resampling="average", dtype="f4"
+    )
+    offset = np.where(ref.time.values >= np.datetime64("2022-01-25"), np.float32(-0.1), np.float32(0))
+    want = ref["red"].values * np.float32(1e-4) + offset[:, None, None]
+    got = cube["red"].values
+    assert got.shape == want.shape and np.isfinite(got).all()
+    err = np.abs(got - want)
+    assert np.quantile(err, 0.99) < 0.03 and err.max() < 0.06  # (a 0-DN fill taken as data is >= 0.1 off)
+
+
+_T0 = np.datetime64("2023-05-01T10:00:00")
+
+
+def _when(minutes: int = 0, year: int = 2023):
+    import datetime as dt
+
+    return dt.datetime(year, 5, 1, 10, minutes, tzinfo=dt.UTC)
+
+
+def _s2_pc_item(raster_item, item_id, dn, baseline, when):
+    """A Planetary Computer style Sentinel-2 L2A item: no raster:bands, the baseline in the properties."""
+    from affine import Affine
+
+    eo = {"eo:bands": [{"name": "B04", "common_name": "red", "center_wavelength": 0.665}]}
+    return raster_item(
+        item_id,
+        np.full((32, 32), dn, np.uint16),
+        Affine(10, 0, 500000, 0, -10, 5000000),
+        when,
+        file_nodata=0,
+        key="B04",
+        collection="sentinel-2-l2a",
+        asset_fields=eo,
+        properties={"platform": "Sentinel-2B", "s2:processing_baseline": baseline},
+    )
+
+
+def test_product_table_fills_in_where_the_items_are_silent(raster_item) -> None:
+    """Planetary Computer S2 L2A (no raster:bands): DN/10000 - 0.1 from baseline 04.00, DN/10000 before; the
+    cube says so (source product-table); a user's scale_offset overrides both (source user)."""
+    new = _s2_pc_item(raster_item, "new", 3500, "05.10", _when(0))
+    old = _s2_pc_item(raster_item, "old", 3500, "03.01", _when(0, 2021))
+    cube = load_cube([old, new], ["red"], crs="EPSG:32632", resolution=10, mask=None).compute()
+    np.testing.assert_allclose(cube["red"].values.reshape(2, -1).mean(axis=1), [0.35, 0.25], atol=1e-6)
+    rec = {g["offset"]: g for g in cube.attrs["scale_offset"]["red"]}
+    assert rec[-0.1]["source"] == rec[0.0]["source"] == "product-table"
+    assert rec[-0.1]["items"] == ["new"] and rec[0.0]["scale"] == 0.0001
+    mine = load_cube(
+        [old, new], ["red"], crs="EPSG:32632", resolution=10, mask=None, scale_offset={"red": (1, 0)}
+    )
+    assert float(mine["red"].max()) == 3500.0
+    assert mine.attrs["scale_offset"]["red"] == [
+        {"collection": "sentinel-2-l2a", "scale": 1.0, "offset": 0.0, "source": "user"}
+    ]
+
+
+def test_usgs_landsat_item_level_projection_and_no_raster_bands(raster_item) -> None:
+    """USGS landsat-c2l2-sr: proj:epsg/shape/transform on the item (not the assets), no raster:bands: the native
+    grid is derived from the item and the product table decodes surface reflectance (DN * 2.75e-05 - 0.2)."""
+    from affine import Affine
+
+    tr = Affine(30, 0, 300015, 0, -30, 5000025)  # a real Landsat grid: corners at odd multiples of 15 m
+    item = raster_item(
+        "LC08_L2SP_193029_20230501_02_T1_SR",
+        np.full((20, 20), 16000, np.uint16),
+        tr,
+        _when(),
+        file_nodata=0,
+        key="red",
+        collection="landsat-c2l2-sr",
+        asset_fields={"eo:bands": [{"name": "SR_B4", "common_name": "red"}]},
+        properties={"platform": "LANDSAT_8"},
+        item_level_proj=True,
+    )
+    cube = load_cube([item], ["red"], mask=None)
+    assert cube.odc.geobox.resolution.x == 30 and cube.odc.geobox.crs.epsg == 32632
+    vals = cube["red"].values
+    np.testing.assert_allclose(vals[np.isfinite(vals)], 16000 * 2.75e-05 - 0.2, atol=1e-6)
+    assert cube.attrs["scale_offset"]["red"][0]["source"] == "product-table"
+
+
+def test_unknown_integer_encoding_loads_as_stored_with_a_warning(raster_item, caplog) -> None:
+    import logging
+
+    from affine import Affine
+
+    item = raster_item("x", np.full((8, 8), 7, np.uint16), Affine(10, 0, 500000, 0, -10, 5000000), _when())
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        cube = load_cube([item], ["data"], crs="EPSG:32632", resolution=10, mask=None)
+    assert float(cube["data"].max()) == 7.0
+    msgs = [r.getMessage() for r in caplog.records if "as stored" in r.getMessage()]
+    assert len(msgs) == 1 and "scale_offset={'data': (scale, offset)}" in msgs[0]
+
+
+# ----- load only what was asked; file:// hrefs (defects 8 and 12) ---------------------------------------------------
+def _with_asset(item, key: str, href: str):
+    import pystac
+
+    item.add_asset(key, pystac.Asset(href, media_type="image/png", roles=["thumbnail"]))
+    return item
+
+
+def test_a_missing_thumbnail_neither_fails_nor_drops_a_scene(raster_item, tmp_path) -> None:
+    from affine import Affine
+
+    item = raster_item("s", np.full((8, 8), 5, np.uint16), Affine(10, 0, 500000, 0, -10, 5000000), _when())
+    _with_asset(item, "thumbnail", str(tmp_path / "gone.png"))
+    for on_error in ("fail", "skip"):
+        cube = load_cube([item], ["data"], crs="EPSG:32632", resolution=10, mask=None, on_error=on_error)
+        assert cube.attrs["skipped_items"] == [] and float(cube["data"].max()) == 5.0
+
+
+def test_missing_file_url_is_checked_before_any_work(raster_item, tmp_path) -> None:
+    """A ``file://`` href to a missing file: a LoadError naming item, asset and path at load time, or the scene
+    skipped with on_error='skip'."""
+    from pathlib import Path
+
+    from affine import Affine
+
+    tr = Affine(10, 0, 500000, 0, -10, 5000000)
+    good = raster_item("good", np.full((8, 8), 5, np.uint16), tr, _when())
+    bad = raster_item("bad", np.full((8, 8), 6, np.uint16), tr, _when(5))
+    path = Path(bad.assets["data"].href)
+    bad.assets["data"].href = path.as_uri()
+    path.unlink()
+    with pytest.raises(LoadError, match=r"item 'bad' asset 'data' cannot be opened: file://.*does not exist"):
+        load_cube([good, bad], ["data"], crs="EPSG:32632", resolution=10, mask=None)
+    cube = load_cube([good, bad], ["data"], crs="EPSG:32632", resolution=10, mask=None, on_error="skip")
+    assert cube.attrs["skipped_items"] == ["bad"] and float(cube["data"].max()) == 5.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import shutil
 
@@ -9,7 +10,13 @@ import dask
 import numpy as np
 import pystac
 import pytest
+from affine import Affine
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
+from rasterio.enums import Resampling
+from rasterio.warp import reproject
 
 from catalog.simulator import Mission
 from pipeline.errors import LoadError
@@ -120,3 +127,229 @@ def test_a_rewritten_file_is_reread_not_served_from_the_handle_cache(s2_mission:
     shutil.copy(other, copy)
     second = load_cube([item], ["red"], geobox=gbox, mask=None).compute(scheduler="synchronous")
     assert not np.array_equal(first["red"].values, second["red"].values, equal_nan=True)
+
+
+# ----- validity travels beside values (issue 13, defect 1) ---------------------------------------------------------
+_T0 = dt.datetime(2023, 5, 1, 10, 0, tzinfo=dt.UTC)
+_TR = Affine(10, 0, 500000, 0, -10, 5000000)  # UTM 32N, 10 m
+
+
+def _half_and_full(raster_item, dtype="uint16", west=100, full=200, **kw):
+    """Two scenes of one solar day: the first covers only the west half (32 of 64 columns), the second all."""
+    a = raster_item("west", np.full((64, 32), west, dtype), _TR, _T0, **kw)
+    b = raster_item("full", np.full((64, 64), full, dtype), _TR, _T0 + dt.timedelta(minutes=1), **kw)
+    return [a, b]
+
+
+def _grids():
+    native = GeoBox((64, 64), _TR, "EPSG:32632")
+    shifted = GeoBox((60, 60), _TR * Affine.translation(2.5, 2.5), "EPSG:32632")  # bilinear
+    coarse = GeoBox((16, 16), _TR * Affine.scale(4), "EPSG:32632")  # average (GDAL warp)
+    geo = native.to_crs("EPSG:4326", resolution=0.00005)  # another CRS: pixel maps (bilinear)
+    return {"native": native, "shifted": shifted, "coarse": coarse, "geographic": geo}
+
+
+@pytest.mark.parametrize("grid", ["native", "shifted", "coarse", "geographic"])
+def test_integer_scenes_without_nodata_fill_each_other_like_odc_stac(raster_item, grid) -> None:
+    """No nodata in STAC nor file: the fill outside the first scene is not data, so the second scene of the same
+    day fills the east half (200), whatever path the reader takes; odc-stac agrees."""
+    import odc.stac
+    from pyproj import Transformer
+
+    items = _half_and_full(raster_item)
+    gbox = _grids()[grid]
+    got = load_cube(items, ["data"], geobox=gbox, mask=None)["data"].values[0]
+    # where each output pixel centre falls in the scenes' CRS
+    cols, rows = np.meshgrid(np.arange(gbox.shape.x) + 0.5, np.arange(gbox.shape.y) + 0.5)
+    xs, ys = gbox.transform * (cols, rows)
+    x, y = Transformer.from_crs(gbox.crs.to_wkt(), "EPSG:32632", always_xy=True).transform(xs, ys)
+    m = 2 * 10 * (4 if grid == "coarse" else 1)  # keep a margin of one output pixel (and a kernel) from edges
+    inside_all = (x > 500000 + m) & (x < 500640 - m) & (y > 4999360 + m) & (y < 5000000 - m)
+    west, east = inside_all & (x < 500320 - m), inside_all & (x > 500320 + m)
+    assert west.sum() > 10 and east.sum() > 10
+    np.testing.assert_allclose(got[west], 100, rtol=1e-6)  # bilinear weights sum to 1 in float32
+    np.testing.assert_allclose(got[east], 200, rtol=1e-6)
+    if grid == "native":  # the same grid: odc-stac's answer pixel for pixel
+        ref = odc.stac.load(items, bands=["data"], geobox=gbox, groupby="solar_day")["data"].values[0]
+        np.testing.assert_array_equal(got, ref)
+
+
+def test_stac_nodata_the_dtype_cannot_hold_is_ignored_with_a_warning(raster_item, caplog) -> None:
+    """raster:bands nodata -9999 on uint16 data: no OverflowError on a worker; the file's nodata (0) applies."""
+    data = np.full((64, 64), 500, np.uint16)
+    data[:, :8] = 0
+    rb = {"raster:bands": [{"nodata": -9999, "data_type": "uint16", "scale": 0.001}]}
+    item = raster_item("odd-nodata", data, _TR, _T0, file_nodata=0, asset_fields=rb)
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        cube = load_cube([item], ["data"], geobox=_grids()["native"], mask=None)
+    assert any("-9999" in r.getMessage() and "uint16" in r.getMessage() for r in caplog.records)
+    got = cube["data"].values[0]
+    assert np.isnan(got[:, :8]).all()
+    np.testing.assert_allclose(got[:, 8:], 0.5)
+
+
+# ----- multi-band assets, SAR, class layers ------------------------------------------------------------------------
+def test_multiband_asset_bands_are_selected_by_eo_bands_index(raster_item) -> None:
+    """NAIP-style: one ``image`` asset with 4 bands [red, green, blue, nir]; red is band 1, nir band 4."""
+    data = np.stack([np.full((64, 64), 10 * (i + 1), np.uint8) for i in range(4)])
+    eo = {"eo:bands": [{"name": n.title(), "common_name": n} for n in ("red", "green", "blue", "nir")]}
+    item = raster_item(
+        "naip", data, _TR, _T0, key="image", collection="naip", asset_fields=eo, crs="EPSG:26920"
+    )
+    cube = load_cube([item], ["red", "nir", "green"], geobox=GeoBox((64, 64), _TR, "EPSG:26920"), mask=None)
+    assert [float(cube[b].values.mean()) for b in ("red", "nir", "green")] == [10.0, 40.0, 20.0]
+
+
+def test_sar_float32_with_nodata_composites_like_any_band(raster_item) -> None:
+    """Sentinel-1 RTC: float32 backscatter, nodata -32768 (STAC and file); the first scene's nodata half is filled
+    by the second scene of the same day, and no pixel holds -32768."""
+    rb = {"raster:bands": [{"nodata": -32768, "data_type": "float32"}]}
+    a = np.full((64, 64), 0.05, np.float32)
+    a[:, 32:] = -32768
+    items = [
+        raster_item(
+            "s1a", a, _TR, _T0, file_nodata=-32768, collection="sentinel-1-rtc", key="vv", asset_fields=rb
+        ),
+        raster_item(
+            "s1b",
+            np.full((64, 64), 0.2, np.float32),
+            _TR,
+            _T0 + dt.timedelta(minutes=1),
+            file_nodata=-32768,
+            collection="sentinel-1-rtc",
+            key="vv",
+            asset_fields=rb,
+        ),
+    ]
+    for gbox in (_grids()["native"], _grids()["coarse"], _grids()["geographic"]):
+        got = load_cube(items, ["vv"], geobox=gbox, mask=None)["vv"].values[0]
+        ok = np.isfinite(got)
+        assert ok.mean() > 0.8 and got[ok].min() >= 0.05 - 1e-6 and got[ok].max() <= 0.2 + 1e-6
+    native = load_cube(items, ["vv"], geobox=_grids()["native"], mask=None)["vv"].values[0]
+    np.testing.assert_allclose(native[:, :32], 0.05)
+    np.testing.assert_allclose(native[:, 32:], 0.2)
+
+
+@pytest.mark.parametrize("collection", ["io-lulc-annual-v02", "my-landcover"])
+def test_class_layers_are_never_averaged(raster_item, collection) -> None:
+    """Integer land-cover classes onto a 3x coarser grid: every value is a class (mode of the block), also when
+    the item states no classification metadata but the product is known (IO land cover)."""
+    rng = np.random.default_rng(0)
+    classes = np.array([1, 2, 5, 11], np.uint8)
+    data = classes[rng.integers(0, 4, (66, 66))]
+    data[:33, :33] = 5  # a block of one class: its mode is 5
+    fields = {"raster:bands": [{"nodata": 0, "data_type": "uint8"}]}
+    if collection == "my-landcover":
+        fields["classification:classes"] = [{"value": int(v), "name": f"c{v}"} for v in classes]
+    item = raster_item("lc", data, _TR, _T0, collection=collection, asset_fields=fields)
+    coarse = GeoBox((22, 22), _TR * Affine.scale(3), "EPSG:32632")
+    cube = load_cube([item], ["data"], geobox=coarse, mask=None)
+    got = cube["data"].values[0]
+    assert set(np.unique(got[np.isfinite(got)]).astype(int)) <= set(classes.tolist())
+    want = np.zeros((22, 22), np.uint8)  # GDAL's mode as the reference
+    reproject(data, want, src_transform=_TR, src_crs="EPSG:32632", dst_transform=coarse.transform,
+              dst_crs="EPSG:32632", src_nodata=0, dst_nodata=0, resampling=Resampling.mode)  # fmt: skip
+    np.testing.assert_array_equal(got, want)
+    assert (got[:11, :11] == 5).all()
+    assert cube.attrs["scale_offset"]["data"][0]["source"] == "none"
+
+
+@pytest.mark.parametrize("as_url", [False, True])
+def test_a_file_gone_after_planning_fails_naming_item_and_asset_or_is_skipped(
+    raster_item, as_url, caplog
+) -> None:
+    """The file disappears between load_cube and compute (plain path or file:// URL): a LoadError naming the item
+    and the asset, not a bare FileNotFoundError; with on_error='skip' the scene is skipped (logged)."""
+    from pathlib import Path
+
+    items = _half_and_full(raster_item)
+    path = Path(items[0].assets["data"].href)
+    if as_url:
+        items[0].assets["data"].href = path.as_uri()
+    cube = load_cube(items, ["data"], geobox=_grids()["native"], mask=None)
+    skipping = load_cube(items, ["data"], geobox=_grids()["native"], mask=None, on_error="skip")
+    path.unlink()
+    with pytest.raises(LoadError, match=r"item 'west' asset 'data': cannot read .*west-data.tif"):
+        cube.compute()
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        got = skipping["data"].values[0]
+    np.testing.assert_array_equal(got, 200)  # the other scene of the day fills everything
+    assert any("skipping item 'west'" in r.getMessage() for r in caplog.records)
+
+
+def test_open_handles_are_bounded_per_process_under_the_open_file_limit(raster_item, monkeypatch) -> None:
+    """Four reader threads opening 30 files each keep at most half the (soft) open-file limit open in total."""
+    import resource
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline import reader
+
+    items = [raster_item(f"f{i}", np.full((8, 8), i, np.uint16), _TR, _T0) for i in range(30)]
+    hrefs = [it.assets["data"].href for it in items]
+    monkeypatch.setattr(resource, "getrlimit", lambda _which: (40, 4096))
+    assert reader.handle_budget() == 20
+
+    def open_all(_n: int) -> int:
+        for h in hrefs:
+            reader._open(h)
+        return len(reader._HANDLES.cache)
+
+    with ThreadPoolExecutor(4) as pool:
+        per_thread = list(pool.map(open_all, range(4)))
+        # while the threads (and their caches) are alive; only this test's files (earlier tests' threads keep theirs)
+        mine = sum(
+            1
+            for c in list(reader._CACHES)
+            for k, (src, _) in list(c.items())
+            if k[0] in hrefs and not src.closed
+        )
+        assert mine <= 20 and reader.open_handles() >= mine
+    assert max(per_thread) <= 20
+
+
+# ----- property: per-item encodings and validity against GDAL ------------------------------------------------------
+_DTYPES = ["uint8", "uint16", "int16", "float32"]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    dtype=st.sampled_from(_DTYPES),
+    nodata_in=st.sampled_from(["none", "stac", "file"]),
+    scale=st.floats(1e-4, 10),
+    offset=st.floats(-1, 1),
+    shift=st.tuples(st.integers(-8, 8), st.integers(-8, 8)),
+    sub=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_each_item_decodes_with_its_own_encoding_like_gdal(
+    raster_item, dtype, nodata_in, scale, offset, shift, sub, seed
+) -> None:
+    """One scene with random dtype, nodata (none, STAC-only, file-only), scale and offset, loaded with another
+    scene of the same collection that has a different encoding and comes first: equals GDAL's nearest warp of
+    the file, decoded with the scene's own scale/offset, NaN outside the scene and at nodata."""
+    rng = np.random.default_rng(seed)
+    nd = {"uint8": 255, "uint16": 0, "int16": -1, "float32": -9999.0}[dtype]
+    data = rng.integers(1, 120, (24, 24)).astype(dtype)
+    data[rng.random(data.shape) < 0.1] = nd
+    tag = f"{seed}-{dtype}-{nodata_in}-{shift}-{sub}"
+    rb = {"scale": scale, "offset": offset} | ({"nodata": nd} if nodata_in == "stac" else {})
+    item = raster_item(
+        f"it-{tag}", data, _TR, _T0 + dt.timedelta(hours=1), file_nodata=nd if nodata_in == "file" else None,
+        asset_fields={"raster:bands": [rb]},
+    )  # fmt: skip
+    other = raster_item(
+        f"other-{tag}", np.full((24, 24), 3, dtype), _TR, _T0, asset_fields={"raster:bands": [{"scale": 7.0}]}
+    )
+    frac = 0.3 if sub else 0.0
+    gbox = GeoBox((20, 20), _TR * Affine.translation(shift[1] + frac, shift[0] + frac), "EPSG:32632")
+    cube = load_cube([other, item], ["data"], geobox=gbox, mask=None, groupby="time", resampling="nearest")
+    got = cube["data"].values[1]
+    ref = np.full(gbox.shape.yx, np.nan)
+    src_nodata = None if nodata_in == "none" else nd
+    reproject(data.astype("f8"), ref, src_transform=_TR, src_crs="EPSG:32632", src_nodata=src_nodata,
+              dst_transform=gbox.transform, dst_crs="EPSG:32632", dst_nodata=np.nan,
+              resampling=Resampling.nearest)  # fmt: skip
+    want = (ref * np.float32(scale) + np.float32(offset)).astype(np.float32)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * (abs(offset) + 1))
+    np.testing.assert_allclose(cube["data"].values[0][np.isfinite(cube["data"].values[0])], 21.0)

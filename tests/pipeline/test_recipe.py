@@ -89,3 +89,11 @@ def test_missing_keys_bad_yaml_and_unsafe_tags(tmp_path: Path) -> None:
         load_recipe(evil)
     assert not Path("pwned").exists()
     yaml.safe_load(example_recipe())  # the example is plain YAML
+
+
+def test_load_scale_offset_overrides_round_trip_and_bad_ones_name_the_key() -> None:
+    recipe = load_recipe({**BASE, "load": {"bands": ["red"], "scale_offset": {"red": [0.0001, -0.1]}}})
+    assert recipe.load.scale_offset == {"red": (0.0001, -0.1)}
+    assert load_recipe(recipe.to_yaml()) == recipe
+    with pytest.raises(RecipeError, match="load.scale_offset"):
+        load_recipe({**BASE, "load": {"scale_offset": {"red": [0.0001]}}})

@@ -1,0 +1,278 @@
+"""Per item and band: which asset (and band inside it) holds a requested band, how to decode and resample it.
+
+Everything here is decided per item, never per collection: Sentinel-2 L2A changed its encoding within one
+collection (processing baseline 04.00, 25 January 2022), and the same Landsat scene must be resampled the same
+way whatever other scenes share a tile. The order of precedence for scale/offset is the user's
+``scale_offset`` (source ``"user"``), the asset's ``raster:bands`` (``"item"``), the product table of
+:mod:`catalog.products` (``"product-table"``), else values as stored (``"none"``, with a warning).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import numpy as np
+import pystac
+from odc.geo.geobox import GeoBox
+from odc.geo.geom import Geometry
+
+from catalog.products import is_class_product, item_encoding
+from pipeline.errors import LoadError
+
+log = logging.getLogger(__name__)
+
+QUALITY_KEYS = ("SCL", "QA_PIXEL", "scl", "qa_pixel")
+CLASS_RESAMPLING = ("nearest", "mode")
+
+
+@dataclass(frozen=True)
+class BandRef:
+    """How one requested band is found in one item: asset key, band index, scale, offset, nodata, and why."""
+
+    name: str
+    key: str
+    scale: float
+    offset: float
+    nodata: float | None
+    is_quality: bool = False
+    """A class or bit-flag layer (quality layers, land cover): never scaled, averaged or cloud-masked."""
+    index: int = 1
+    """1-based band index inside the asset's file (eo:bands position + 1 for multi-band assets)."""
+    source: str = "item"
+    """Where scale/offset come from: ``"item"``, ``"product-table"``, ``"user"`` or ``"none"``."""
+    data_type: str | None = None
+    bitfields: bool = False
+
+
+def _band_list(asset: pystac.Asset) -> list[dict]:
+    return asset.extra_fields.get("eo:bands") or asset.extra_fields.get("bands") or []
+
+
+def _common(b: dict) -> str | None:
+    return b.get("common_name") or b.get("eo:common_name")
+
+
+def _asset_band(asset: pystac.Asset, index: int = 1) -> dict:
+    """The ``raster:bands`` entry of band ``index`` (1-based) of ``asset`` ({} when the item says nothing)."""
+    rb = asset.extra_fields.get("raster:bands") or asset.extra_fields.get("bands") or [{}]
+    band = rb[index - 1] if len(rb) >= index else (rb[0] if len(rb) == 1 else {})
+    # STAC 1.1 ``bands`` spell them raster:scale / raster:offset (raster extension v2)
+    return {k.removeprefix("raster:"): v for k, v in band.items()}
+
+
+def _find(item: pystac.Item, name: str) -> tuple[str, int] | None:
+    """(asset key, band index) of ``name``: an asset key, else a single-band asset whose eo:bands common name
+    or name matches, else the matching band of a multi-band asset (NAIP ``image``, Sentinel-2 ``visual``)."""
+    if name in item.assets:
+        return name, 1
+    multi = None
+    for k, a in item.assets.items():
+        bands = _band_list(a)
+        for i, b in enumerate(bands, start=1):
+            if name in (_common(b), b.get("name")):
+                if len(bands) == 1:
+                    return k, 1
+                multi = multi or (k, i)
+    return multi
+
+
+def _nodata_value(v) -> float | None:
+    if v is None:
+        return None
+    try:
+        return float(v)  # STAC writes NaN as "nan"
+    except (TypeError, ValueError):
+        raise LoadError(
+            f"raster:bands nodata {v!r} is not a number; fix the item (use a number or 'nan')"
+        ) from None
+
+
+def resolve_band(item: pystac.Item, name: str) -> BandRef:
+    """Find band ``name`` (asset key or eo common name) in ``item`` with its scale/offset/nodata for this item
+    (raster:bands, else the product table of :mod:`catalog.products`); raise LoadError listing what exists."""
+    found = _find(item, name)
+    if found is None:
+        common = sorted({c for a in item.assets.values() for b in _band_list(a) if (c := _common(b))})
+        raise LoadError(
+            f"item {item.id!r} has no band {name!r}; its assets are {sorted(item.assets)} and common names {common}"
+        )
+    key, index = found
+    asset = item.assets[key]
+    rb = _asset_band(asset, index)
+    bitfields = key.upper() in ("QA_PIXEL", "BQA") or "classification:bitfields" in asset.extra_fields
+    quality = (
+        bitfields
+        or key in QUALITY_KEYS
+        or "classification:classes" in asset.extra_fields
+        or is_class_product(item.collection_id, item.properties)
+    )
+    scale, offset, source = 1.0, 0.0, "none"
+    if "scale" in rb or "offset" in rb:
+        scale, offset, source = float(rb.get("scale", 1.0)), float(rb.get("offset", 0.0)), "item"
+    elif not quality:
+        bands = _band_list(asset)
+        common = _common(bands[index - 1]) if len(bands) >= index else None
+        enc = item_encoding(item, key, common)
+        if enc is not None:
+            scale, offset, source = enc.scale, enc.offset, enc.source
+    return BandRef(
+        name,
+        key,
+        scale,
+        offset,
+        _nodata_value(rb.get("nodata")),
+        quality,
+        index,
+        source,
+        rb.get("data_type"),
+        bitfields,
+    )
+
+
+def with_user_encoding(ref: BandRef, scale_offset: Mapping[str, tuple[float, float]] | None) -> BandRef:
+    """``ref`` with the user's (scale, offset) for its band (by requested name or asset key), if given."""
+    if not scale_offset:
+        return ref
+    for k in (ref.name, ref.key):
+        if k in scale_offset:
+            try:
+                s, o = (float(v) for v in scale_offset[k])
+            except (TypeError, ValueError):
+                raise LoadError(
+                    f"scale_offset[{k!r}]={scale_offset[k]!r}: give a (scale, offset) pair of numbers, "
+                    "e.g. {'red': (0.0001, -0.1)}"
+                ) from None
+            return replace(ref, scale=s, offset=o, source="user")
+    return ref
+
+
+def _is_integer_type(data_type: str | None) -> bool | None:
+    if not data_type:
+        return None
+    try:
+        return bool(np.issubdtype(np.dtype(data_type), np.integer))
+    except TypeError:
+        return None
+
+
+def check_encoding(item: pystac.Item, ref: BandRef, warned: set) -> None:
+    """Log (once per collection and band, ``warned`` remembers) what cannot be right: integer data with no
+    known scale/offset (loaded as stored), a nodata the data type cannot hold (ignored)."""
+    coll = item.collection_id
+    integer = _is_integer_type(ref.data_type)
+    if (
+        ref.source == "none"
+        and not ref.is_quality
+        and integer is not False
+        and (coll, ref.name) not in warned
+    ):
+        warned.add((coll, ref.name))
+        log.warning(
+            "band %r of collection %r (asset %r): the items give no scale/offset (no raster:bands) and the "
+            "product table does not know this product; loading the values as stored. If they are encoded, pass "
+            "load_cube(..., scale_offset={%r: (scale, offset)}) (recipe: load.scale_offset)",
+            ref.name,
+            coll,
+            ref.key,
+            ref.name,
+        )
+    if ref.nodata is not None and integer:
+        info = np.iinfo(np.dtype(ref.data_type))
+        bad = not (ref.nodata == ref.nodata and float(ref.nodata).is_integer())
+        if (bad or not info.min <= ref.nodata <= info.max) and (coll, ref.name, "nodata") not in warned:
+            warned.add((coll, ref.name, "nodata"))
+            log.warning(
+                "band %r of collection %r: raster:bands nodata %s cannot occur in %s data; it is ignored (the "
+                "file's nodata, if any, is used, and pixels outside each scene are invalid anyway)",
+                ref.name,
+                coll,
+                ref.nodata,
+                ref.data_type,
+            )
+
+
+# ----- resampling ---------------------------------------------------------------------------------------------------
+def _asset_crs(item: pystac.Item, key: str) -> str | None:
+    for d in (item.assets[key].extra_fields, item.properties):
+        if d.get("proj:code"):
+            return str(d["proj:code"])
+        if d.get("proj:epsg"):
+            return f"EPSG:{d['proj:epsg']}"
+        if d.get("proj:wkt2"):
+            return str(d["proj:wkt2"])
+    return None
+
+
+def _native_res(item: pystac.Item, key: str) -> tuple[float, str | None] | None:
+    """Native pixel size of asset ``key`` and the CRS it is measured in (None: metres, from ``gsd``)."""
+    a = item.assets[key].extra_fields
+    tr = a.get("proj:transform") or item.properties.get("proj:transform")
+    crs = _asset_crs(item, key)
+    if tr and crs:
+        return abs(float(tr[0])), crs
+    gsd = a.get("gsd") or item.properties.get("gsd")
+    return (float(gsd), None) if gsd else None
+
+
+@lru_cache(maxsize=1024)
+def _pixel_size_in(src_crs: str | None, dst_crs: str, res: float, lon: float, lat: float) -> float:
+    """Edge length (square root of the area) of an output pixel of size ``res`` (``dst_crs`` units) centred at
+    (lon, lat), measured in ``src_crs`` units (metres on the ellipsoid when ``src_crs`` is None)."""
+    from odc.geo.geom import box, point
+
+    c = point(lon, lat, crs=4326).to_crs(dst_crs).coords[0]
+    pix = box(c[0] - res / 2, c[1] - res / 2, c[0] + res / 2, c[1] + res / 2, crs=dst_crs)
+    if src_crs is not None:
+        return math.sqrt(pix.to_crs(src_crs).area)
+    from pyproj import Geod
+
+    area, _ = Geod(ellps="WGS84").geometry_area_perimeter(pix.to_crs(4326).geom)
+    return math.sqrt(abs(area))
+
+
+def coarsening(item: pystac.Item, key: str, geobox: GeoBox) -> float | None:
+    """How many native pixels of asset ``key`` one output pixel spans (per side), comparing like with like: the
+    footprint of an output pixel at the scene's centre, measured in the source CRS. None when unknown."""
+    native = _native_res(item, key)
+    if native is None or native[0] <= 0:
+        return None
+    lon, lat = Geometry(item.geometry, crs=4326).centroid.coords[0]
+    try:
+        size = _pixel_size_in(
+            native[1], str(geobox.crs), abs(float(geobox.resolution.x)), round(lon, 2), round(lat, 2)
+        )
+    except Exception:  # noqa: BLE001 (pyproj raises several types for points outside a projection's domain)
+        return None
+    return size / native[0] if math.isfinite(size) else None
+
+
+def resampling_for(resampling, ref: BandRef, item: pystac.Item, geobox: GeoBox) -> str:
+    """The resampling of band ``ref`` of ``item`` onto ``geobox``: bit-flag layers nearest; class layers nearest,
+    or mode when the output is at least 1.5x coarser (never averaged); else the caller's choice (one name, or
+    ``{band: name}``); else average when the output is at least 1.5x coarser than the band's native pixels
+    (compared in the source CRS), bilinear otherwise."""
+    chosen = None
+    if isinstance(resampling, dict):
+        chosen = next((resampling[k] for k in (ref.name, ref.key) if k in resampling), None)
+    if ref.is_quality:
+        if chosen is not None and chosen not in CLASS_RESAMPLING:
+            raise LoadError(
+                f"resampling {chosen!r} for band {ref.name!r}: it holds classes or bit flags, which must not be "
+                f"interpolated; use one of {CLASS_RESAMPLING}"
+            )
+        if ref.bitfields:
+            return "nearest"
+        if chosen is not None:
+            return chosen
+        c = coarsening(item, ref.key, geobox)
+        return "mode" if c is not None and c >= 1.5 else "nearest"
+    if chosen is None and isinstance(resampling, str):
+        chosen = resampling
+    if chosen is not None:
+        return chosen
+    c = coarsening(item, ref.key, geobox)
+    return "average" if c is not None and c >= 1.5 else "bilinear"

@@ -1,0 +1,86 @@
+"""Band resolution per item (pipeline.bands): resampling chosen per scene, band and output grid, compared in the
+source CRS's units; class layers never averaged."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from affine import Affine
+from odc.geo.geobox import GeoBox
+
+from pipeline.bands import resampling_for, resolve_band
+from pipeline.errors import LoadError
+from pipeline.load import load_cube
+
+T0 = dt.datetime(2023, 5, 1, 10, 0, tzinfo=dt.UTC)
+
+
+def _specs(cube, band: str) -> dict[str, str]:
+    """item id -> the resampling its AssetSpec of ``band`` carries, read from the load graph."""
+    graph = dict(cube[band].data.__dask_graph__())
+    out = {}
+    for k, v in graph.items():
+        if isinstance(k, tuple) and k[0].startswith("load-tile-"):
+            _fn, _tile, steps, spec = v
+            b = spec.bands.index(band)
+            for step in steps:
+                for scene in step:
+                    out[scene.item_id] = scene.assets[b].resampling
+    return out
+
+
+def _s2_and_landsat(raster_item):
+    ramp = np.add.outer(np.arange(96), np.arange(96)).astype(np.uint16) * 10 + 1000
+    s2 = raster_item("s2", ramp, Affine(10, 0, 500000, 0, -10, 5000000), T0, collection="s2", key="red")
+    ls = raster_item(
+        "ls", ramp[:32, :32], Affine(30, 0, 500000, 0, -30, 5000000), T0 + dt.timedelta(hours=1), collection="ls",
+        key="red",
+    )  # fmt: skip
+    return s2, ls
+
+
+def test_resampling_depends_on_the_scene_not_on_the_other_scenes(raster_item) -> None:
+    """At 20 m a 10 m scene is averaged and a 30 m scene interpolated, whichever collection comes first, and the
+    Landsat scene's pixels do not change when a Sentinel-2 scene joins the load."""
+    s2, ls = _s2_and_landsat(raster_item)
+    gbox = GeoBox((40, 40), Affine(20, 0, 500010, 0, -20, 4999990), "EPSG:32632")
+    for items in ([s2, ls], [ls, s2]):
+        cube = load_cube(items, ["red"], geobox=gbox, mask=None, groupby="time")
+        assert _specs(cube, "red") == {"s2": "average", "ls": "bilinear"}
+    mixed = load_cube([s2, ls], ["red"], geobox=gbox, mask=None, groupby="time").sel(
+        time=np.datetime64("2023-05-01T11:00")
+    )
+    alone = load_cube([ls], ["red"], geobox=gbox, mask=None, groupby="time").isel(time=0)
+    np.testing.assert_array_equal(mixed["red"].values, alone["red"].values)
+
+
+def test_geographic_output_compares_resolutions_in_the_same_units(raster_item) -> None:
+    """Onto EPSG:4326 at 0.002 degree (~160-220 m) a 10 m band is averaged; at 0.00009 degree (~10 m) it is
+    interpolated (degrees are not metres)."""
+    s2, _ = _s2_and_landsat(raster_item)
+    coarse = GeoBox.from_bbox(s2.bbox, crs="EPSG:4326", resolution=0.002)
+    fine = GeoBox.from_bbox(s2.bbox, crs="EPSG:4326", resolution=0.00009)
+    ref = resolve_band(s2, "red")
+    assert resampling_for(None, ref, s2, coarse) == "average"
+    assert resampling_for(None, ref, s2, fine) == "bilinear"
+    assert _specs(load_cube([s2], ["red"], geobox=coarse, mask=None), "red") == {"s2": "average"}
+
+
+def test_class_layers_refuse_interpolation_and_bit_flags_stay_nearest(raster_item) -> None:
+    classes = {"classification:classes": [{"value": 1, "name": "forest"}, {"value": 2, "name": "water"}]}
+    bits = {"classification:bitfields": [{"offset": 3, "length": 1, "name": "cloud"}]}
+    lc = raster_item(
+        "lc", np.ones((30, 30), np.uint8), Affine(10, 0, 500000, 0, -10, 5000000), T0, asset_fields=classes
+    )
+    qa = raster_item(
+        "qa", np.ones((30, 30), np.uint16), Affine(10, 0, 500000, 0, -10, 5000000), T0, asset_fields=bits
+    )
+    coarse = GeoBox((5, 5), Affine(60, 0, 500000, 0, -60, 5000000), "EPSG:32632")
+    assert (
+        resampling_for("bilinear", resolve_band(lc, "data"), lc, coarse) == "mode"
+    )  # one name: for values only
+    assert resampling_for(None, resolve_band(qa, "data"), qa, coarse) == "nearest"
+    with pytest.raises(LoadError, match="classes or bit flags.*nearest"):
+        resampling_for({"data": "average"}, resolve_band(lc, "data"), lc, coarse)
