@@ -93,6 +93,18 @@ def _match(href: str, configs: Sequence[CollectionConfig]) -> tuple[CollectionCo
     return None
 
 
+def _day_interval(m: re.Match) -> dict:
+    """For a file name that gives only a date: ``start_datetime``/``end_datetime`` spanning that UTC day, the
+    STAC way of saying the time of day is unknown (the item's datetime is then the day's 00:00 UTC, and
+    :mod:`pipeline.timeaxis` labels the scene with the date as given instead of shifting it by longitude)."""
+    if m.groupdict().get("datetime") or not m.groupdict().get("date"):
+        return {}
+    start = _datetime(m)
+    end = start + dt.timedelta(days=1) - dt.timedelta(seconds=1)
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"  # as the catalog index writes times back, so re-ingest compares equal
+    return {"start_datetime": start.strftime(fmt), "end_datetime": end.strftime(fmt)}
+
+
 def _datetime(m: re.Match) -> dt.datetime:
     g = m.groupdict()
     try:
@@ -213,6 +225,7 @@ def _item(
         "proj:code": common_code,
         "instruments": [cfg.instrument] if cfg.instrument else None,
         "platform": _platform(cfg, m0),
+        **_day_interval(m0),
     }
     g = m0.groupdict()
     if g.get("path") and g.get("row"):

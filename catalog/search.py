@@ -18,7 +18,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pystac
+import shapely
 
+from catalog.antimeridian import bbox_parts, normalize_lonlat
 from catalog.errors import CatalogError
 
 if TYPE_CHECKING:
@@ -133,11 +135,15 @@ def make_query(
             w, s, e, n = (float(v) for v in bbox)
         except (TypeError, ValueError) as exc:
             raise CatalogError(f"bbox {bbox!r} must be four numbers (west, south, east, north)") from exc
-        if not (w < e and s < n):
+        crossing = (
+            w > e and crs is None and -180 <= e and w <= 180
+        )  # STAC: west > east crosses the antimeridian
+        if not ((w < e or crossing) and s < n):
             raise CatalogError(
-                f"bbox {tuple(bbox)} must be (west, south, east, north) with west < east, south < north"
+                f"bbox {tuple(bbox)} must be (west, south, east, north) with west < east (or, in lon/lat, "
+                "west > east for a box that crosses the antimeridian) and south < north"
             )
-        aoi = box(w, s, e, n, crs=src_crs)
+        aoi = box(w, s, e, n, crs=src_crs) if not crossing else _crossing_box(w, s, e, n)
     if intersects is not None:
         if isinstance(intersects, Geometry):
             geom = intersects
@@ -153,8 +159,8 @@ def make_query(
     aoi_bbox = None
     if aoi is not None:
         aoi = aoi.to_crs(4326, resolution=None) if aoi.crs is not None and aoi.crs.epsg != 4326 else aoi
-        aoi_bbox = tuple(float(v) for v in aoi.boundingbox)
-        aoi = aoi.geom
+        aoi = normalize_lonlat(aoi.geom)  # a ring that crosses the antimeridian: split at +-180
+        aoi_bbox = _lonlat_bbox(aoi)
     if max_cloud_cover is not None and not (0 <= float(max_cloud_cover) <= 100):
         raise CatalogError(f"max_cloud_cover {max_cloud_cover!r} must be a percentage between 0 and 100")
     if limit is not None and (int(limit) != limit or limit < 1):
@@ -182,6 +188,26 @@ def make_query(
     )
 
 
+def _crossing_box(w: float, s: float, e: float, n: float):
+    """The odc-geo Geometry of a lon/lat bbox with west > east: its two parts on either side of +-180."""
+    from odc.geo.geom import Geometry
+
+    return Geometry(shapely.union_all([shapely.box(*b) for b in bbox_parts((w, s, e, n))]), crs=4326)
+
+
+def _lonlat_bbox(geom) -> tuple[float, float, float, float]:
+    """The STAC bbox of a normalised lon/lat geometry: west > east when its parts touch both sides of +-180 and
+    the gap between them is wider than the span round the antimeridian."""
+    w, s, e, n = (float(v) for v in geom.bounds)
+    parts = shapely.get_parts(geom)
+    if len(parts) > 1 and w <= -180 + 1e-9 and e >= 180 - 1e-9:
+        east_side = [p.bounds[0] for p in parts if p.bounds[0] >= 0]  # west edges of the parts east of 0
+        west_side = [p.bounds[2] for p in parts if p.bounds[2] < 0]  # east edges of the parts west of 0
+        if east_side and west_side and min(east_side) > max(west_side):
+            return (min(east_side), s, max(west_side), n)
+    return (w, s, e, n)
+
+
 def search(
     source: Any,
     *,
@@ -204,7 +230,9 @@ def search(
     from the environment).
     ``bbox`` (west, south, east, north) and ``intersects`` (GeoJSON dict, shapely or odc-geo geometry) are in
     ``crs`` (default EPSG:4326, lon/lat degrees; an odc-geo Geometry carries its own); items match when their
-    geometry intersects the area. ``datetime``: ``"2023-01-01/2023-03-31"``, ``"../2023-03"``, ``"2023-06"``,
+    geometry intersects the area; a lon/lat ``bbox`` with west > east crosses the antimeridian (STAC), and items
+    whose footprint crosses it (split at +-180, bbox west > east, or one ring jumping across) are found from
+    either side. ``datetime``: ``"2023-01-01/2023-03-31"``, ``"../2023-03"``, ``"2023-06"``,
     a date/datetime, or a (start, end) pair with None for open ends (UTC). ``max_cloud_cover`` in percent
     (items without ``eo:cloud_cover`` do not match). ``filter``: CQL2 text or JSON (see :mod:`catalog.filters`).
     ``sortby``: field names, ``-`` prefix for descending (default ``datetime``, ties by id). At most ``limit``
@@ -267,7 +295,7 @@ def _columns(index: ItemIndex) -> dict[str, Any]:
         names = index.schema.names
         b = index.column("bbox")
         for k in ("xmin", "ymin", "xmax", "ymax"):
-            cache[k] = pc.fill_null(b.field(k), np.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+            cache[k] = pc.fill_null(pc.cast(b.field(k), pa.float64()), np.nan).to_numpy(zero_copy_only=False)
         start, end = _time_columns(index)
         cache.update(start=start, end=end, n=n)
         cc = index.column("eo:cloud_cover") if "eo:cloud_cover" in names else None
@@ -307,8 +335,6 @@ def select_rows(index: ItemIndex, q: Query, *, strict: bool = True) -> np.ndarra
     Reads only the index columns the query needs (bbox, time, cloud cover, collection/id, the filter's
     properties, the geometry of the candidates). ``strict``: CatalogError when the filter compares a property
     no item has (:func:`catalog.filters.check_properties`)."""
-    import shapely
-
     if strict and q.filter is not None and index.num_rows:
         from catalog.filters import check_properties
 
@@ -325,8 +351,7 @@ def select_rows(index: ItemIndex, q: Query, *, strict: bool = True) -> np.ndarra
     if q.max_cloud_cover is not None:
         mask &= c["cloud"] <= q.max_cloud_cover  # NaN (missing) compares False
     if q.aoi_bbox is not None:
-        w, s, e, n = q.aoi_bbox
-        mask &= (c["xmin"] <= e) & (c["xmax"] >= w) & (c["ymin"] <= n) & (c["ymax"] >= s)
+        mask &= _bbox_hits(c, q.aoi_bbox)
     if q.collections is not None:
         if "collection" not in index.schema.names:
             mask[:] = False
@@ -344,9 +369,28 @@ def select_rows(index: ItemIndex, q: Query, *, strict: bool = True) -> np.ndarra
         rows = rows[apply_filter(index.take(rows, names), q.filter)]
     if q.aoi is not None and rows.size:
         wkb = index.take(rows, ["geometry"]).column(0).to_numpy(zero_copy_only=False)
+        geoms = shapely.from_wkb(wkb)
+        # footprints that may cross the antimeridian (bbox west > east, or a ring read as a band round the
+        # globe) are split at +-180 first, so that a query inside the item finds it
+        wide = (c["xmin"][rows] > c["xmax"][rows]) | (c["xmax"][rows] - c["xmin"][rows] > 180)
+        for k in np.flatnonzero(wide):
+            geoms[k] = normalize_lonlat(geoms[k])
         shapely.prepare(q.aoi)
-        rows = rows[shapely.intersects(q.aoi, shapely.from_wkb(wkb))]
+        rows = rows[shapely.intersects(q.aoi, geoms)]
     return _sort(index, rows, q)
+
+
+def _bbox_hits(c: dict, bbox: tuple[float, float, float, float]) -> np.ndarray:
+    """Rows whose bbox overlaps ``bbox`` (lon/lat); either may cross the antimeridian (west > east)."""
+    _, s, _, n = bbox
+    lat = (c["ymin"] <= n) & (c["ymax"] >= s)
+    cross = c["xmin"] > c["xmax"]
+    lon = np.zeros(lat.shape, bool)
+    for w, _, e, _ in bbox_parts(bbox):
+        normal = (c["xmin"] <= e) & (c["xmax"] >= w)
+        split = (c["xmin"] <= e) | (c["xmax"] >= w)  # the item's parts [xmin, 180] and [-180, xmax]
+        lon |= np.where(cross, split, normal)
+    return lat & lon
 
 
 def _sort(index: ItemIndex, rows: np.ndarray, q: Query) -> np.ndarray:

@@ -8,9 +8,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import pystac
+from odc.geo import XY, xy_
+from odc.geo.crs import CRS, norm_crs
 from odc.geo.geobox import GeoBox, GeoboxTiles
 from odc.geo.geom import Geometry, box
+from shapely.geometry import mapping
 
+from catalog.antimeridian import normalize_lonlat
 from pipeline.errors import GridError
 
 log = logging.getLogger(__name__)
@@ -98,6 +102,73 @@ def _native(items: Sequence[pystac.Item], bands: Sequence[str] | None) -> tuple[
     return crs_count.most_common(1)[0][0], min(resolutions)
 
 
+#: tolerance (fraction of a pixel) within which two grids count as aligned
+ALIGN_TOL = 1e-6
+
+
+def _asset_grids(items: Sequence[pystac.Item], bands: Sequence[str] | None) -> list[tuple[str | None, list]]:
+    """(CRS code, 6-term proj:transform) of every asset of ``items`` that holds one of ``bands`` (all assets
+    with a transform when ``bands`` is empty); asset-level projection fields win over item-level ones."""
+    out = []
+    for it in items:
+        p = it.properties
+        icode = p.get("proj:code") or (f"EPSG:{p['proj:epsg']}" if p.get("proj:epsg") else None)
+        for key, asset in it.assets.items():
+            f = asset.extra_fields
+            names = {key, *(b.get("common_name") for b in f.get("eo:bands", []))}
+            if bands and not names & set(bands):
+                continue
+            code = f.get("proj:code") or (f"EPSG:{f['proj:epsg']}" if f.get("proj:epsg") else None) or icode
+            tr = f.get("proj:transform") or p.get("proj:transform")
+            if tr:
+                out.append((code, [float(v) for v in tr[:6]]))
+    return out
+
+
+def _phase(v: float, res: float) -> float:
+    """Where a grid line at ``v`` falls within a pixel of size ``res`` (0 <= phase < 1, ~1 folded to 0)."""
+    ph = (v / res) % 1.0
+    return 0.0 if min(ph, 1.0 - ph) < ALIGN_TOL * 10 else ph
+
+
+def items_anchor(
+    items: Sequence[pystac.Item], bands: Sequence[str] | None, crs: Any, resolution: float
+) -> XY[float] | None:
+    """The sub-pixel anchor (x, y fractions of a pixel, as odc-geo's ``GeoBox.from_geopolygon(anchor=)`` takes
+    it) that puts the output grid's pixel edges on the pixel edges of the items' assets of ``bands``.
+
+    Only assets in ``crs`` (the output CRS) whose north-up pixels are ``resolution`` (CRS units) wide count.
+    None when no such asset exists or when their grids disagree (different sub-pixel phases): then no single
+    grid is native and the caller snaps to multiples of the resolution.
+    """
+    try:
+        want = norm_crs(crs)
+    except Exception:  # noqa: BLE001 (pyproj raises several types; output_grid reports a bad crs)
+        return None
+    res = float(resolution)
+    phases: set[tuple[float, float]] = set()
+    for code, tr in _asset_grids(items, bands):
+        a, b, c, d, e, f = tr
+        if code is None or abs(b) > 0 or abs(d) > 0 or abs(abs(a) - res) > ALIGN_TOL * res:
+            continue
+        if abs(abs(e) - res) > ALIGN_TOL * res:
+            continue
+        try:
+            if CRS(code) != want:
+                continue
+        except Exception:  # noqa: BLE001 (an unknown code cannot be the output CRS)
+            continue
+        phases.add((round(_phase(c, res), 6), round(_phase(f, res), 6)))
+    if len(phases) != 1:
+        if len(phases) > 1:
+            log.info(
+                "the items' %s m grids are not aligned with each other %s; snapping to multiples", res, phases
+            )
+        return None
+    ax, ay = phases.pop()
+    return xy_(ax, ay)
+
+
 def output_grid(
     items: Sequence[pystac.Item] | None = None,
     *,
@@ -105,13 +176,20 @@ def output_grid(
     resolution: float | None = None,
     aoi: AOI | None = None,
     bands: Sequence[str] | None = None,
-    anchor: str = "edge",
+    anchor: str | XY[float] | None = None,
 ) -> GeoBox:
     """The output grid as an odc-geo GeoBox (north-up, square pixels, y decreasing).
 
     ``crs`` and ``resolution`` (in CRS units, metres for UTM) default to the items' most common CRS and the finest
-    native resolution of ``bands``; ``aoi`` defaults to the union of the item footprints. With ``anchor="edge"``
-    pixel edges sit on multiples of the resolution, so grids of the same CRS and resolution always align.
+    native resolution of ``bands``; ``aoi`` defaults to the union of the item footprints.
+
+    Alignment (``anchor``): by default (None) the grid follows the items' own pixel grid -- when the assets of
+    ``bands`` that are in the output CRS at the output resolution all share one sub-pixel phase (e.g. Landsat
+    corners at odd multiples of 15 m), the output pixel edges are put on theirs, so a native load copies pixels
+    exactly; this holds whether crs/resolution were derived or given. Otherwise (other resolution, no asset in
+    that CRS, or items whose grids disagree) pixel edges sit on multiples of the resolution (``"edge"``), so grids
+    of the same CRS and resolution always align. An explicit ``anchor`` wins: ``"edge"``, ``"center"``, or an
+    odc-geo ``xy_(fx, fy)`` sub-pixel anchor (fractions of a pixel in [0, 1)).
     """
     items = list(items or [])
     if crs is None or resolution is None:
@@ -120,31 +198,52 @@ def output_grid(
         dcrs, dres = _native(items, bands)
         crs = crs or dcrs
         resolution = resolution or dres
-    if resolution is None or float(resolution) <= 0:
-        raise GridError(f"resolution {resolution!r} must be a positive number in CRS units (metres for UTM)")
-    if aoi is None:
-        if not items:
-            raise GridError("output_grid needs an aoi= or items to take the extent from")
-        geom = aoi_geometry(
-            {
-                "type": "FeatureCollection",
-                "features": [{"type": "Feature", "geometry": it.geometry} for it in items],
-            }
-        )
-    else:
-        geom = aoi_geometry(aoi, items)
+    try:
+        if resolution is None or float(resolution) <= 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise GridError(
+            f"resolution {resolution!r} must be a positive number in CRS units (metres for UTM)"
+        ) from None
+    if anchor is None:
+        anchor = items_anchor(items, bands, crs, float(resolution)) or "edge"
+    geom = _extent(items, aoi)
     try:
         projected = geom.to_crs(crs)
     except Exception as exc:  # pyproj raises several types
         raise GridError(
             f"cannot project the AOI to CRS {crs!r}: {exc}; give an EPSG code like 'EPSG:32632'"
         ) from exc
-    gbox = GeoBox.from_geopolygon(projected, resolution=float(resolution), crs=projected.crs, anchor=anchor)
+    try:
+        gbox = GeoBox.from_geopolygon(
+            projected, resolution=float(resolution), crs=projected.crs, anchor=anchor
+        )
+    except (KeyError, AssertionError) as exc:
+        raise GridError(
+            f"anchor {anchor!r} is not 'edge', 'center' or xy_(fx, fy) with fractions in [0, 1)"
+        ) from exc
     if gbox.shape.x == 0 or gbox.shape.y == 0:
         raise GridError(
             f"the AOI is smaller than one {resolution} pixel; use a finer resolution or a larger AOI"
         )
     return gbox
+
+
+def _extent(items: list[pystac.Item], aoi: AOI | None) -> Geometry:
+    """The AOI as a Geometry, or the union of the item footprints when no AOI is given."""
+    if aoi is not None:
+        return aoi_geometry(aoi, items)
+    if not items:
+        raise GridError("output_grid needs an aoi= or items to take the extent from")
+    # footprints split at the antimeridian first: a ring jumping from 179 E to 179 W is not a band round the globe
+    return aoi_geometry(
+        {
+            "type": "FeatureCollection",
+            "features": [
+                {"type": "Feature", "geometry": mapping(normalize_lonlat(it.geometry))} for it in items
+            ],
+        }
+    )
 
 
 def tile_grid(geobox: GeoBox, tile_shape: tuple[int, int] = (512, 512)) -> GeoboxTiles:

@@ -21,9 +21,9 @@ import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
 import pystac
 import xarray as xr
 from odc.geo.geobox import GeoBox, GeoboxTiles
-from odc.geo.geom import Geometry
 from odc.geo.xr import xr_coords
 
+from pipeline import timeaxis
 from pipeline.bands import (
     QUALITY_KEYS,
     BandRef,
@@ -34,6 +34,7 @@ from pipeline.bands import (
     with_user_encoding,
 )
 from pipeline.errors import LoadError
+from pipeline.footprints import footprint_on
 from pipeline.grid import output_grid
 from pipeline.masks import DEFAULT_MASK
 from pipeline.reader import AssetSpec, ReadSpec, SceneSpec, read_tile
@@ -54,10 +55,10 @@ def quality_band(item: pystac.Item) -> BandRef | None:
 
 
 def solar_day(item: pystac.Item) -> np.datetime64:
-    """Local solar date of the acquisition (UTC time + longitude / 15 h), as datetime64[ns] at midnight."""
-    lon = (item.bbox[0] + item.bbox[2]) / 2 if item.bbox else 0.0
-    t = np.datetime64(item.datetime.replace(tzinfo=None), "ns") + np.timedelta64(int(lon / 15 * 3600), "s")
-    return t.astype("datetime64[D]").astype("datetime64[ns]")
+    """Local solar date of the acquisition (UTC time + footprint centre longitude / 15 h, antimeridian-safe; the
+    UTC date itself when the item gives no time of day), as datetime64[ns] at midnight. See
+    :mod:`pipeline.timeaxis`."""
+    return timeaxis.solar_day(item)
 
 
 def local_path(href: str) -> str | None:
@@ -248,14 +249,14 @@ def load_cube(
     items = fill_proj_from_headers(items, bands)
     if geobox is None:
         geobox = output_grid(items, crs=crs, resolution=resolution, aoi=aoi, bands=list(bands))
-    extent = geobox.extent.to_crs(4326)
-    items = [it for it in items if Geometry(it.geometry, crs=4326).intersects(extent)]
+    items = [it for it in items if footprint_on(it.geometry, geobox) is not None]  # antimeridian/pole-safe
     if not items:
+        extent = geobox.extent.to_crs(4326)
         raise LoadError(
             f"the AOI/grid (lon/lat bounds {tuple(round(v, 5) for v in extent.boundingbox)}) intersects no item; "
             "check the AOI and its CRS or search the catalog with this AOI"
         )
-    items.sort(key=lambda i: (i.datetime, i.id))
+    items.sort(key=lambda i: (timeaxis.acquisition_utc(i), i.id))  # UTC; datetime null: start_datetime
     chunks = {"y": 512, "x": 512, **(chunks or {})}
     scenes, refs = _scenes(items, bands, mask, resampling, geobox, scale_offset)
     if groupby == "solar_day":
@@ -269,7 +270,7 @@ def load_cube(
     else:
         members = [[n] for n in range(len(items))]
         coords = {
-            "time": np.array([np.datetime64(it.datetime.replace(tzinfo=None), "ns") for it in items]),
+            "time": np.array([timeaxis.scene_time(it) for it in items]),
             "item_id": ("time", [it.id for it in items]),
         }
     spec = ReadSpec(
@@ -371,7 +372,7 @@ def _tile_graph(items, scenes, members, geobox: GeoBox, tile_shape, spec: ReadSp
     tiles = GeoboxTiles(geobox, tile_shape)
     ny, nx = tiles.shape.yx
     pad = 2 * abs(geobox.resolution.x)  # resampling kernels reach a little beyond a footprint
-    footprints = [Geometry(it.geometry, crs=4326).to_crs(geobox.crs).geom.buffer(pad) for it in items]
+    footprints = [footprint_on(it.geometry, geobox).buffer(pad) for it in items]
     tree = shapely.STRtree(footprints)
     tile_polys = [tiles[i, j].extent.geom for i in range(ny) for j in range(nx)]
     tile_idx, scene_idx = tree.query(tile_polys, predicate="intersects")

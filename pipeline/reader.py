@@ -47,7 +47,7 @@ from rasterio.windows import Window
 
 from pipeline.errors import LoadError
 from pipeline.masks import dilate, mask_from_qa_pixel, mask_from_scl
-from pipeline.resample import apply_map, pixel_map
+from pipeline.resample import apply_map, overview_for, pixel_map
 
 log = logging.getLogger(__name__)
 
@@ -346,10 +346,10 @@ def read_asset(
     nodata = usable_nodata(asset.nodata, src.nodatavals[band - 1], dtype)
     dst_wkt = _crs_wkt(gbox.crs)
     same = _same_crs(src_wkt, dst_wkt)
-    if same and resampling not in ("nearest", "bilinear"):
-        ratio = abs(gbox.transform.a / src.transform.a)
-        level = _overview_level(src, ratio, band) if ratio >= 2 else None
-        if level is not None:  # an overview does most of the averaging
+    if resampling not in ("nearest", "bilinear"):  # an overview does most of the averaging, in any CRS
+        level = overview_for(src_wkt, tuple(src.transform)[:6], tuple(src.overviews(band)), dst_wkt,
+                             tuple(gbox.transform)[:6], tuple(gbox.shape.yx))  # fmt: skip
+        if level is not None:
             src, _ = _open(asset.href, level)
     out = np.full(gbox.shape.yx, _fill_value(nodata, dtype), dtype=dtype)
     tr = src.transform

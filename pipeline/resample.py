@@ -76,6 +76,42 @@ def _lattice(d: Affine, inv: Affine, transformer, ny: int, nx: int) -> tuple[np.
     return interp(us), interp(vs)
 
 
+#: largest error (source pixels) of the lattice interpolation before every pixel is transformed exactly (GDAL's
+#: warper uses the same 0.125 threshold for its approximate transformer)
+MAX_LATTICE_ERROR = 0.125
+
+
+def _source_coords(d: Affine, inv: Affine, src_wkt: str, dst_wkt: str, ny: int, nx: int, width: int):
+    """Source pixel coordinates (u, v) of every output pixel centre across CRSs: the lattice
+    (:func:`_lattice`) when it is accurate to :data:`MAX_LATTICE_ERROR` source pixels at the centres of its
+    cells, else exact transforms of every pixel (near a pole or across the antimeridian the map from output
+    to source is far from linear). A geographic source whose grid starts west of -180 (or runs past 180) gets
+    longitudes wrapped onto its own range."""
+    t = _transformer(src_wkt, dst_wkt)
+    u, v = _lattice(d, inv, t, ny, nx)
+    rs = np.arange(min(_STEP // 2, ny - 1), ny, _STEP)
+    cs = np.arange(min(_STEP // 2, nx - 1), nx, _STEP)
+    cc, rr = np.meshgrid(cs + 0.5, rs + 0.5)
+    xs, ys = t.transform(d.c + cc * d.a + rr * d.b, d.f + cc * d.d + rr * d.e)
+    ue, ve = inv.a * xs + inv.b * ys + inv.c, inv.d * xs + inv.e * ys + inv.f
+    err = np.hypot(ue - u[np.ix_(rs, cs)], ve - v[np.ix_(rs, cs)])
+    if not np.all(err[np.isfinite(err)] <= MAX_LATTICE_ERROR) or not np.isfinite(u).all():
+        cols, rows = np.meshgrid(np.arange(nx, dtype="f8") + 0.5, np.arange(ny, dtype="f8") + 0.5)
+        xs, ys = t.transform(d.c + cols * d.a + rows * d.b, d.f + cols * d.d + rows * d.e)
+        u, v = inv.a * xs + inv.b * ys + inv.c, inv.d * xs + inv.e * ys + inv.f
+    if _is_geographic(src_wkt) and inv.b == 0 and inv.a > 0:
+        turn = 360.0 * inv.a  # source columns per 360 degrees of longitude
+        u = np.where(u < 0, u + turn, np.where(u >= width, u - turn, u))
+    return u, v
+
+
+@lru_cache(maxsize=16)
+def _is_geographic(wkt: str) -> bool:
+    from pyproj import CRS
+
+    return CRS.from_user_input(wkt).is_geographic
+
+
 @lru_cache(maxsize=16)
 def pixel_map(
     src_wkt: str,
@@ -97,7 +133,7 @@ def pixel_map(
         xs, ys = d.c + cols * d.a + rows * d.b, d.f + cols * d.d + rows * d.e
         u, v = inv.a * xs + inv.b * ys + inv.c, inv.d * xs + inv.e * ys + inv.f
     else:  # exact transforms on a sparse lattice, bilinear in between (GDAL's approximate transformer)
-        u, v = _lattice(d, inv, _transformer(src_wkt, dst_wkt), ny, nx)
+        u, v = _source_coords(d, inv, src_wkt, dst_wkt, ny, nx, w)
     scale = float(np.abs(u[0, -1] - u[0, 0]) / max(nx - 1, 1)) if nx > 1 else 1.0
     inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
     if not inside.any():
@@ -150,3 +186,41 @@ def apply_map(pm: PixelMap, block: np.ndarray, out: np.ndarray, nodata: float | 
     o = out.ravel()
     o[pm.dst[ok]] = res[ok] / s[ok]
     return out
+
+
+def overview_for(
+    src_wkt: str,
+    src_transform: tuple[float, ...],
+    overviews: tuple[int, ...],
+    dst_wkt: str,
+    dst_transform: tuple[float, ...],
+    dst_shape: tuple[int, int],
+) -> int | None:
+    """Index of the COG overview to read for an output grid (any CRS), as GDAL's warper picks it: the ratio of
+    an output pixel's real footprint in the source CRS to a source pixel (the finest ratio over a 5 x 5 sample
+    of output pixels, so no part of the tile is read coarser than it needs), then the coarsest overview whose
+    decimation factor does not exceed it. None: read full resolution (the output is not 2x coarser, or the file
+    has no overviews). ``overviews`` are the file's decimation factors (rasterio's ``src.overviews(1)``)."""
+    if not overviews:
+        return None
+    d, inv = Affine(*dst_transform[:6]), ~Affine(*src_transform[:6])
+    ny, nx = dst_shape
+    rows, cols = np.meshgrid(np.linspace(0.5, ny - 0.5, 5), np.linspace(0.5, nx - 0.5, 5), indexing="ij")
+    # each sampled pixel's centre and its neighbours half a pixel right and down, in source pixels
+    pts = [(cols, rows), (cols + 0.5, rows), (cols, rows + 0.5)]
+    xs = np.concatenate([d.c + c * d.a + r * d.b for c, r in pts])
+    ys = np.concatenate([d.f + c * d.d + r * d.e for c, r in pts])
+    if src_wkt != dst_wkt:
+        xs, ys = _transformer(src_wkt, dst_wkt).transform(xs, ys)
+    u, v = inv.a * xs + inv.b * ys + inv.c, inv.d * xs + inv.e * ys + inv.f
+    u, v = u.reshape(3, -1), v.reshape(3, -1)
+    step_x = 2 * np.hypot(u[1] - u[0], v[1] - v[0])  # source pixels per output pixel, along output x ...
+    step_y = 2 * np.hypot(u[2] - u[0], v[2] - v[0])  # ... and along output y
+    ratio = np.nanmin(np.minimum(step_x, step_y)) if np.isfinite(step_x).any() else np.nan
+    if not np.isfinite(ratio) or ratio < 2:
+        return None
+    best = None
+    for i, f in enumerate(overviews):
+        if f <= ratio * (1 + 1e-6):
+            best = i
+    return best

@@ -265,6 +265,7 @@ def _load(
 
 def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
     """Search, grid and tile the run of ``recipe`` and estimate its I/O, without reading any pixel."""
+    from pipeline.footprints import footprint_on
     from pipeline.grid import output_grid, tile_grid
     from pipeline.load import _check_items
 
@@ -285,17 +286,17 @@ def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
         aoi=_aoi(recipe),
         bands=recipe.load.bands,
     )
-    extent = geobox.extent.to_crs(4326)
-    inside = []
+    inside, footprints = [], []
     for it in items:
-        if Geometry(it.geometry, crs=4326).intersects(extent):
+        fp = footprint_on(it.geometry, geobox)  # antimeridian- and pole-safe, in the grid's CRS
+        if fp is not None:
             inside.append(it)
+            footprints.append((it, Geometry(fp, crs=geobox.crs)))
         else:
             skipped[it.id] = "outside the output grid"
     if not inside:
         raise RecipeError("search: no item overlaps the output grid; check search.aoi and grid.crs")
     tiles = tile_grid(geobox, tuple(recipe.grid.tile_shape))
-    footprints = [(it, Geometry(it.geometry, crs=4326).to_crs(geobox.crs)) for it in inside]
     plans = []
     ny, nx = tiles.shape
     for i in range(ny):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+from odc.geo import xy_
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry, polygon
 from pyproj import Transformer
@@ -37,6 +38,9 @@ class MissionConfig:
         center_lon, center_lat: AOI centre in degrees (WGS84). The default sits on the UTM 32/33 boundary.
         cloudiness: mean cloud fraction of the cloudy passes (0..1); about a third of the passes are clear.
         partial_swath: give some passes nodata edges, as at the edge of a real swath.
+        landsat_odd_grid: put Landsat pixel corners at odd multiples of 15 m, as on real Landsat (WRS-2 scenes in
+            UTM: 694005 = 46267 x 15), instead of multiples of 60 m shared with Sentinel-2. Loaders that snap a
+            30 m grid to multiples of 30 m then shift Landsat by half a pixel; the default exposes that.
         events: plant the deforestation, burn scar and flood.
         write_truth_reflectance: write the clear-sky reflectance per date beside the scenes (``truth/``).
         workers: processes used to render scenes (1 renders in this process).
@@ -57,6 +61,7 @@ class MissionConfig:
     center_lat: float = 45.5
     cloudiness: float = 0.35
     partial_swath: bool = True
+    landsat_odd_grid: bool = True
     events: bool = True
     write_truth_reflectance: bool = True
     workers: int = 1
@@ -177,6 +182,8 @@ class MissionConfig:
         x0, y0, x1, y1 = self.aoi_truth_bounds
         mx, my = 0.08 * (x1 - x0), 0.08 * (y1 - y0)
         left, bottom, right, top = _snap((x0 - mx, y0 - my, x1 + mx, y1 + my))
+        if self.landsat_odd_grid:  # 60 m multiples + 15: odd multiples of 15 m, as real Landsat corners
+            left, bottom, right, top = left + 15.0, bottom + 15.0, right + 15.0, top + 15.0
         cx, cy = (left + right) / 2, (bottom + top) / 2
         # a descending path's footprint is rotated about 12 degrees; it leaves nodata corners
         hw, hh, ang = 0.5 * (right - left) * 0.98, 0.5 * (top - bottom) * 0.98, np.deg2rad(12.0)
@@ -209,7 +216,9 @@ class Tile:
     def geobox(self, resolution: float) -> GeoBox:
         """The tile's pixel grid at ``resolution`` metres (north-up, y decreasing)."""
         bbox = (self.x0, self.y1 - self.height_m, self.x0 + self.width_m, self.y1)
-        return GeoBox.from_bbox(bbox, crs=f"EPSG:{self.epsg}", resolution=resolution)
+        # pixel corners where the tile's corners are (Landsat: odd multiples of 15 m)
+        anchor = xy_((self.x0 / resolution) % 1.0, (self.y1 / resolution) % 1.0)
+        return GeoBox.from_bbox(bbox, crs=f"EPSG:{self.epsg}", resolution=resolution, anchor=anchor)
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,9 @@ def test_datetime_intervals() -> None:
     with pytest.raises(CatalogError, match="ISO 8601"):
         parse_datetime("June 2023")
     with pytest.raises(CatalogError, match="west < east"):
-        search([], bbox=(10, 0, 5, 1))
+        search([], bbox=(10, 1, 5, 0))
+    with pytest.raises(CatalogError, match="west < east"):  # only lon/lat boxes may cross the antimeridian
+        search([], bbox=(500000, 0, 400000, 10), crs="EPSG:32660")
 
 
 def test_package_search_is_the_function_even_after_the_module_is_imported() -> None:
@@ -117,3 +119,55 @@ def test_query_arguments_are_checked(indexed_catalog) -> None:
         search(indexed_catalog, datetime=(dt.date(2023, 7, 1), dt.date(2023, 6, 1)))
     with pytest.raises(CatalogError, match="cannot search a int"):
         search(3)
+
+
+# ----- the antimeridian ----------------------------------------------------------------------------------------------
+def _item(item_id: str, geometry: dict, bbox: list[float]):
+    import pystac
+
+    return pystac.Item(item_id, geometry, bbox, dt.datetime(2023, 6, 1, tzinfo=dt.UTC), {}, collection="c")
+
+
+def _ring(*lonlat: tuple[float, float]) -> dict:
+    return {"type": "Polygon", "coordinates": [[*lonlat, lonlat[0]]]}
+
+
+def antimeridian_items() -> list:
+    """Items on both sides of the antimeridian as real catalogs serve them: a footprint split into a
+    MultiPolygon at +-180 with bbox west > east (STAC spec), a single ring jumping from 179 to -179 (the Planetary
+    Computer's io-lulc tiles; bbox -180..180), and a control item at 10 E."""
+    split = {
+        "type": "MultiPolygon",
+        "coordinates": [
+            [[[170, -10], [180, -10], [180, 10], [170, 10], [170, -10]]],
+            [[[-180, -10], [-170, -10], [-170, 10], [-180, 10], [-180, -10]]],
+        ],
+    }
+    return [
+        _item("split", split, [170, -10, -170, 10]),
+        _item("ring", _ring((175, 50), (-175, 50), (-175, 55), (175, 55)), [-180, 50, 180, 55]),
+        _item("control", _ring((10, 0), (11, 0), (11, 1), (10, 1)), [10, 0, 11, 1]),
+    ]
+
+
+@pytest.mark.parametrize("where", ["memory", "index"])
+def test_items_that_cross_the_antimeridian_are_found(where: str, tmp_path: Path) -> None:
+    """A query inside an antimeridian-crossing item finds it (both sides), a query beside it does not, and a
+    query bbox with west > east (STAC) crosses too; through the parquet index and in memory alike."""
+    from catalog.store import write_catalog
+
+    items = antimeridian_items()
+    source = items if where == "memory" else write_catalog(items, tmp_path / "cat").root
+
+    def ids(**kw) -> list[str]:
+        return sorted(i.id for i in search(source, **kw))
+
+    assert ids(bbox=(175, 0, 178, 5)) == ["split"]  # east of 180, inside the item
+    assert ids(bbox=(-178, 0, -175, 5)) == ["split"]  # west of 180
+    assert ids(bbox=(0, -5, 20, 5)) == ["control"]  # the split item does not span the globe
+    assert ids(bbox=(179, -1, -179, 1)) == ["split"]  # the query crosses too
+    assert ids(bbox=(179, 51, -179, 52)) == ["ring"]
+    assert ids(bbox=(-178, 52, -176, 53)) == ["ring"]  # a jumping ring is not read as a band round the globe:
+    assert ids(bbox=(0, 52, 20, 53)) == []
+    assert ids(intersects={"type": "Point", "coordinates": [-179.5, 0]}) == ["split"]
+    assert ids(bbox=(160, -20, -160, 60)) == ["ring", "split"]

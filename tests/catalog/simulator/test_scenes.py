@@ -87,3 +87,24 @@ def test_clear_pixels_match_planted_reflectance(mixed_mission: Mission) -> None:
     expected = truth.reflectance(gbox, acq.datetime.date(), ["nir"])["nir"]
     err = np.abs(nir - expected)[clear]
     assert np.median(err) < 0.005 and np.quantile(err, 0.99) < 0.015  # sensor noise 0.003 + haze
+
+
+def test_landsat_corners_sit_at_odd_multiples_of_15_m(mixed_mission: Mission) -> None:
+    """As on real Landsat (issue 13): 30 m pixel corners at odd multiples of 15 m, not on the 60 m grid that
+    Sentinel-2 uses; a native load copies the scene's pixels exactly."""
+    from pipeline.load import load_cube
+
+    ls = next(i for i in mixed_mission.items if i.collection_id.startswith("landsat"))
+    with rasterio.open(_asset_path(ls, "SR_B4")) as src:
+        assert src.transform.c % 30 == 15 and src.transform.f % 30 == 15
+        raw = src.read(1)
+    cube = load_cube([ls], ["SR_B4"], mask=None).compute()
+    gt, tr = cube.odc.geobox.transform, src.transform
+    col, row = (tr.c - gt.c) / 30, (gt.f - tr.f) / 30  # the file's corner in cube pixels: whole pixels
+    assert col == int(col) and row == int(row)
+    r, c = int(row), int(col)
+    got = cube["SR_B4"].isel(time=0).values[r : r + raw.shape[0], c : c + raw.shape[1]]
+    valid = raw != 0
+    assert got.shape == raw.shape and valid.mean() > 0.5
+    want = raw[valid] * np.float32(2.75e-05) + np.float32(-0.2)
+    np.testing.assert_allclose(got[valid], want, rtol=0, atol=1e-6)

@@ -1,0 +1,76 @@
+"""Item footprints on an output grid, safe at the antimeridian and the poles.
+
+The loader decides which items touch the grid and which tiles each item touches from the items' WGS84
+footprints. Reprojecting a lon/lat polygon naively breaks in two places: a footprint that crosses the antimeridian
+(as one jumping ring, or split in two) becomes a band round the globe or two far-apart pieces, and a grid that
+contains a pole (polar stereographic) has no lon/lat polygon of its own (its boundary winds round the pole).
+Here both sides meet in lon/lat, normalised by :func:`catalog.antimeridian.normalize_lonlat`: the grid's
+boundary is traced in lon/lat (closed through the pole it contains), the footprint is cut to it, and only that
+part -- near the grid, where the projection is well behaved -- is projected into the grid's CRS.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import shapely
+from odc.geo.geobox import GeoBox
+from pyproj import Transformer
+from shapely.geometry import Polygon
+from shapely.geometry.base import BaseGeometry
+
+from catalog.antimeridian import normalize_lonlat
+
+#: points traced along each side of a grid's boundary
+_SIDE_POINTS = 128
+#: longest segment (degrees) of a lon/lat footprint before it is projected
+_SEGMENT_DEG = 0.05
+
+
+@lru_cache(maxsize=8)
+def _to_lonlat(crs_wkt: str) -> Transformer:
+    return Transformer.from_crs(crs_wkt, "EPSG:4326", always_xy=True)
+
+
+@lru_cache(maxsize=8)
+def _from_lonlat(crs_wkt: str) -> Transformer:
+    return Transformer.from_crs("EPSG:4326", crs_wkt, always_xy=True)
+
+
+@lru_cache(maxsize=32)
+def grid_lonlat(gbox: GeoBox, pad_px: int = 2) -> BaseGeometry:
+    """The area of ``gbox`` (grown by ``pad_px`` pixels) in lon/lat degrees as a shapely geometry inside
+    [-180, 180] x [-90, 90]: its boundary traced at :data:`_SIDE_POINTS` points a side, split at the
+    antimeridian, and closed through a pole when the grid contains one."""
+    g = gbox.pad(pad_px)
+    ny, nx = g.shape.yx
+    t = np.linspace(0.0, 1.0, _SIDE_POINTS, endpoint=False)
+    cols = np.r_[t * nx, np.full_like(t, nx), (1 - t) * nx, np.zeros_like(t)]
+    rows = np.r_[np.zeros_like(t), t * ny, np.full_like(t, ny), (1 - t) * ny]
+    a = g.transform
+    xs, ys = a.c + cols * a.a + rows * a.b, a.f + cols * a.d + rows * a.e
+    lon, lat = _to_lonlat(g.crs.to_wkt()).transform(xs, ys)
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    ring = Polygon(np.column_stack([lon[ok], lat[ok]]))
+    return normalize_lonlat(ring)
+
+
+def footprint_on(geometry: dict | None, gbox: GeoBox) -> BaseGeometry | None:
+    """The part of an item's WGS84 footprint (GeoJSON) that lies on ``gbox`` (grown by 2 pixels), as a shapely
+    geometry in the grid's CRS; None when the item does not touch the grid (or has no geometry)."""
+    if not geometry:
+        return None
+    part = normalize_lonlat(geometry).intersection(grid_lonlat(gbox))
+    if part.is_empty or part.area == 0:
+        return None
+    part = shapely.segmentize(part, _SEGMENT_DEG)
+    fwd = _from_lonlat(gbox.crs.to_wkt())
+    projected = shapely.transform(part, lambda xy: np.column_stack(fwd.transform(xy[:, 0], xy[:, 1])))
+    projected = shapely.make_valid(projected)
+    return None if projected.is_empty else projected
+
+
+def items_on_grid(geometries: list[dict | None], gbox: GeoBox) -> list[BaseGeometry | None]:
+    """:func:`footprint_on` for each of ``geometries`` (aligned; None where an item misses the grid)."""
+    return [footprint_on(g, gbox) for g in geometries]

@@ -1,0 +1,164 @@
+"""Footprints at the poles and the antimeridian (pipeline/footprints.py) and the loads that depend on them.
+
+Rasters are written on the real grids of Planetary Computer items (Copernicus DEM tiles in EPSG:4326 at the south
+pole and W180; io-lulc land cover in UTM zone 60 up to the antimeridian), filled with an analytic field of
+longitude/latitude, and loaded onto a polar stereographic (EPSG:3031) and a UTM zone 1 grid across the
+antimeridian: no NaN may appear inside the union of the footprints.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+import shapely
+from affine import Affine
+from odc.geo.geobox import GeoBox
+from pyproj import Transformer
+
+from pipeline.footprints import footprint_on, grid_lonlat
+from pipeline.load import load_cube
+from tests.conftest import SHARED_DATA
+
+REAL = SHARED_DATA / "real-stac-items"
+
+
+def dem_field(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Elevation-like analytic field (metres): smooth in latitude, a small smooth term in longitude."""
+    return (1000.0 + 100.0 * (lat + 90.0) + 5.0 * np.cos(np.radians(lon))).astype(np.float32)
+
+
+def _centres(tr: Affine, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]] + 0.5
+    return tr.c + cols * tr.a + rows * tr.b, tr.f + cols * tr.d + rows * tr.e
+
+
+def _write(path: Path, data: np.ndarray, crs: str, tr: Affine, nodata=None) -> None:
+    h, w = data.shape
+    profile = dict(driver="GTiff", width=w, height=h, count=1, dtype=data.dtype, crs=crs, transform=tr)
+    with rasterio.open(
+        path, "w", **profile, nodata=nodata, tiled=True, blockxsize=256, blockysize=256
+    ) as dst:
+        dst.write(data, 1)
+
+
+@pytest.fixture(scope="module")
+def dem_items(tmp_path_factory: pytest.TempPathFactory) -> list[pystac.Item]:
+    """The four real Copernicus DEM items at S90 W180..W177, each with a local float32 raster on its real grid
+    (item-level proj:epsg 4326, proj:shape 3600 x 360, proj:transform) holding :func:`dem_field` (nodata
+    -32767 in the file: the fill of a nodata-less file counting as valid is issue 13 defect 1, not tested here)."""
+    d = tmp_path_factory.mktemp("dem")
+    items = []
+    for doc in json.loads((REAL / "cop-dem-glo-30-pc.json").read_text()):
+        it = pystac.Item.from_dict(doc)
+        it.set_self_href(None)  # local hrefs must not resolve against the Planetary Computer
+        tr = Affine(*it.properties["proj:transform"][:6])
+        shape = tuple(it.properties["proj:shape"])
+        lon, lat = _centres(tr, shape)
+        path = d / f"{it.id}.tif"
+        _write(path, dem_field(lon, lat), "EPSG:4326", tr, nodata=-32767.0)
+        it.assets["data"].href = str(path)
+        items.append(it)
+    return items
+
+
+def _inside(footprints, gbox: GeoBox, margin_px: float) -> np.ndarray:
+    """Output pixels whose centre lies inside the union of ``footprints`` (grid CRS), ``margin_px`` inside."""
+    union = shapely.union_all(footprints).buffer(-margin_px * abs(gbox.resolution.x))
+    x, y = _centres(gbox.transform, gbox.shape.yx)
+    return shapely.contains_xy(union, x, y)
+
+
+def test_dem_tiles_at_the_south_pole_onto_polar_stereographic(dem_items) -> None:
+    """Onto EPSG:3031 around the pole (500 m): every item is found, and the wedge the tiles cover down to the pole
+    has no NaN and holds the analytic field."""
+    gbox = GeoBox.from_bbox((-120_000, -120_000, 120_000, 120_000), "EPSG:3031", resolution=500)
+    footprints = [footprint_on(it.geometry, gbox) for it in dem_items]
+    assert all(f is not None for f in footprints)
+    cube = load_cube(dem_items, ["data"], geobox=gbox, mask=None, resampling="bilinear").compute()
+    assert sorted(cube.attrs["items"]) == sorted(it.id for it in dem_items)
+    got = cube["data"].isel(time=0).values
+    inside = _inside(footprints, gbox, 1.5)
+    assert inside.sum() > 800
+    assert not np.isnan(got[inside]).any(), f"{np.isnan(got[inside]).sum()} NaN inside the footprints"
+    x, y = _centres(gbox.transform, gbox.shape.yx)
+    lon, lat = Transformer.from_crs(3031, 4326, always_xy=True).transform(x, y)
+    err = np.abs(got - dem_field(lon, lat))[inside]
+    assert np.percentile(err, 99) < 1.0  # 5 m of longitude term over a 1 km pixel near the pole, at most
+
+
+def test_grid_containing_a_pole_is_a_polar_cap_in_lonlat() -> None:
+    gbox = GeoBox.from_bbox((-130_000, -130_000, 130_000, 130_000), "EPSG:3031", resolution=1000)
+    cap = grid_lonlat(gbox)
+    assert cap.bounds[0] == -180 and cap.bounds[2] == 180 and cap.bounds[1] == -90
+    assert cap.contains(shapely.Point(37.0, -89.5)) and not cap.contains(shapely.Point(37.0, -88.0))
+
+
+@pytest.fixture(scope="module")
+def lulc_items(tmp_path_factory: pytest.TempPathFactory) -> list[pystac.Item]:
+    """Two real io-lulc items of UTM zone 60 (60N at the equator: geometry split at +-180; 60U at 48-56 N: one
+    ring jumping across), each with a 600 x 400 px uint8 window at the tile's east edge (the antimeridian) on
+    the real 10 m grid, nodata 0, holding a class field of longitude (1..9, class 5 west of 179.99 E)."""
+    d = tmp_path_factory.mktemp("lulc")
+    docs = {doc["id"]: doc for doc in json.loads((REAL / "io-lulc-annual-v02-pc.json").read_text())}
+    items = []
+    for iid, row0 in (("60N-2023", 40_000), ("60U-2023", 40_000)):
+        it = pystac.Item.from_dict(docs[iid])
+        it.set_self_href(None)
+        a, b, c, dd, e, f = it.properties["proj:transform"][:6]
+        width = it.properties["proj:shape"][1]
+        tr = Affine(a, b, c + (width - 400) * a, dd, e, f + row0 * e)
+        lon, _ = Transformer.from_crs(32660, 4326, always_xy=True).transform(*_centres(tr, (600, 400)))
+        data = np.where(np.mod(lon, 360) < 179.99, 5, 7).astype(np.uint8)
+        path = d / f"{iid}.tif"
+        _write(path, data, "EPSG:32660", tr, nodata=0)
+        it.assets["data"].href = str(path)
+        it.properties.update({"proj:shape": [600, 400], "proj:transform": list(tr)[:6]})
+        it.geometry = shapely.geometry.mapping(
+            shapely.ops.transform(
+                Transformer.from_crs(32660, 4326, always_xy=True).transform,
+                shapely.box(tr.c, tr.f + 600 * tr.e, tr.c + 400 * tr.a, tr.f),
+            )
+        )
+        items.append((it, docs[iid]["geometry"]))
+    return items
+
+
+def test_real_antimeridian_geometries_land_on_a_utm_grid_across_180() -> None:
+    """The real io-lulc footprints (split, and jumping rings) projected onto a UTM zone 1 grid that straddles the
+    antimeridian: each comes back as the tile's part near 180, not a band round the globe."""
+    docs = json.loads((REAL / "io-lulc-annual-v02-pc.json").read_text())
+    to_utm1 = Transformer.from_crs(4326, 32601, always_xy=True)
+    x0, y0 = to_utm1.transform(-180.3, 50.0)
+    x1, y1 = to_utm1.transform(-179.7, 52.0)
+    gbox = GeoBox.from_bbox((x0, y0, x1, y1), "EPSG:32601", resolution=100)
+    hits = {doc["id"]: footprint_on(doc["geometry"], gbox) for doc in docs}
+    assert hits["60N-2023"] is None and hits["60V-2023"] is None and hits["60W-2023"] is None
+    fp = hits["60U-2023"]
+    assert fp is not None
+    area = shapely.box(*gbox.extent.boundingbox).intersection(fp).area
+    assert area > 0.4 * shapely.box(*gbox.extent.boundingbox).area  # the tile reaches 179.4 W at 50-52 N
+
+
+def test_land_cover_across_the_antimeridian_onto_utm_zone_1(lulc_items) -> None:
+    """Zone-60 land cover windows at the antimeridian loaded onto UTM zone 1 (a grid across 180, 10 m,
+    nearest): each item is found and its footprint has no NaN."""
+    items = [it for it, _ in lulc_items]
+    to_utm1 = Transformer.from_crs(32660, 32601, always_xy=True)
+    for it in items:
+        tr = Affine(*it.properties["proj:transform"][:6])
+        xs, ys = to_utm1.transform([tr.c, tr.c + 400 * tr.a], [tr.f, tr.f + 600 * tr.e])
+        gbox = GeoBox.from_bbox(
+            (min(xs) - 500, min(ys) - 500, max(xs) + 500, max(ys) + 500), "EPSG:32601", resolution=10
+        )
+        cube = load_cube(items, ["data"], geobox=gbox, mask=None, resampling="nearest").compute()
+        assert it.id in cube.attrs["items"]
+        got = cube["data"].isel(time=0).values
+        inside = _inside([footprint_on(it.geometry, gbox)], gbox, 2)
+        assert inside.sum() > 10_000
+        assert not np.isnan(got[inside]).any()
+        assert set(np.unique(got[inside])) <= {5.0, 7.0}
