@@ -27,6 +27,7 @@ _LAZY: dict[str, str] = {
     # masks and load
     "mask_from_scl": "pipeline.masks",
     "mask_from_qa_pixel": "pipeline.masks",
+    "mask_from_fmask": "pipeline.masks",
     "load_cube": "pipeline.load",
     # analytics
     "band_math": "pipeline.analytics",

@@ -25,7 +25,7 @@ from pipeline.errors import LoadError
 
 log = logging.getLogger(__name__)
 
-QUALITY_KEYS = ("SCL", "QA_PIXEL", "scl", "qa_pixel")
+QUALITY_KEYS = ("SCL", "QA_PIXEL", "scl", "qa_pixel", "Fmask", "fmask")  # Fmask: h/quality
 CLASS_RESAMPLING = ("nearest", "mode")
 
 

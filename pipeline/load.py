@@ -25,7 +25,6 @@ from odc.geo.xr import xr_coords
 
 from pipeline import timeaxis
 from pipeline.bands import (
-    QUALITY_KEYS,
     BandRef,
     _asset_band,  # noqa: F401  (the batch runner's historical import)
     check_encoding,
@@ -37,21 +36,17 @@ from pipeline.errors import LoadError
 from pipeline.footprints import footprint_on
 from pipeline.grid import output_grid
 from pipeline.masks import DEFAULT_MASK
+from pipeline.quality import quality_asset_key, quality_decoder
 from pipeline.reader import AssetSpec, ReadSpec, SceneSpec, read_tile
 
 log = logging.getLogger(__name__)
 
 
 def quality_band(item: pystac.Item) -> BandRef | None:
-    """The scene's quality layer (SCL or QA_PIXEL), or None when it has none."""
-    for k, a in item.assets.items():
-        if (
-            k in QUALITY_KEYS
-            or "classification:bitfields" in a.extra_fields
-            or "classification:classes" in a.extra_fields
-        ):
-            return resolve_band(item, k)
-    return None
+    """The scene's quality layer (SCL, QA_PIXEL, Fmask, or an asset with classification metadata: see
+    :func:`pipeline.quality.quality_asset_key`), or None when it has none."""
+    key = quality_asset_key(item)
+    return resolve_band(item, key) if key is not None else None
 
 
 def solar_day(item: pystac.Item) -> np.datetime64:
@@ -325,9 +320,10 @@ def _scenes(items, bands, mask, resampling, geobox, scale_offset=None) -> tuple[
         assets = tuple(
             None if r is None else _asset_spec(it, r, resampling_for(resampling, r, it, geobox)) for r in refs
         )
-        kind = None if qref is None else ("scl" if qref.key.upper() == "SCL" else "qa_pixel")
         quality = _asset_spec(it, qref, "nearest") if qref is not None else None
-        out.append(SceneSpec(it.id, assets, quality, kind))
+        # the quality decoder is built here, so a mask name the layer does not offer fails before any read
+        decoder = quality_decoder(it, qref.key, mask) if qref is not None else None
+        out.append(SceneSpec(it.id, assets, quality, decoder))
         all_refs.append(refs)
     for v in per_coll_ok.values():
         if isinstance(v, LoadError):  # no item of a collection has the band: a wrong band name

@@ -1,8 +1,12 @@
-"""Quality masks by name: Sentinel-2 SCL classes and Landsat Collection 2 QA_PIXEL bit flags.
+"""Quality masks by name: Sentinel-2 SCL classes, Landsat Collection 2 QA_PIXEL and HLS Fmask bit flags.
 
-Both functions return True where a pixel must be masked (set to NaN). Names: ``nodata``, ``saturated``,
-``dark``, ``shadow``, ``cloud`` (medium and high probability), ``cloud_medium``, ``cloud_high``, ``cirrus``,
-``snow``, ``water`` (and for QA_PIXEL ``fill`` = ``nodata``, ``dilated_cloud``).
+The mask-name vocabulary and the products' classes live in :mod:`catalog.classes` (re-exported here:
+:data:`MASK_NAMES`, :data:`DEFAULT_MASK`, :data:`MASK_SYNONYMS`); decoding from STAC metadata in
+:mod:`pipeline.quality`. The functions here decode arrays with the built-in knowledge of one product and return
+True where a pixel must be masked (set to NaN). Names: ``nodata`` (alias ``fill``), ``saturated``, ``dark``,
+``shadow``, ``cloud`` (SCL: medium and high probability), ``cloud_medium``, ``cloud_high``, ``cirrus``,
+``dilated_cloud``, ``adjacent`` (Fmask), ``snow``, ``water``, and the SCL classes ``vegetation``,
+``not_vegetated``, ``unclassified``. ``nodata`` and ``saturated`` are ignored by a layer without such a class.
 """
 
 from __future__ import annotations
@@ -13,51 +17,45 @@ import numpy as np
 import xarray as xr
 from scipy.ndimage import binary_dilation
 
+from catalog.classes import BUILTIN_LAYERS, DEFAULT_MASK, MASK_NAMES, MASK_SYNONYMS, builtin_layer
 from pipeline.errors import LoadError
+from pipeline.quality import QualityDecoder, layer_decoder
 
-SCL_CLASSES: dict[str, tuple[int, ...]] = {
-    "nodata": (0,),
-    "saturated": (1,),
-    "dark": (2,),
-    "shadow": (3,),
-    "vegetation": (4,),
-    "not_vegetated": (5,),
-    "water": (6,),
-    "unclassified": (7,),
-    "cloud_medium": (8,),
-    "cloud_high": (9,),
-    "cloud": (8, 9),
-    "cirrus": (10,),
-    "snow": (11,),
-}
-QA_BITS: dict[str, int] = {
-    "fill": 0,
-    "nodata": 0,
-    "dilated_cloud": 1,
-    "cirrus": 2,
-    "cloud": 3,
-    "shadow": 4,
-    "snow": 5,
-    "water": 7,
-}
-DEFAULT_MASK = ("nodata", "saturated", "cloud", "shadow", "cirrus")
+__all__ = [
+    "DEFAULT_MASK",
+    "MASK_NAMES",
+    "MASK_SYNONYMS",
+    "builtin_decoder",
+    "dilate",
+    "mask_from_fmask",
+    "mask_from_qa_pixel",
+    "mask_from_scl",
+]
 
 
-def _check(names: Sequence[str], known: dict, what: str) -> None:
-    bad = [n for n in names if n not in known]
-    if bad:
-        raise LoadError(f"unknown {what} mask name(s) {bad}; choose from {sorted(known)}")
+def builtin_decoder(key: str, names: Sequence[str]) -> QualityDecoder:
+    """The decoder of ``names`` for the built-in layer ``key`` ("SCL", "QA_PIXEL" or "Fmask");
+    LoadError for unknown names or names this layer cannot decode."""
+    builtin = builtin_layer(key)
+    if builtin is None:
+        raise LoadError(
+            f"no built-in quality layer {key!r}; orbitcube knows {sorted(BUILTIN_LAYERS)} (any case)"
+        )
+    product, fields = builtin
+    return layer_decoder(fields, names, product)
+
+
+def _apply(layer: xr.DataArray | np.ndarray, decoder: QualityDecoder) -> xr.DataArray | np.ndarray:
+    if isinstance(layer, xr.DataArray):
+        return xr.apply_ufunc(decoder.mask, layer, dask="parallelized", output_dtypes=[bool])
+    return decoder.mask(np.asarray(layer))
 
 
 def mask_from_scl(
     scl: xr.DataArray | np.ndarray, classes: Sequence[str] = DEFAULT_MASK
 ) -> xr.DataArray | np.ndarray:
     """True where the Sentinel-2 scene classification ``scl`` is one of the named ``classes``; same dims as ``scl``."""
-    _check(classes, SCL_CLASSES, "SCL")
-    values = sorted({v for n in classes for v in SCL_CLASSES[n]})
-    if isinstance(scl, xr.DataArray):
-        return scl.isin(values)
-    return np.isin(scl, values)
+    return _apply(scl, builtin_decoder("SCL", classes))
 
 
 def mask_from_qa_pixel(
@@ -67,14 +65,15 @@ def mask_from_qa_pixel(
 
     ``saturated`` is not a QA_PIXEL flag (it lives in QA_RADSAT) and is ignored here.
     """
-    flags = [f for f in flags if f != "saturated"]
-    _check(flags, QA_BITS, "QA_PIXEL")
-    bits = 0
-    for f in flags:
-        bits |= 1 << QA_BITS[f]
-    if isinstance(qa, xr.DataArray):
-        return (qa.astype("uint16") & bits) > 0
-    return (np.asarray(qa).astype(np.uint16) & bits) > 0
+    return _apply(qa, builtin_decoder("QA_PIXEL", flags))
+
+
+def mask_from_fmask(
+    fmask: xr.DataArray | np.ndarray, flags: Sequence[str] = DEFAULT_MASK
+) -> xr.DataArray | np.ndarray:
+    """True where the HLS v2.0 Fmask bit of any named flag is set (bit 1 cloud, 2 adjacent, 3 shadow, 4 snow,
+    5 water; bit 0 cirrus is reserved and never set); same dims as ``fmask``."""
+    return _apply(fmask, builtin_decoder("Fmask", flags))
 
 
 def dilate(mask: np.ndarray, dilate_m: float, resolution: float) -> np.ndarray:

@@ -4,8 +4,9 @@ This is what runs on the Dask workers. One call of :func:`read_tile` produces th
 tile (all requested bands, all time steps) from the scenes that intersect it:
 
 1. for each time step, its scenes in mosaic order (earliest first, then by id);
-2. for each scene, its quality layer (SCL / QA_PIXEL) is read once onto the tile (nearest), turned into a mask
-   by class name and optionally dilated (read on a padded tile so dilation is seamless across tile edges);
+2. for each scene, its quality layer (SCL / QA_PIXEL / Fmask / any classified layer) is read once onto the tile
+   (nearest), turned into a mask by its :class:`pipeline.quality.QualityDecoder` and optionally dilated (read on
+   a padded tile so dilation is seamless across tile edges);
 3. each band is read onto the tile -- a plain windowed read when the scene's grid already is the tile's grid
    (same CRS and resolution, whole-pixel offset), a nearest-neighbour pixel repeat when it is an integer
    multiple of it (20 m SCL on a 10 m grid), a cached pixel map for nearest/bilinear across CRSs
@@ -46,7 +47,8 @@ from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from pipeline.errors import LoadError
-from pipeline.masks import dilate, mask_from_qa_pixel, mask_from_scl
+from pipeline.masks import dilate
+from pipeline.quality import QualityDecoder
 from pipeline.resample import apply_map, overview_for, pixel_map
 
 log = logging.getLogger(__name__)
@@ -123,8 +125,8 @@ class SceneSpec:
     assets: tuple[AssetSpec | None, ...]
     """Aligned with :attr:`ReadSpec.bands`; None where the scene lacks the band."""
     quality: AssetSpec | None = None
-    quality_kind: str | None = None
-    """``"scl"`` (Sentinel-2 scene classification) or ``"qa_pixel"`` (Landsat Collection 2 bit flags)."""
+    quality_decoder: QualityDecoder | None = None
+    """Which values or bits of ``quality`` to mask (decoded on the client from the item's metadata)."""
 
 
 @dataclass(frozen=True)
@@ -413,22 +415,14 @@ def _warp(
     return dst, valid
 
 
-def _quality_mask(q: np.ndarray, kind: str, spec: ReadSpec, nodata) -> np.ndarray:
-    if kind == "scl" and q.dtype == np.uint8:
-        bad = _scl_lut(spec.mask)[q]  # a table lookup: several times faster than np.isin on uint8
-    else:
-        bad = mask_from_scl(q, spec.mask) if kind == "scl" else mask_from_qa_pixel(q, spec.mask)
-    if nodata is not None and "nodata" in spec.mask:
+def _quality_mask(q: np.ndarray, decoder: QualityDecoder, spec: ReadSpec, nodata) -> np.ndarray:
+    bad = decoder.mask(q)  # uint8 layers (SCL) through a 256-entry lookup table
+    if nodata is not None and decoder.nodata:
         bad |= q == nodata
     p = spec.dilate_px
     if p > 0:
         bad = dilate(bad, spec.dilate_m, spec.pixel_size)[p:-p, p:-p]
     return bad
-
-
-@lru_cache(maxsize=16)
-def _scl_lut(classes: tuple[str, ...]) -> np.ndarray:
-    return mask_from_scl(np.arange(256, dtype=np.uint8), classes)
 
 
 #: attempts per remote asset read when it fails with a transient error (GDAL retries HTTP 429/5xx itself, but gives
@@ -551,7 +545,7 @@ def _read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpe
                         continue
                     if q is None:
                         continue
-                    bad = _quality_mask(q[0], scene.quality_kind or "scl", spec, _nodata(scene.quality))
+                    bad = _quality_mask(q[0], scene.quality_decoder, spec, _nodata(scene.quality))
                     if bad.all():
                         continue
                 for b in todo:

@@ -18,9 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import RecipeError
-from pipeline.masks import QA_BITS, SCL_CLASSES
+from pipeline.masks import DEFAULT_MASK, MASK_NAMES
 
-MASK_NAMES = sorted(set(SCL_CLASSES) | set(QA_BITS))
 COMPOSITE_STATS = ("median", "mean", "min", "max", "std", "count", "percentile")
 
 
@@ -83,9 +82,7 @@ class LoadSpec(_Model):
     """Bands (asset keys or common names), the quality classes to mask, and the time grouping."""
 
     bands: list[str] = Field(default_factory=lambda: ["red", "nir"], min_length=1)
-    mask: list[str] | None = Field(
-        default_factory=lambda: ["nodata", "saturated", "cloud", "shadow", "cirrus"]
-    )
+    mask: list[str] | None = Field(default_factory=lambda: list(DEFAULT_MASK))
     dilate_m: float = Field(0.0, ge=0)
     groupby: Literal["solar_day", "time"] = "solar_day"
     resampling: Literal["nearest", "bilinear", "cubic", "average", "mode"] | None = None
@@ -97,7 +94,7 @@ class LoadSpec(_Model):
     def _known_masks(cls, v: list[str] | None) -> list[str] | None:
         bad = [m for m in v or [] if m not in MASK_NAMES]
         if bad:
-            raise ValueError(f"unknown mask name(s) {bad}; allowed: {MASK_NAMES}")
+            raise ValueError(f"unknown mask name(s) {bad}; allowed: {list(MASK_NAMES)}")
         return v
 
 

@@ -16,6 +16,7 @@ from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry, polygon
 from rasterio.features import rasterize
 
+from catalog.classes import QA_CONFIDENCE_BITS, SCL, QABit
 from catalog.products import S2_BASELINE_0400_DATE
 from catalog.simulator.atmosphere import (
     CLOUD_REFLECTANCE,
@@ -27,7 +28,7 @@ from catalog.simulator.atmosphere import (
 )
 from catalog.simulator.landscape import LandCover, Landscape, StaticLayers
 from catalog.simulator.plan import Acquisition, MissionConfig
-from catalog.simulator.sensors import SCL, BandSpec, QABit
+from catalog.simulator.sensors import BandSpec
 
 NOISE_SIGMA = 0.003
 
@@ -122,11 +123,12 @@ def qa_pixel_layer(
     opaque = cloud & ~thin
     clear = ~cloud & ~shadow
     qa = np.zeros(valid.shape, dtype=np.int64)
-    qa |= opaque << QABit.CLOUD | (opaque * 3) << 8  # cloud, high confidence
-    qa |= thin << QABit.CIRRUS | (thin * 3) << 14  # cirrus, high confidence
-    qa |= shadow << QABit.CLOUD_SHADOW | (shadow * 3) << 10
+    conf = QA_CONFIDENCE_BITS
+    qa |= opaque << QABit.CLOUD | (opaque * 3) << conf["cloud"]  # cloud, high confidence
+    qa |= thin << QABit.CIRRUS | (thin * 3) << conf["cirrus"]  # cirrus, high confidence
+    qa |= shadow << QABit.CLOUD_SHADOW | (shadow * 3) << conf["cloud_shadow"]
     qa |= clear << QABit.CLEAR | (water & clear) << QABit.WATER
-    qa |= (~cloud).astype(np.int64) << 8  # low cloud confidence where no cloud
+    qa |= (~cloud).astype(np.int64) << conf["cloud"]  # low cloud confidence where no cloud
     qa[~valid] = 1 << QABit.FILL
     return qa.astype(np.uint16)
 

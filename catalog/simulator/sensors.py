@@ -6,12 +6,15 @@ Two product families are modelled on the real ones:
   10 m bands B02 B03 B04 B08, 20 m bands B05 B06 B07 B8A B11 B12 and the scene classification layer SCL (20 m).
 * Landsat Collection 2 Level-2: uint16, reflectance = DN * 2.75e-05 - 0.2, nodata 0, 30 m bands SR_B2..SR_B7 and the
   QA_PIXEL bit-flag layer.
+
+The quality layers' classes and bits come from :mod:`catalog.classes` (re-exported here).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
+
+from catalog.classes import QA_CONFIDENCE_BITS, SCL, QABit  # noqa: F401  (re-exported: the simulator's names)
 
 
 @dataclass(frozen=True)
@@ -63,39 +66,6 @@ class SensorSpec:
     def resolutions(self) -> tuple[float, ...]:
         return tuple(sorted({b.resolution for b in self.bands}))
 
-
-class SCL(IntEnum):
-    """ESA Sentinel-2 L2A scene classification classes."""
-
-    NO_DATA = 0
-    SATURATED_OR_DEFECTIVE = 1
-    DARK_AREA_PIXELS = 2
-    CLOUD_SHADOWS = 3
-    VEGETATION = 4
-    NOT_VEGETATED = 5
-    WATER = 6
-    UNCLASSIFIED = 7
-    CLOUD_MEDIUM_PROBABILITY = 8
-    CLOUD_HIGH_PROBABILITY = 9
-    THIN_CIRRUS = 10
-    SNOW = 11
-
-
-class QABit(IntEnum):
-    """Landsat Collection 2 QA_PIXEL single-bit flags (bit positions)."""
-
-    FILL = 0
-    DILATED_CLOUD = 1
-    CIRRUS = 2
-    CLOUD = 3
-    CLOUD_SHADOW = 4
-    SNOW = 5
-    CLEAR = 6
-    WATER = 7
-
-
-#: QA_PIXEL two-bit confidence fields (lowest bit position); values 1 low, 2 medium, 3 high.
-QA_CONFIDENCE_BITS = {"cloud": 8, "cloud_shadow": 10, "snow_ice": 12, "cirrus": 14}
 
 _S2_SCALE, _S2_OFFSET = 0.0001, -0.1
 _LS_SCALE, _LS_OFFSET = 2.75e-05, -0.2

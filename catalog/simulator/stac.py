@@ -8,41 +8,11 @@ from pathlib import Path
 import pystac
 from odc.geo.geom import Geometry
 
+from catalog.classes import qa_pixel_bitfields, scl_classes
 from catalog.extensions import COG, EXT
 from catalog.simulator.plan import MissionConfig
 from catalog.simulator.scenes import SceneRecord
-from catalog.simulator.sensors import SCL, BandSpec, QABit, SensorSpec
-
-
-def scl_classes() -> list[dict]:
-    """classification:classes of the Sentinel-2 SCL layer."""
-    return [
-        {"value": int(c), "name": c.name.lower(), "description": c.name.replace("_", " ").capitalize()}
-        for c in SCL
-    ]
-
-
-def qa_bitfields() -> list[dict]:
-    """classification:bitfields of the Landsat QA_PIXEL layer."""
-    single = [
-        {
-            "offset": int(b),
-            "length": 1,
-            "name": b.name.lower(),
-            "classes": [{"value": 1, "name": b.name.lower()}],
-        }
-        for b in QABit
-    ]
-    conf = [
-        {
-            "offset": off,
-            "length": 2,
-            "name": f"{name}_confidence",
-            "classes": [{"value": v, "name": n} for v, n in enumerate(("not_set", "low", "medium", "high"))],
-        }
-        for name, off in (("cloud", 8), ("cloud_shadow", 10), ("snow_ice", 12), ("cirrus", 14))
-    ]
-    return single + conf
+from catalog.simulator.sensors import BandSpec, SensorSpec
 
 
 def _asset_fields(spec: SensorSpec, key: str, band: BandSpec | None = None) -> dict:
@@ -68,7 +38,7 @@ def _asset_fields(spec: SensorSpec, key: str, band: BandSpec | None = None) -> d
         roles = ["data", "cloud", "classification"]
         title = f"Scene classification map (SCL), {int(b.resolution)} m"
     else:
-        fields["classification:bitfields"] = qa_bitfields()
+        fields["classification:bitfields"] = qa_pixel_bitfields()
         roles = ["data", "cloud", "saturation"]
         title = "Pixel quality assessment (QA_PIXEL) bit flags"
     fields["raster:bands"] = [raster]

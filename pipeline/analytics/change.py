@@ -48,7 +48,7 @@ def dnbr_severity(nbr_before: xr.DataArray, nbr_after: xr.DataArray) -> xr.Datas
 
 def _breaks(x: np.ndarray, window: int, min_valid: int, sign: float) -> tuple[np.ndarray, np.ndarray]:
     """x (..., time) -> (index of the first valid observation after the largest step, its magnitude: median after
-    minus median before). A step's score is the smallest of (median after - median before), (value at k - median
+    minus median before), or (-1, NaN) where no step goes the way of ``sign``. A step's score is the smallest of (median after - median before), (value at k - median
     before) and (value at k - previous clear value), signed by the direction."""
     t = x.shape[-1]
     best = np.full(x.shape[:-1], -np.inf, dtype=np.float32)
@@ -71,7 +71,9 @@ def _breaks(x: np.ndarray, window: int, min_valid: int, sign: float) -> tuple[np
             prev = last[..., k - 1]
             x_prev = np.take_along_axis(x, np.clip(prev, 0, None)[..., None], axis=-1)[..., 0]
             step = np.where(prev >= 0, np.minimum(step, sign * (x[..., k] - x_prev)), step)
-            step = np.where(enough & valid[..., k], step, -np.inf)
+            # only a step in the requested direction can be the break (a score <= 0 is a step the other way or
+            # none: without this a pure increase reported its least negative step as a "decrease")
+            step = np.where(enough & valid[..., k] & (step > 0), step, -np.inf)
             better = step > best
             best = np.where(better, step, best)
             idx = np.where(better, k, idx)
@@ -93,8 +95,9 @@ def detect_breaks(
     ``window`` steps from k on (each needing ``min_valid`` clear observations, and k itself clear). A step's score
     is the smallest of (median after - median before), (value at k - median before) and (value at k - the previous
     clear value), signed by ``direction`` ("decrease", "increase" or "both"), so the first changed observation, not
-    the one before or after it, carries the break. The break is the step with the highest score; it counts when
-    ``|magnitude| >= threshold``. Returns ``break_date`` (the first clear observation after the break, NaT where
+    the one before or after it, carries the break. The break is the step with the highest positive score, so its
+    magnitude has the requested sign (a pure increase is never a "decrease"; "both" keeps the larger absolute
+    change of the two); it counts when ``|magnitude| >= threshold``. Returns ``break_date`` (the first clear observation after the break, NaT where
     none), ``magnitude`` (median after - median before at the break, index units; NaN where unchanged) and
     ``changed`` (bool), dims (y, x), keeping the (y, x) coords and the ``spatial_ref`` CRS. The whole time axis
     must be in one chunk (it is rechunked if not); lazy on dask input.
