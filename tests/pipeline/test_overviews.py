@@ -78,8 +78,10 @@ def test_coarse_cross_crs_read_uses_the_overview_and_stays_close_to_full_resolut
     the full-resolution pixels."""
     gbox = _geographic_grid(0.002)
     with rasterio.Env():
-        raw = read_asset(AssetSpec(str(cog), NODATA), gbox, "average")
-    got = np.where(raw == NODATA, np.nan, raw)
+        raw, valid = read_asset(
+            AssetSpec(str(cog), NODATA), gbox, "average"
+        )  # h/radiometry: values + validity
+    got = np.where(valid & (raw != NODATA), raw, np.nan)
     from_overview = _reference(cog, gbox, 2)
     full = _reference(cog, gbox, None)
     both = np.isfinite(got) & np.isfinite(full)
