@@ -28,6 +28,24 @@ def s2_cube(s2_mission: Mission) -> xr.Dataset:
     return load_cube(s2_mission.items, ["red", "nir", "swir22"], geobox=gbox).compute()
 
 
+# ----- replay of real STAC items (tests/pipeline/replay.py) --------------------------------------------------------
+@pytest.fixture(scope="session")
+def replayed(tmp_path_factory: pytest.TempPathFactory):
+    """A function ``collection -> list[ReplayItem]``: the real Planetary Computer items of that collection
+    replayed on small windows of their real grids (written once per session, see tests/pipeline/replay.py)."""
+    from replay import replay_collection
+
+    root = tmp_path_factory.mktemp("replay")
+    cache: dict[str, list] = {}
+
+    def get(collection: str) -> list:
+        if collection not in cache:
+            cache[collection] = replay_collection(collection, root)
+        return cache[collection]
+
+    return get
+
+
 # ----- batch runs (recipe -> tiles -> Zarr) -------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def run_mission(tmp_path_factory: pytest.TempPathFactory) -> Mission:
