@@ -164,8 +164,15 @@ MASK_SYNONYMS: dict[str, tuple[str, ...]] = {
     "not_vegetated": ("not_vegetated",),
     "unclassified": ("unclassified",),
 }
-#: user spellings accepted for a mask name
-MASK_ALIASES: dict[str, str] = {"fill": "nodata"}
+
+#: user spellings accepted for a mask name: ``fill``, and the names the Landsat C2 / Earth Search / Planetary
+#: Computer classification metadata declare for a mask name (so a user may copy them from a STAC item)
+MASK_ALIASES: dict[str, str] = {
+    "fill": "nodata",
+    "no_data": "nodata",
+    "cloud_shadow": "shadow",
+    "snow_ice": "snow",
+}
 #: every accepted mask name
 MASK_NAMES: tuple[str, ...] = tuple(sorted({*MASK_SYNONYMS, *MASK_ALIASES}))
 #: masked where the layer has such a class, silently skipped where it has none

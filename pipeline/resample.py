@@ -101,7 +101,10 @@ def _source_coords(d: Affine, inv: Affine, src_wkt: str, dst_wkt: str, ny: int, 
         u, v = inv.a * xs + inv.b * ys + inv.c, inv.d * xs + inv.e * ys + inv.f
     if _is_geographic(src_wkt) and inv.b == 0 and inv.a > 0:
         turn = 360.0 * inv.a  # source columns per 360 degrees of longitude
-        u = np.where(u < 0, u + turn, np.where(u >= width, u - turn, u))
+        wrapped = np.where(u < 0, u + turn, np.where(u >= width, u - turn, u))
+        # only where the wrapped column lands inside the source: elsewhere the pixel is simply outside (wrapping
+        # it anyway would spoil the pixel-size estimate and send plain loads to the GDAL path)
+        u = np.where((wrapped >= 0) & (wrapped < width), wrapped, u)
     return u, v
 
 

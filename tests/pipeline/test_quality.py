@@ -333,11 +333,14 @@ def test_recipe_validate_checks_mask_names_against_the_one_vocabulary(tmp_path, 
     doc["load"]["mask"] = ["fill", "cloud", "shadow", "adjacent", "dilated_cloud"]  # QA_PIXEL, Fmask names
     path.write_text(yaml.safe_dump(doc))
     assert main(["-q", "recipe", "validate", str(path)]) == 0
-    doc["load"]["mask"] = ["cloud", "cloud_shadow"]
+    doc["load"]["mask"] = ["cloud", "cloud_shadow"]  # the name Landsat's bitfields declare: an alias of shadow
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["-q", "recipe", "validate", str(path)]) == 0
+    doc["load"]["mask"] = ["cloud", "cloud_shade"]
     path.write_text(yaml.safe_dump(doc))
     assert main(["-q", "recipe", "validate", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "load.mask" in err and "'cloud_shadow'" in err and "'shadow'" in err and "'adjacent'" in err
+    assert "load.mask" in err and "'cloud_shade'" in err and "'shadow'" in err and "'adjacent'" in err
 
 
 def test_run_dry_run_fails_on_a_mask_name_the_product_cannot_decode(run_recipe_doc, tmp_path, capsys) -> None:
