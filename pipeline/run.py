@@ -640,7 +640,6 @@ def _execute(
         c.threads_per_worker,
         c.memory_limit,
         scheduler=scheduler,
-        gdal_env=c.gdal_env,
         gateway=c.gateway.model_dump(exclude_none=True),
     ) as client:
         dashboard = client.dashboard_link
