@@ -14,7 +14,7 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
@@ -22,6 +22,12 @@ import xarray as xr
 
 from pipeline.errors import SinkError
 from pipeline.safety import STORE_MARKER
+
+#: the one default compression of every store orbitcube writes (:func:`write_zarr`, :func:`create_store`, the
+#: recipe's ``output.compression`` / ``output.level``): Blosc with byte-shuffled Zstandard at level 1, about 2.5x
+#: faster than plain zstd level 3 and 8 % smaller on float32 NDVI cubes (benchmarks/README.md)
+COMPRESSION: Literal["zstd", "blosc-zstd"] = "blosc-zstd"
+COMPRESSION_LEVEL = 1
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +84,7 @@ def write_zarr(
     compute: bool = True,
     storage_options: Mapping[str, Any] | None = None,
 ) -> Path | str:
-    """Write ``ds`` (dims (time, y, x) and/or (y, x)) to a Zarr v3 store at ``path`` with zstd compression.
+    """Write ``ds`` (dims (time, y, x) and/or (y, x)) to a Zarr v3 store at ``path`` (:data:`COMPRESSION`).
 
     ``path`` is a folder or an ``az://`` / ``s3://`` URL written through fsspec with ``storage_options`` (see
     :mod:`catalog.storage`; secrets are redacted from the provenance). Chunks follow the dask chunks of ``ds`` (or ``chunks``) and must tile the arrays regularly; CF grid-mapping
@@ -114,7 +120,7 @@ def write_zarr(
     }
     ds.attrs["orbitcube:provenance"] = json.dumps(prov, default=str)
     ds.attrs.setdefault("Conventions", "CF-1.8")
-    encoding = {v: {"compressors": [compressor_for("blosc-zstd", 1)]} for v in ds.data_vars}
+    encoding = {v: {"compressors": [compressor_for()]} for v in ds.data_vars}
     try:
         job = ds.to_zarr(
             target,
@@ -191,9 +197,9 @@ def open_cube(path: str | Path, *, storage_options: Mapping[str, Any] | None = N
     return ds
 
 
-def compressor_for(kind: str = "zstd", level: int = 3):
-    """The zarr v3 codec for ``kind``: "zstd" (plain Zstandard) or "blosc-zstd" (Blosc, byte-shuffled zstd: at
-    level 1 about 2.5x faster than plain zstd level 3 and 8 % smaller on float32 NDVI cubes; benchmarks/README.md)."""
+def compressor_for(kind: str = COMPRESSION, level: int = COMPRESSION_LEVEL):
+    """The zarr v3 codec for ``kind``: "zstd" (plain Zstandard) or "blosc-zstd" (Blosc, byte-shuffled zstd), at
+    ``level``; the defaults are :data:`COMPRESSION` and :data:`COMPRESSION_LEVEL`."""
     from zarr.codecs import BloscCodec, ZstdCodec
 
     if kind == "zstd":
@@ -222,8 +228,8 @@ def create_store(
     tile_shape: tuple[int, int],
     provenance: Mapping[str, Any],
     fingerprint: str,
-    compression: str = "zstd",
-    level: int = 3,
+    compression: str = COMPRESSION,
+    level: int = COMPRESSION_LEVEL,
     time_chunk: int | None = None,
     storage_options: Mapping[str, Any] | None = None,
 ) -> Path | str:
