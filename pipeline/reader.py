@@ -46,7 +46,7 @@ from rasterio.errors import RasterioError
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
-from catalog.defaults import LOCAL_READS
+from catalog.defaults import LOCAL_READS, RETRY_POLICY
 from pipeline.errors import LoadError
 from pipeline.masks import dilate
 from pipeline.quality import QualityDecoder
@@ -417,8 +417,9 @@ def _quality_mask(q: np.ndarray, decoder: QualityDecoder, spec: ReadSpec, nodata
 
 
 #: attempts per remote asset read when it fails with a transient error (GDAL retries HTTP 429/5xx itself, but gives
-#: up on a refused or repeatedly reset connection); the delay between attempts doubles from READ_RETRY_DELAY_S
-READ_ATTEMPTS = 3
+#: up on a refused or repeatedly reset connection): the reader's layer of catalog.defaults.RETRY_POLICY; the delay
+#: between attempts doubles from READ_RETRY_DELAY_S
+READ_ATTEMPTS = RETRY_POLICY.read_attempts
 READ_RETRY_DELAY_S = 0.5
 
 
@@ -445,7 +446,12 @@ def _read(
                 READ_ATTEMPTS - 1,
             )
             time.sleep(READ_RETRY_DELAY_S * 2 ** (n - 1))
-    return read_asset(asset, gbox, resampling)  # the last attempt: its error goes to the caller
+    try:
+        return read_asset(asset, gbox, resampling)  # the last attempt: its error goes to the caller
+    except RasterioError:
+        if remote:
+            _forget(asset.href)  # so that the runner's re-run of the tile (RETRY_POLICY) reads it afresh
+        raise
 
 
 def _forget(href: str) -> None:

@@ -25,6 +25,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox, GeoboxTiles
 from odc.geo.geom import Geometry
 
+from catalog.defaults import RETRY_POLICY
 from pipeline.errors import LoadError, RecipeError
 from pipeline.recipe import BandMathStep, CompositeStep, IndexStep, Recipe, TrendStep, load_recipe
 
@@ -608,8 +609,9 @@ def _fingerprint(plan: RunPlan) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-#: attempts per tile when it fails with a transient storage error (connection reset/refused, timeout, HTTP 5xx)
-TILE_ATTEMPTS = 3
+#: attempts per tile when it fails with a transient storage error (connection reset/refused, timeout, HTTP 5xx):
+#: the runner's layer of catalog.defaults.RETRY_POLICY (a tile is re-run at most once; other errors never)
+TILE_ATTEMPTS = RETRY_POLICY.tile_attempts
 
 
 def _execute(
@@ -672,6 +674,9 @@ def _execute(
                                     attempts[tile],
                                     TILE_ATTEMPTS,
                                 )
+                                # the scheduler forgets the erred tasks first: a new compute of the same keys
+                                # would otherwise return the erred result it still holds, without reading
+                                client.cancel([fut])
                                 queue.insert(0, tile)
                                 continue
                             raise _tile_error(exc, plan, tile) from exc
