@@ -720,37 +720,3 @@ def _tile_error(exc: BaseException, plan: RunPlan, tile: Tile) -> Exception:
         except TypeError:  # a subclass with another signature
             return SinkError(msg)
     return storage_error(exc, str(plan.store), f"write tile {tile[0]}-{tile[1]} of", SinkError)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipeline.run RECIPE [--scheduler URL] [--no-resume] [--dry-run] [--quiet]``."""
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m pipeline.run", description=__doc__.splitlines()[0])
-    p.add_argument("recipe")
-    p.add_argument("--scheduler")
-    p.add_argument("--no-resume", action="store_true")
-    p.add_argument("--dry-run", action="store_true")
-    p.add_argument("--quiet", action="store_true")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    import dask
-
-    dask.config.set({"distributed.logging.distributed": "warning"})
-    for name in ("distributed", "bokeh", "tornado"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    from catalog.errors import OrbitcubeError
-
-    try:
-        res = run_recipe(
-            a.recipe, scheduler=a.scheduler, dry_run=a.dry_run, progress=not a.quiet, resume=not a.no_resume
-        )
-    except OrbitcubeError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return exc.exit_code
-    sys.stdout.write(res.summary() + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
