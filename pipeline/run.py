@@ -353,13 +353,13 @@ def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
 
 
 def _band_bytes(item: pystac.Item, band: str) -> int:
-    from pipeline.load import _asset_band, resolve_band
+    from pipeline.bands import asset_band, resolve_band
 
     try:
         ref = resolve_band(item, band)
     except LoadError:
         return 2
-    dtype = _asset_band(item.assets[ref.key]).get("data_type", "uint16")
+    dtype = asset_band(item.assets[ref.key]).get("data_type", "uint16")
     try:
         return np.dtype(dtype).itemsize
     except TypeError:

@@ -94,10 +94,10 @@ def write_zarr(
     """
     from catalog.storage import is_remote, redact
 
-    target, shown = _store(path, storage_options)
+    target, shown = zarr_target(path, storage_options)
     if not is_remote(str(path)):
         path = Path(path)
-    if _exists(path, storage_options) and not overwrite:
+    if exists(path, storage_options) and not overwrite:
         raise SinkError(f"{shown} already exists; choose another output path or pass overwrite=True")
     if provenance:  # no secrets in stored metadata (SAS tokens, signatures, keys in hrefs or options)
         provenance = json.loads(redact(json.dumps(provenance, default=str)))
@@ -140,7 +140,7 @@ def write_zarr(
     return path
 
 
-def _store(path: str | Path, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
+def zarr_target(path: str | Path, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
     """What xarray and zarr open (a path, or a zarr FsspecStore for az:// s3:// URLs) and the URL to show."""
     from catalog.storage import fsspec_options, is_remote, redact
 
@@ -156,8 +156,9 @@ def _store(path: str | Path, storage_options: Mapping[str, Any] | None) -> tuple
     return store, redact(url)
 
 
-def _exists(path: str | Path, storage_options: Mapping[str, Any] | None, what: str = "zarr.json") -> bool:
-    """Whether ``path`` holds ``what`` (a Zarr group's metadata by default; "" = anything at all)."""
+def exists(path: str | Path, storage_options: Mapping[str, Any] | None, what: str = "zarr.json") -> bool:
+    """Whether ``path`` (a folder or an ``az://`` / ``s3://`` URL) holds ``what`` (a Zarr group's metadata by
+    default; "" = anything at all); transient storage errors are retried."""
     from catalog.storage import filesystem, is_remote, retry
 
     target = str(path).rstrip("/") + (f"/{what}" if what else "")
@@ -182,8 +183,8 @@ def open_cube(path: str | Path, *, storage_options: Mapping[str, Any] | None = N
     :mod:`catalog.storage`)."""
     from catalog.storage import redact
 
-    target, shown = _store(path, storage_options)
-    if not _exists(path, storage_options):
+    target, shown = zarr_target(path, storage_options)
+    if not exists(path, storage_options):
         raise SinkError(f"no Zarr store at {shown}; check the path (run the recipe first?)")
     try:
         ds = xr.open_zarr(target, consolidated=False)
@@ -207,13 +208,6 @@ def compressor_for(kind: str = COMPRESSION, level: int = COMPRESSION_LEVEL):
     if kind == "blosc-zstd":
         return BloscCodec(cname="zstd", clevel=min(level, 9), shuffle="shuffle")
     raise SinkError(f"unknown compression {kind!r}; use 'zstd' or 'blosc-zstd'")
-
-
-def valid_range(da: xr.DataArray) -> tuple[float, float]:
-    """(min, max) of the finite values of ``da`` (computes it)."""
-    v = np.asarray(da.values)
-    v = v[np.isfinite(v)]
-    return (float(v.min()), float(v.max())) if v.size else (float("nan"), float("nan"))
 
 
 # ----- tile-wise, resumable run stores ------------------------------------------------------------------------------
@@ -249,8 +243,8 @@ def create_store(
 
     from catalog.storage import is_remote, redact
 
-    target, shown = _store(path, storage_options)
-    if _exists(path, storage_options, ""):
+    target, shown = zarr_target(path, storage_options)
+    if exists(path, storage_options, ""):
         raise SinkError(f"{shown} already exists; remove it, choose another output path, or resume the run")
     ty, tx = tile_shape
     ds = _grid_mapping(template)
@@ -325,8 +319,8 @@ def store_state(
 
     from catalog.storage import is_remote, redact
 
-    target, shown = _store(path, storage_options)
-    if not _exists(path, storage_options, ""):
+    target, shown = zarr_target(path, storage_options)
+    if not exists(path, storage_options, ""):
         return None
     if not is_remote(str(path)) and Path(path).is_dir() and not any(Path(path).iterdir()):
         return None
@@ -365,7 +359,7 @@ def completed_tiles(
 
     from catalog.storage import retry
 
-    target, _ = _store(path, storage_options)
+    target, _ = zarr_target(path, storage_options)
 
     def read() -> np.ndarray:
         return np.asarray(zarr.open_array(target, path=TILE_VAR, mode="r")[...])
@@ -387,7 +381,7 @@ def mark_tile_done(
     from catalog.storage import retry
     from pipeline.verify import record_tile_checksums
 
-    target, shown = _store(path, storage_options)
+    target, shown = zarr_target(path, storage_options)
     try:
         record_tile_checksums(path, tile, storage_options)
     except SinkError as exc:
@@ -413,7 +407,7 @@ def unmark_tile(
     from catalog.storage import retry
     from pipeline.verify import CHECKSUM_PREFIX, _Keys
 
-    target, _ = _store(path, storage_options)
+    target, _ = zarr_target(path, storage_options)
 
     def unmark() -> None:
         zarr.open_array(target, path=TILE_VAR, mode="r+")[tile] = 0
@@ -447,7 +441,7 @@ def remove_store(
             Path(path).rmdir()
         return
     url = str(path).rstrip("/")
-    if not _exists(url, storage_options, ""):
+    if not exists(url, storage_options, ""):
         return
     check_removable(url, storage_options, protect=protect)
     try:
@@ -456,17 +450,6 @@ def remove_store(
         fs.invalidate_cache(url)
     except Exception as exc:  # the SDKs raise many types
         raise _fail(exc, url, "remove the old store") from exc
-
-
-def tile_region(
-    path: str | Path, tile: tuple[int, int], storage_options: Mapping[str, Any] | None = None
-) -> dict[str, slice]:
-    """The (y, x) region of tile (i, j) in the store, checked against the arrays' chunking."""
-    import zarr
-
-    target, _ = _store(path, storage_options)
-    group = zarr.open_group(target, mode="r", zarr_format=3)
-    return _region(group, tile)
 
 
 def _region(group, tile: tuple[int, int]) -> dict[str, slice]:
@@ -493,7 +476,7 @@ def write_tile(
     """
     import zarr
 
-    target, shown = _store(path, storage_options)
+    target, shown = zarr_target(path, storage_options)
     try:
         group = zarr.open_group(target, mode="r", zarr_format=3)
         region = _region(group, tile)
