@@ -37,6 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import rasterio.session
 
+from catalog.defaults import FAST_COG_READS
 from catalog.errors import CatalogError, OrbitcubeError
 
 log = logging.getLogger(__name__)
@@ -45,27 +46,6 @@ T = TypeVar("T")
 _VSI = {"az": "/vsiaz/", "azure": "/vsiaz/", "abfs": "/vsiaz/", "s3": "/vsis3/", "gs": "/vsigs/"}
 _FROM_VSI = {"/vsiaz/": "az://", "/vsis3/": "s3://", "/vsigs/": "gs://"}
 AZURE_SCHEMES = ("az", "azure", "abfs")
-
-#: GDAL settings for fast cloud-optimised GeoTIFF reads over HTTP
-FAST_COG_READS: dict[str, Any] = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # no directory listing per open (no .aux.xml/.ovr probing)
-    # block cache per process, in bytes: rasterio.Env passes an int to GDALSetCacheMax64 and refuses strings (a
-    # plain 64 would mean 64 bytes there, while GDAL reads "64" from the environment as MiB). 64 MiB as the
-    # reader's own default: a tile reads more blocks than that anyway, and readers keep handles open
-    "GDAL_CACHEMAX": 64 * 2**20,
-    "GDAL_HTTP_MULTIPLEX": "YES",  # several range requests on one HTTP/2 connection
-    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",  # one request for adjacent tiles
-    "GDAL_HTTP_VERSION": "2TLS",
-    "VSI_CACHE": "TRUE",  # cache of recently read ranges per open file (headers, IFDs, neighbouring tiles) ...
-    "VSI_CACHE_SIZE": str(4 * 2**20),  # ... of 4 MiB: handles stay open, so this is held per handle
-    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff,.TIFF,.json,.xml",
-    "CPL_VSIL_CURL_CACHE_SIZE": "67108864",
-    # GDAL retries HTTP 429/500/502/503/504 and connection resets / timeouts this many times (delay doubles)
-    "GDAL_HTTP_MAX_RETRY": "3",
-    "GDAL_HTTP_RETRY_DELAY": "0.5",
-    "GDAL_HTTP_TIMEOUT": "60",
-    "GDAL_HTTP_CONNECTTIMEOUT": "10",
-}
 
 #: GDAL configuration keys whose values are credentials (wrapped in :class:`Secret`)
 SECRET_GDAL_KEYS = frozenset(

@@ -56,7 +56,7 @@ def _common(b: dict) -> str | None:
     return b.get("common_name") or b.get("eo:common_name")
 
 
-def _asset_band(asset: pystac.Asset, index: int = 1) -> dict:
+def asset_band(asset: pystac.Asset, index: int = 1) -> dict:
     """The ``raster:bands`` entry of band ``index`` (1-based) of ``asset`` ({} when the item says nothing)."""
     rb = asset.extra_fields.get("raster:bands") or asset.extra_fields.get("bands") or [{}]
     band = rb[index - 1] if len(rb) >= index else (rb[0] if len(rb) == 1 else {})
@@ -102,7 +102,7 @@ def resolve_band(item: pystac.Item, name: str) -> BandRef:
         )
     key, index = found
     asset = item.assets[key]
-    rb = _asset_band(asset, index)
+    rb = asset_band(asset, index)
     builtin = BUILTIN_LAYERS.get(normalise_name(key))  # SCL, QA_PIXEL, Fmask: catalog.classes knows them
     bitfields = (
         key.upper() == "BQA"

@@ -2,66 +2,21 @@
 way JupyterHub-based platforms hand out clusters); the dashboard link is always logged.
 
 No global client is created behind the user's back: :func:`start_cluster` is a context manager that closes what it
-started. GDAL settings and credentials (``GDAL_*``, ``CPL_*``, ``VSI_*``, ``AWS_*``, ``AZURE_*``, ``GS_*`` of the
-calling process, plus explicit ``gdal_env``) are captured once and installed on every worker, present and future,
-by a :class:`GdalEnvPlugin` -- on a LocalCluster and on an existing scheduler alike.
+started. Nothing is installed on the workers: GDAL settings (:mod:`catalog.defaults`) and credentials reach the
+reads inside the graph (:func:`pipeline.run.read_env`, ``load_cube(gdal_env=...)``), so a shared cluster keeps no
+credential of a run in its workers' environment afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from typing import Any
-
-from distributed.diagnostics.plugin import WorkerPlugin
 
 from pipeline.errors import ClusterError
 
 log = logging.getLogger(__name__)
-
-#: GDAL settings that make COG reads fast; passed to every worker
-GDAL_DEFAULTS = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "GDAL_CACHEMAX": "256",
-    "VSI_CACHE": "TRUE",
-    "GDAL_HTTP_MULTIPLEX": "YES",
-    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
-}
-
-#: environment variable prefixes forwarded to workers (GDAL configuration and cloud credentials)
-FORWARDED_PREFIXES = (
-    "GDAL_",
-    "CPL_",
-    "VSI_",
-    "AWS_",
-    "AZURE_",
-    "GS_",
-    "GOOGLE_APPLICATION_CREDENTIALS",
-    "PROJ_",
-)
-
-
-def capture_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """GDAL defaults, then the GDAL/credential variables of this process, then ``extra``: what workers receive."""
-    env = dict(GDAL_DEFAULTS)
-    env.update({k: v for k, v in os.environ.items() if k.startswith(FORWARDED_PREFIXES)})
-    env.update({str(k): str(v) for k, v in (extra or {}).items()})
-    return env
-
-
-class GdalEnvPlugin(WorkerPlugin):
-    """Sets environment variables (GDAL settings, credentials) on each worker when it starts or joins."""
-
-    name = "orbitcube-gdal-env"
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = dict(env)
-
-    def setup(self, worker) -> None:  # noqa: ARG002 (distributed's signature)
-        os.environ.update(self.env)
-
 
 #: scheduler URL schemes that name a Dask Gateway rather than a scheduler: ``gateway://HOST:PORT[/PREFIX]`` is the
 #: gateway's HTTP address, ``gateway+https://...`` its HTTPS address
@@ -204,28 +159,26 @@ def start_cluster(
     *,
     scheduler: str | None = None,
     dashboard_address: str | None = ":0",
-    gdal_env: Mapping[str, str] | None = None,
     timeout: str = "10s",
     gateway: Mapping[str, Any] | None = None,
     worker_timeout: float = 300.0,
 ) -> Iterator:
     """Yield a ``distributed.Client``: on ``scheduler`` ("tcp://HOST:PORT") if given, else on a new LocalCluster
     of ``n_workers`` processes with ``threads_per_worker`` threads and ``memory_limit`` each ("4GiB", "auto").
-    Logs the dashboard link. GDAL settings and credentials (see :func:`capture_env`, plus ``gdal_env``) are set on
-    every worker. Closes the client (and the cluster it started) on exit; an existing cluster is left running.
+    Logs the dashboard link. Nothing is installed on the workers (the read tasks carry their GDAL settings and
+    credentials inside the graph). Closes the client (and the cluster it started) on exit; an existing cluster
+    is left running.
 
     ``scheduler="gateway://HOST:PORT"`` (or ``gateway+https://HOST/PREFIX``) asks that Dask Gateway for a new
     cluster of ``n_workers`` workers (waiting up to ``worker_timeout`` seconds) and shuts it down on exit;
     ``gateway`` holds its auth (``auth``, ``username``, ``password``, ``api_token``: ``${ENV}`` references are
-    expanded here), ``proxy_address`` and ``cluster_options``. Nothing is installed on gateway workers: the read
-    tasks carry their GDAL settings and credentials inside the graph."""
+    expanded here), ``proxy_address`` and ``cluster_options``."""
     from distributed import Client, LocalCluster
 
     if is_gateway(scheduler):
         with _gateway_client(scheduler, n_workers, gateway or {}, worker_timeout) as client:
             yield client
         return
-    env = capture_env(gdal_env)
     if scheduler:
         check_scheduler_address(scheduler)
         try:
@@ -236,14 +189,11 @@ def start_cluster(
                 "--scheduler to use a local cluster"
             ) from exc
         try:
-            client.register_plugin(GdalEnvPlugin(env))
             log.info("connected to Dask scheduler %s; dashboard: %s", scheduler, client.dashboard_link)
             yield client
         finally:
             client.close()
         return
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # inherited by the worker processes at spawn
     try:
         with _children_ignore_sigint():
             cluster = LocalCluster(
@@ -256,14 +206,7 @@ def start_cluster(
             )
     except Exception as exc:  # distributed raises many kinds here
         raise ClusterError(f"cannot start a local Dask cluster with {n_workers} workers: {exc}") from exc
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     client = Client(cluster)
-    client.register_plugin(GdalEnvPlugin(env))
     log.info("Dask dashboard: %s", client.dashboard_link)
     try:
         yield client

@@ -26,7 +26,6 @@ from odc.geo.xr import xr_coords
 from pipeline import timeaxis
 from pipeline.bands import (
     BandRef,
-    _asset_band,  # noqa: F401  (the batch runner's historical import)
     check_encoding,
     resampling_for,
     resolve_band,
@@ -115,10 +114,8 @@ def _gdal_href(href: str) -> str:
     path = local_path(href)
     if path is not None:
         return path
-    try:
-        from catalog.storage import to_gdal_path
-    except ImportError:  # object storage support not installed: plain HTTP(S) still works through /vsicurl/
-        return f"/vsicurl/{href}" if href.startswith(("http://", "https://")) else href
+    from catalog.storage import to_gdal_path
+
     return to_gdal_path(href)
 
 
@@ -390,14 +387,12 @@ def _tile_graph(items, scenes, members, geobox: GeoBox, tile_shape, spec: ReadSp
         tuple(tiles[0, j].shape.x for j in range(nx)),
     )
     layers: dict = {load_name: layer}
-    deps: dict = {load_name: set()}
     out = {}
     for b, band in enumerate(spec.bands):
         name = f"{band}-{token}"
         layers[name] = {
             (name, 0, i, j): (operator.getitem, (load_name, i, j), b) for i in range(ny) for j in range(nx)
         }
-        deps[name] = {load_name}
         graph = HighLevelGraph(
             {load_name: layers[load_name], name: layers[name]}, {load_name: set(), name: {load_name}}
         )

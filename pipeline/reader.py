@@ -46,6 +46,7 @@ from rasterio.errors import RasterioError
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
+from catalog.defaults import LOCAL_READS, RETRY_POLICY
 from pipeline.errors import LoadError
 from pipeline.masks import dilate
 from pipeline.quality import QualityDecoder
@@ -53,22 +54,15 @@ from pipeline.resample import apply_map, overview_for, pixel_map
 
 log = logging.getLogger(__name__)
 
-#: GDAL settings every read runs under (plus the caller's): no directory listing on open, and a block cache of
-#: 64 MB per worker process: a tile reads more blocks than that, so a larger cache buys little reuse, and GDAL's
-#: default (5 % of RAM) would be held per worker since handles stay open (memory would grow with the AOI)
-BASE_GDAL_ENV: dict[str, str | int] = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "GDAL_CACHEMAX": 64 * 2**20,  # bytes (rasterio sets it with GDALSetCacheMax64)
-}
 _TOL = 1e-6
 
 
 def gdal_env(options: Mapping[str, Any] | Sequence[tuple[str, Any]] = ()) -> dict[str, Any]:
-    """:data:`BASE_GDAL_ENV` updated with ``options``, as ``rasterio.Env`` takes them: ``GDAL_CACHEMAX`` given
-    the way GDAL reads it from the environment (a string: "512" = 512 MB as GDAL takes numbers below 100,000,
+    """:data:`catalog.defaults.LOCAL_READS` (the settings every read runs under) updated with ``options``, as
+    ``rasterio.Env`` takes them: ``GDAL_CACHEMAX`` given the way GDAL reads it from the environment (a string: "512" = 512 MB as GDAL takes numbers below 100,000,
     "512MB", "1GB", "5%" of the physical memory, or a byte count) becomes an int number of bytes, since
     rasterio passes it to GDALSetCacheMax64 and refuses strings."""
-    env = {**BASE_GDAL_ENV, **dict(options)}
+    env = {**LOCAL_READS, **dict(options)}
     value = env.get("GDAL_CACHEMAX")
     if isinstance(value, str):
         env["GDAL_CACHEMAX"] = _cache_bytes(value)
@@ -423,8 +417,9 @@ def _quality_mask(q: np.ndarray, decoder: QualityDecoder, spec: ReadSpec, nodata
 
 
 #: attempts per remote asset read when it fails with a transient error (GDAL retries HTTP 429/5xx itself, but gives
-#: up on a refused or repeatedly reset connection); the delay between attempts doubles from READ_RETRY_DELAY_S
-READ_ATTEMPTS = 3
+#: up on a refused or repeatedly reset connection): the reader's layer of catalog.defaults.RETRY_POLICY; the delay
+#: between attempts doubles from READ_RETRY_DELAY_S
+READ_ATTEMPTS = RETRY_POLICY.read_attempts
 READ_RETRY_DELAY_S = 0.5
 
 
@@ -451,7 +446,12 @@ def _read(
                 READ_ATTEMPTS - 1,
             )
             time.sleep(READ_RETRY_DELAY_S * 2 ** (n - 1))
-    return read_asset(asset, gbox, resampling)  # the last attempt: its error goes to the caller
+    try:
+        return read_asset(asset, gbox, resampling)  # the last attempt: its error goes to the caller
+    except RasterioError:
+        if remote:
+            _forget(asset.href)  # so that the runner's re-run of the tile (RETRY_POLICY) reads it afresh
+        raise
 
 
 def _forget(href: str) -> None:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.errors import RecipeError
 from pipeline.masks import DEFAULT_MASK, MASK_NAMES
+from pipeline.sink import COMPRESSION, COMPRESSION_LEVEL
 
 COMPOSITE_STATS = ("median", "mean", "min", "max", "std", "count", "percentile")
 
@@ -198,8 +199,8 @@ class OutputSpec(_Model):
 
     path: str
     variables: list[str] | None = None
-    compression: Literal["zstd", "blosc-zstd"] = "blosc-zstd"
-    level: int = Field(1, ge=1, le=22)
+    compression: Literal["zstd", "blosc-zstd"] = COMPRESSION
+    level: int = Field(COMPRESSION_LEVEL, ge=1, le=22)
     time_chunk: int | None = Field(None, ge=1, description="chunk length along time; default the whole axis")
     allow_large: bool = Field(
         False,

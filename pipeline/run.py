@@ -25,6 +25,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox, GeoboxTiles
 from odc.geo.geom import Geometry
 
+from catalog.defaults import RETRY_POLICY
 from pipeline.errors import LoadError, RecipeError
 from pipeline.recipe import BandMathStep, CompositeStep, IndexStep, Recipe, TrendStep, load_recipe
 
@@ -352,13 +353,13 @@ def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
 
 
 def _band_bytes(item: pystac.Item, band: str) -> int:
-    from pipeline.load import _asset_band, resolve_band
+    from pipeline.bands import asset_band, resolve_band
 
     try:
         ref = resolve_band(item, band)
     except LoadError:
         return 2
-    dtype = _asset_band(item.assets[ref.key]).get("data_type", "uint16")
+    dtype = asset_band(item.assets[ref.key]).get("data_type", "uint16")
     try:
         return np.dtype(dtype).itemsize
     except TypeError:
@@ -608,8 +609,9 @@ def _fingerprint(plan: RunPlan) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-#: attempts per tile when it fails with a transient storage error (connection reset/refused, timeout, HTTP 5xx)
-TILE_ATTEMPTS = 3
+#: attempts per tile when it fails with a transient storage error (connection reset/refused, timeout, HTTP 5xx):
+#: the runner's layer of catalog.defaults.RETRY_POLICY (a tile is re-run at most once; other errors never)
+TILE_ATTEMPTS = RETRY_POLICY.tile_attempts
 
 
 def _execute(
@@ -640,7 +642,6 @@ def _execute(
         c.threads_per_worker,
         c.memory_limit,
         scheduler=scheduler,
-        gdal_env=c.gdal_env,
         gateway=c.gateway.model_dump(exclude_none=True),
     ) as client:
         dashboard = client.dashboard_link
@@ -673,6 +674,9 @@ def _execute(
                                     attempts[tile],
                                     TILE_ATTEMPTS,
                                 )
+                                # the scheduler forgets the erred tasks first: a new compute of the same keys
+                                # would otherwise return the erred result it still holds, without reading
+                                client.cancel([fut])
                                 queue.insert(0, tile)
                                 continue
                             raise _tile_error(exc, plan, tile) from exc
@@ -716,37 +720,3 @@ def _tile_error(exc: BaseException, plan: RunPlan, tile: Tile) -> Exception:
         except TypeError:  # a subclass with another signature
             return SinkError(msg)
     return storage_error(exc, str(plan.store), f"write tile {tile[0]}-{tile[1]} of", SinkError)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipeline.run RECIPE [--scheduler URL] [--no-resume] [--dry-run] [--quiet]``."""
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m pipeline.run", description=__doc__.splitlines()[0])
-    p.add_argument("recipe")
-    p.add_argument("--scheduler")
-    p.add_argument("--no-resume", action="store_true")
-    p.add_argument("--dry-run", action="store_true")
-    p.add_argument("--quiet", action="store_true")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    import dask
-
-    dask.config.set({"distributed.logging.distributed": "warning"})
-    for name in ("distributed", "bokeh", "tornado"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    from catalog.errors import OrbitcubeError
-
-    try:
-        res = run_recipe(
-            a.recipe, scheduler=a.scheduler, dry_run=a.dry_run, progress=not a.quiet, resume=not a.no_resume
-        )
-    except OrbitcubeError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return exc.exit_code
-    sys.stdout.write(res.summary() + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

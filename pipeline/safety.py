@@ -111,9 +111,9 @@ def check_removable(
     the home directory. An empty local folder needs only the second condition. With ``only_if_exists`` a
     missing ``path`` passes."""
     from catalog.storage import is_remote, redact
-    from pipeline.sink import _exists
+    from pipeline.sink import exists
 
-    if only_if_exists and not _exists(path, storage_options, ""):
+    if only_if_exists and not exists(path, storage_options, ""):
         return
     shown = redact(str(path))
     if not is_remote(str(path)):

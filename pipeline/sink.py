@@ -14,7 +14,7 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
@@ -22,6 +22,12 @@ import xarray as xr
 
 from pipeline.errors import SinkError
 from pipeline.safety import STORE_MARKER
+
+#: the one default compression of every store orbitcube writes (:func:`write_zarr`, :func:`create_store`, the
+#: recipe's ``output.compression`` / ``output.level``): Blosc with byte-shuffled Zstandard at level 1, about 2.5x
+#: faster than plain zstd level 3 and 8 % smaller on float32 NDVI cubes (benchmarks/README.md)
+COMPRESSION: Literal["zstd", "blosc-zstd"] = "blosc-zstd"
+COMPRESSION_LEVEL = 1
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +84,7 @@ def write_zarr(
     compute: bool = True,
     storage_options: Mapping[str, Any] | None = None,
 ) -> Path | str:
-    """Write ``ds`` (dims (time, y, x) and/or (y, x)) to a Zarr v3 store at ``path`` with zstd compression.
+    """Write ``ds`` (dims (time, y, x) and/or (y, x)) to a Zarr v3 store at ``path`` (:data:`COMPRESSION`).
 
     ``path`` is a folder or an ``az://`` / ``s3://`` URL written through fsspec with ``storage_options`` (see
     :mod:`catalog.storage`; secrets are redacted from the provenance). Chunks follow the dask chunks of ``ds`` (or ``chunks``) and must tile the arrays regularly; CF grid-mapping
@@ -88,10 +94,10 @@ def write_zarr(
     """
     from catalog.storage import is_remote, redact
 
-    target, shown = _store(path, storage_options)
+    target, shown = zarr_target(path, storage_options)
     if not is_remote(str(path)):
         path = Path(path)
-    if _exists(path, storage_options) and not overwrite:
+    if exists(path, storage_options) and not overwrite:
         raise SinkError(f"{shown} already exists; choose another output path or pass overwrite=True")
     if provenance:  # no secrets in stored metadata (SAS tokens, signatures, keys in hrefs or options)
         provenance = json.loads(redact(json.dumps(provenance, default=str)))
@@ -114,7 +120,7 @@ def write_zarr(
     }
     ds.attrs["orbitcube:provenance"] = json.dumps(prov, default=str)
     ds.attrs.setdefault("Conventions", "CF-1.8")
-    encoding = {v: {"compressors": [compressor_for("blosc-zstd", 1)]} for v in ds.data_vars}
+    encoding = {v: {"compressors": [compressor_for()]} for v in ds.data_vars}
     try:
         job = ds.to_zarr(
             target,
@@ -134,7 +140,7 @@ def write_zarr(
     return path
 
 
-def _store(path: str | Path, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
+def zarr_target(path: str | Path, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
     """What xarray and zarr open (a path, or a zarr FsspecStore for az:// s3:// URLs) and the URL to show."""
     from catalog.storage import fsspec_options, is_remote, redact
 
@@ -150,8 +156,9 @@ def _store(path: str | Path, storage_options: Mapping[str, Any] | None) -> tuple
     return store, redact(url)
 
 
-def _exists(path: str | Path, storage_options: Mapping[str, Any] | None, what: str = "zarr.json") -> bool:
-    """Whether ``path`` holds ``what`` (a Zarr group's metadata by default; "" = anything at all)."""
+def exists(path: str | Path, storage_options: Mapping[str, Any] | None, what: str = "zarr.json") -> bool:
+    """Whether ``path`` (a folder or an ``az://`` / ``s3://`` URL) holds ``what`` (a Zarr group's metadata by
+    default; "" = anything at all); transient storage errors are retried."""
     from catalog.storage import filesystem, is_remote, retry
 
     target = str(path).rstrip("/") + (f"/{what}" if what else "")
@@ -176,8 +183,8 @@ def open_cube(path: str | Path, *, storage_options: Mapping[str, Any] | None = N
     :mod:`catalog.storage`)."""
     from catalog.storage import redact
 
-    target, shown = _store(path, storage_options)
-    if not _exists(path, storage_options):
+    target, shown = zarr_target(path, storage_options)
+    if not exists(path, storage_options):
         raise SinkError(f"no Zarr store at {shown}; check the path (run the recipe first?)")
     try:
         ds = xr.open_zarr(target, consolidated=False)
@@ -191,9 +198,9 @@ def open_cube(path: str | Path, *, storage_options: Mapping[str, Any] | None = N
     return ds
 
 
-def compressor_for(kind: str = "zstd", level: int = 3):
-    """The zarr v3 codec for ``kind``: "zstd" (plain Zstandard) or "blosc-zstd" (Blosc, byte-shuffled zstd: at
-    level 1 about 2.5x faster than plain zstd level 3 and 8 % smaller on float32 NDVI cubes; benchmarks/README.md)."""
+def compressor_for(kind: str = COMPRESSION, level: int = COMPRESSION_LEVEL):
+    """The zarr v3 codec for ``kind``: "zstd" (plain Zstandard) or "blosc-zstd" (Blosc, byte-shuffled zstd), at
+    ``level``; the defaults are :data:`COMPRESSION` and :data:`COMPRESSION_LEVEL`."""
     from zarr.codecs import BloscCodec, ZstdCodec
 
     if kind == "zstd":
@@ -201,13 +208,6 @@ def compressor_for(kind: str = "zstd", level: int = 3):
     if kind == "blosc-zstd":
         return BloscCodec(cname="zstd", clevel=min(level, 9), shuffle="shuffle")
     raise SinkError(f"unknown compression {kind!r}; use 'zstd' or 'blosc-zstd'")
-
-
-def valid_range(da: xr.DataArray) -> tuple[float, float]:
-    """(min, max) of the finite values of ``da`` (computes it)."""
-    v = np.asarray(da.values)
-    v = v[np.isfinite(v)]
-    return (float(v.min()), float(v.max())) if v.size else (float("nan"), float("nan"))
 
 
 # ----- tile-wise, resumable run stores ------------------------------------------------------------------------------
@@ -222,8 +222,8 @@ def create_store(
     tile_shape: tuple[int, int],
     provenance: Mapping[str, Any],
     fingerprint: str,
-    compression: str = "zstd",
-    level: int = 3,
+    compression: str = COMPRESSION,
+    level: int = COMPRESSION_LEVEL,
     time_chunk: int | None = None,
     storage_options: Mapping[str, Any] | None = None,
 ) -> Path | str:
@@ -243,8 +243,8 @@ def create_store(
 
     from catalog.storage import is_remote, redact
 
-    target, shown = _store(path, storage_options)
-    if _exists(path, storage_options, ""):
+    target, shown = zarr_target(path, storage_options)
+    if exists(path, storage_options, ""):
         raise SinkError(f"{shown} already exists; remove it, choose another output path, or resume the run")
     ty, tx = tile_shape
     ds = _grid_mapping(template)
@@ -319,8 +319,8 @@ def store_state(
 
     from catalog.storage import is_remote, redact
 
-    target, shown = _store(path, storage_options)
-    if not _exists(path, storage_options, ""):
+    target, shown = zarr_target(path, storage_options)
+    if not exists(path, storage_options, ""):
         return None
     if not is_remote(str(path)) and Path(path).is_dir() and not any(Path(path).iterdir()):
         return None
@@ -359,7 +359,7 @@ def completed_tiles(
 
     from catalog.storage import retry
 
-    target, _ = _store(path, storage_options)
+    target, _ = zarr_target(path, storage_options)
 
     def read() -> np.ndarray:
         return np.asarray(zarr.open_array(target, path=TILE_VAR, mode="r")[...])
@@ -381,7 +381,7 @@ def mark_tile_done(
     from catalog.storage import retry
     from pipeline.verify import record_tile_checksums
 
-    target, shown = _store(path, storage_options)
+    target, shown = zarr_target(path, storage_options)
     try:
         record_tile_checksums(path, tile, storage_options)
     except SinkError as exc:
@@ -407,7 +407,7 @@ def unmark_tile(
     from catalog.storage import retry
     from pipeline.verify import CHECKSUM_PREFIX, _Keys
 
-    target, _ = _store(path, storage_options)
+    target, _ = zarr_target(path, storage_options)
 
     def unmark() -> None:
         zarr.open_array(target, path=TILE_VAR, mode="r+")[tile] = 0
@@ -441,7 +441,7 @@ def remove_store(
             Path(path).rmdir()
         return
     url = str(path).rstrip("/")
-    if not _exists(url, storage_options, ""):
+    if not exists(url, storage_options, ""):
         return
     check_removable(url, storage_options, protect=protect)
     try:
@@ -450,17 +450,6 @@ def remove_store(
         fs.invalidate_cache(url)
     except Exception as exc:  # the SDKs raise many types
         raise _fail(exc, url, "remove the old store") from exc
-
-
-def tile_region(
-    path: str | Path, tile: tuple[int, int], storage_options: Mapping[str, Any] | None = None
-) -> dict[str, slice]:
-    """The (y, x) region of tile (i, j) in the store, checked against the arrays' chunking."""
-    import zarr
-
-    target, _ = _store(path, storage_options)
-    group = zarr.open_group(target, mode="r", zarr_format=3)
-    return _region(group, tile)
 
 
 def _region(group, tile: tuple[int, int]) -> dict[str, slice]:
@@ -487,7 +476,7 @@ def write_tile(
     """
     import zarr
 
-    target, shown = _store(path, storage_options)
+    target, shown = zarr_target(path, storage_options)
     try:
         group = zarr.open_group(target, mode="r", zarr_format=3)
         region = _region(group, tile)

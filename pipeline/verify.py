@@ -167,10 +167,10 @@ def _open_group(path: str | Path, storage_options: Mapping[str, Any] | None):
     import zarr
 
     from catalog.storage import redact
-    from pipeline.sink import TILE_VAR, _exists, _store
+    from pipeline.sink import TILE_VAR, exists, zarr_target
 
-    target, shown = _store(path, storage_options)
-    if not _exists(path, storage_options):
+    target, shown = zarr_target(path, storage_options)
+    if not exists(path, storage_options):
         raise SinkError(f"no Zarr store at {shown}; check the path")
     try:
         group = zarr.open_group(target, mode="r", zarr_format=3)
@@ -372,8 +372,8 @@ def check_before_read(
     """Raise SinkError naming any damaged chunk of ``variables`` in the run store at ``path`` before they are
     read (a flipped bit often decodes silently into wrong values). Stores without tile markers (written by
     :func:`pipeline.sink.write_zarr`) have no checksums and pass."""
-    from pipeline.sink import TILE_VAR, _exists
+    from pipeline.sink import TILE_VAR, exists
 
-    if not _exists(f"{str(path).rstrip('/')}/{TILE_VAR}", storage_options):
+    if not exists(f"{str(path).rstrip('/')}/{TILE_VAR}", storage_options):
         return
     verify_store(path, storage_options, variables).raise_for_problems()

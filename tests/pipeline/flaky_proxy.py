@@ -23,6 +23,7 @@ class FlakyProxy:
         self.sent = 0
         self.failed = 0
         self.connections = 0
+        self.refused: list[str] = []  # the request line ("GET /path HTTP/1.1") of every request answered 503
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self._closed = threading.Event()
@@ -73,7 +74,10 @@ class FlakyProxy:
                 action = self.always or (self.plan.pop(0) if self.plan else None)
             if action:
                 self.failed += 1
-                self._refuse(conn, action)
+                line = self._refuse(conn, action)
+                if line:
+                    with self._lock:
+                        self.refused.append(line)
                 continue
             try:
                 up = socket.create_connection(("127.0.0.1", self.target), timeout=10)
@@ -86,7 +90,9 @@ class FlakyProxy:
             threading.Thread(target=self._pump, args=(up, conn, True), daemon=True).start()
 
     @staticmethod
-    def _refuse(conn: socket.socket, action: str) -> None:
+    def _refuse(conn: socket.socket, action: str) -> str | None:
+        """Fail ``conn`` by ``action``; the request line it answered with 503 (None for a reset)."""
+        line = None
         if action == "503":
             conn.settimeout(5)
             data = b""
@@ -96,12 +102,14 @@ class FlakyProxy:
                     if not chunk:
                         break
                     data += chunk
+                line = data.split(b"\r\n", 1)[0].decode("latin-1")
                 conn.sendall(RESPONSE_503)
             except OSError:
                 pass
         else:  # "reset": close with SO_LINGER 0 -> TCP RST
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         conn.close()
+        return line
 
     def _pump(self, src: socket.socket, dst: socket.socket, to_client: bool) -> None:
         try:

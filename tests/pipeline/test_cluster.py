@@ -1,7 +1,9 @@
-"""Dask clusters: LocalCluster or an existing scheduler; GDAL settings and credentials reach every worker."""
+"""Dask clusters: LocalCluster or an existing scheduler; nothing is installed on the workers (settings and
+credentials travel inside the graph)."""
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 
@@ -15,37 +17,72 @@ def _env(keys):
     return {k: os.environ.get(k) for k in keys}
 
 
-def test_local_cluster_forwards_gdal_settings_and_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test-key")
-    monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "7")
-    keys = [
-        "AWS_ACCESS_KEY_ID",
-        "GDAL_HTTP_TIMEOUT",
-        "GDAL_DISABLE_READDIR_ON_OPEN",
-        "CPL_VSIL_CURL_USE_HEAD",
-    ]
-    with start_cluster(2, 1, "1GiB", gdal_env={"CPL_VSIL_CURL_USE_HEAD": "NO"}) as client:
+def test_local_cluster_starts_closes_and_installs_nothing_on_its_workers() -> None:
+    with start_cluster(2, 1, "1GiB") as client:
         assert client.dashboard_link.startswith("http")
-        seen = client.run(_env, keys)
+        seen = client.run(_env, ["GDAL_DISABLE_READDIR_ON_OPEN", "VSI_CACHE", "GDAL_CACHEMAX"])
         assert len(seen) == 2
-        for env in seen.values():
-            assert env == {
-                "AWS_ACCESS_KEY_ID": "test-key",
-                "GDAL_HTTP_TIMEOUT": "7",
-                "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-                "CPL_VSIL_CURL_USE_HEAD": "NO",
-            }
+        for name, env in seen.items():  # (the settings travel inside the graph, with each read)
+            assert env == {k: os.environ.get(k) for k in env}, name
     assert client.status == "closed"
 
 
-def test_existing_scheduler_gets_the_env_and_is_left_running() -> None:
-    from distributed import LocalCluster
+CANARY = "canary-secret-0123456789"
 
+
+def test_a_run_on_an_existing_scheduler_leaves_no_credential_on_its_workers(
+    reference_run, run_recipe_doc, tmp_path, monkeypatch
+) -> None:
+    """A shared cluster: credentials of the client's environment and cluster.gdal_env reach the reads through the
+    graph only, so the workers' os.environ holds none of them after the run; the store equals the reference."""
+    from distributed import LocalCluster
+    from test_run import assert_identical
+
+    from pipeline.run import run_recipe
+
+    keys = ["AWS_SECRET_ACCESS_KEY", "AZURE_STORAGE_ACCESS_KEY", "GDAL_HTTP_TIMEOUT", "AWS_ACCESS_KEY_ID"]
     with LocalCluster(n_workers=1, processes=True, dashboard_address=":0") as cluster:
-        with start_cluster(scheduler=cluster.scheduler_address, gdal_env={"GDAL_CACHEMAX": "64"}) as client:
-            (env,) = client.run(_env, ["GDAL_CACHEMAX"]).values()
-            assert env == {"GDAL_CACHEMAX": "64"}
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "client-key")  # the client's, set after the workers started
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CANARY)
+        out = tmp_path / "cube.zarr"
+        doc = run_recipe_doc(out, scheduler=cluster.scheduler_address)
+        doc["cluster"]["gdal_env"] = {"GDAL_HTTP_TIMEOUT": "7", "AZURE_STORAGE_ACCESS_KEY": CANARY}
+        res = run_recipe(doc, progress=False)
+        assert res.tiles_done == 9
+        assert_identical(reference_run.store, out)
+        with start_cluster(scheduler=cluster.scheduler_address) as client:
+            (env,) = client.run(_env, keys).values()
+        assert env == dict.fromkeys(keys)
         assert cluster.status.name == "running" and len(cluster.workers) == 1
+
+
+def test_remote_read_settings_and_environment_credentials_reach_the_read_tasks(
+    run_recipe_doc, tmp_path, monkeypatch
+) -> None:
+    """Items on object storage: the read tasks carry the GDAL settings of catalog.defaults, the credentials of the
+    client's environment (as a session rasterio opens them with) and cluster.gdal_env."""
+    import pystac
+
+    from catalog.defaults import FAST_COG_READS
+    from catalog.storage import Secret
+    from pipeline.recipe import load_recipe
+    from pipeline.run import read_env
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "client-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CANARY)
+    doc = run_recipe_doc(tmp_path / "c.zarr")
+    doc["cluster"]["gdal_env"] = {"GDAL_HTTP_TIMEOUT": "7"}
+    item = pystac.Item("a", None, None, datetime.datetime(2023, 6, 1), {})
+    item.add_asset("red", pystac.Asset("s3://bucket/a/red.tif"))
+    env = read_env(load_recipe(doc), [item])
+    for k, v in FAST_COG_READS.items():
+        assert env[k] == (v if k != "GDAL_HTTP_TIMEOUT" else "7"), k
+    creds = env["session"].credentials
+    assert creds["AWS_ACCESS_KEY_ID"] == "client-key" and creds["AWS_SECRET_ACCESS_KEY"] == CANARY
+    assert isinstance(creds["AWS_SECRET_ACCESS_KEY"], Secret) and CANARY not in repr(env)
+    local = pystac.Item("b", None, None, item.datetime, {})
+    local.add_asset("red", pystac.Asset(str(tmp_path / "red.tif")))
+    assert read_env(load_recipe(doc), [local]) == {"GDAL_HTTP_TIMEOUT": "7"}  # local: the reader's defaults
 
 
 def test_unreachable_scheduler_is_a_cluster_error() -> None:

@@ -376,6 +376,48 @@ def test_transient_failures_are_retried_a_bounded_number_of_times(
         assert time.monotonic() - t0 < 60 and 4 <= proxy.connections <= 100  # retried, but bounded
 
 
+def test_a_permanently_failing_object_gets_at_most_the_retry_policy_s_requests(
+    run_recipe_doc, az_catalog, azurite, moto_s3, monkeypatch, tmp_path
+) -> None:
+    """Every asset request answered 503 once the run's store exists: GDAL, the reader and the runner retry, each
+    within its limit of catalog.defaults.RETRY_POLICY, and the run fails clearly after at most
+    RETRY_POLICY.max_requests (24) requests on any one object; both tile attempts went through all the retries."""
+    from catalog.defaults import RETRY_POLICY
+    from pipeline.run import run_recipe
+
+    out = tmp_path / "cube.zarr"
+    with FlakyProxy(azurite.port) as proxy:
+        doc = run_recipe_doc(out, n_workers=1, max_tiles_in_flight=1)
+        doc["catalog"] = {"source": az_catalog, "kind": "static"}
+        doc["storage"] = _storage(monkeypatch, azurite, moto_s3, az_port=proxy.port)
+        doc["storage"][az_catalog] = {
+            "connection_string": azurite.options["connection_string"]
+        }  # STAC: direct
+        doc["cluster"]["gdal_env"] = {  # GDAL's own retries as the policy says, only faster; no caches
+            "GDAL_HTTP_RETRY_DELAY": "0.01",
+            "GDAL_CACHEMAX": "0",
+            "CPL_VSIL_CURL_CACHE_SIZE": "0",
+            "VSI_CACHE": "FALSE",
+        }
+
+        def fail_once_the_store_exists() -> None:
+            while not (out / "zarr.json").exists() and not proxy.stopped:
+                time.sleep(0.005)
+            proxy.always = "503"
+
+        threading.Thread(target=fail_once_the_store_exists, daemon=True).start()
+        with pytest.raises(OrbitcubeError, match=r"az://mission/catalog/.*\.tif"):
+            run_recipe(doc, progress=False)
+    per_object: dict[str, int] = {}
+    for line in proxy.refused:
+        path = line.split(" ")[1].split("?")[0]
+        per_object[path] = per_object.get(path, 0) + 1
+    assert RETRY_POLICY.max_requests == 24
+    assert per_object and max(per_object.values()) <= RETRY_POLICY.max_requests, per_object
+    assert sum(per_object.values()) >= RETRY_POLICY.max_requests, per_object  # every layer retried in full
+    assert completed_tiles(out) == set()
+
+
 def test_server_stopped_mid_read_fails_clearly_and_the_rerun_resumes(
     reference_run, run_recipe_doc, az_catalog, azurite, moto_s3, monkeypatch, tmp_path
 ) -> None:

@@ -157,7 +157,7 @@ def test_sigkill_then_resume_gives_the_identical_store(reference_run, run_recipe
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(run_recipe_doc(out, max_tiles_in_flight=1)))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.run", str(recipe), "--quiet"],
+        [sys.executable, "-m", "pipeline.cli", "-q", "run", str(recipe)],
         start_new_session=True,  # its own process group: the kill takes the local cluster's workers too
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

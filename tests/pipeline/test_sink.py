@@ -106,3 +106,21 @@ def test_store_lock_refuses_a_second_holder(tmp_path: Path) -> None:
                 pass
     with store_lock(tmp_path / "c.zarr"):  # released on exit
         pass
+
+
+def test_write_zarr_create_store_and_the_recipe_compress_alike(cube: xr.Dataset, tmp_path: Path) -> None:
+    """One default compression: a store written by write_zarr, one created by create_store and a recipe's output
+    all use Blosc-zstd level 1 with byte shuffle."""
+    from pipeline.recipe import OutputSpec
+
+    write_zarr(cube, tmp_path / "a.zarr")
+    _run_store(cube, tmp_path / "b.zarr")
+    codecs = [
+        json.loads((tmp_path / name / "ndvi" / "zarr.json").read_text())["codecs"][-1]
+        for name in ("a.zarr", "b.zarr")
+    ]
+    assert codecs[0] == codecs[1]
+    assert codecs[0]["name"] == "blosc" and codecs[0]["configuration"]["cname"] == "zstd"
+    assert codecs[0]["configuration"]["clevel"] == 1 and codecs[0]["configuration"]["shuffle"] == "shuffle"
+    spec = OutputSpec(path="x.zarr")
+    assert (spec.compression, spec.level) == ("blosc-zstd", 1)
