@@ -333,7 +333,10 @@ def test_recipe_validate_checks_mask_names_against_the_one_vocabulary(tmp_path, 
     doc["load"]["mask"] = ["fill", "cloud", "shadow", "adjacent", "dilated_cloud"]  # QA_PIXEL, Fmask names
     path.write_text(yaml.safe_dump(doc))
     assert main(["-q", "recipe", "validate", str(path)]) == 0
-    doc["load"]["mask"] = ["cloud", "cloud_shadow"]  # the name Landsat's bitfields declare: an alias of shadow
+    doc["load"]["mask"] = [
+        "cloud",
+        "cloud_shadow",
+    ]  # the name Landsat's bitfields declare: an alias of shadow
     path.write_text(yaml.safe_dump(doc))
     assert main(["-q", "recipe", "validate", str(path)]) == 0
     doc["load"]["mask"] = ["cloud", "cloud_shade"]
