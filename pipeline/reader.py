@@ -341,7 +341,7 @@ def read_asset(
     same = _same_crs(src_wkt, dst_wkt)
     if resampling not in ("nearest", "bilinear"):  # an overview does most of the averaging, in any CRS
         level = overview_for(src_wkt, tuple(src.transform)[:6], tuple(src.overviews(band)), dst_wkt,
-                             tuple(gbox.transform)[:6], tuple(gbox.shape.yx))  # fmt: skip
+                             tuple(gbox.transform)[:6], (src.height, src.width))  # fmt: skip
         if level is not None:
             src, _ = _open(asset.href, level)
     out = np.full(gbox.shape.yx, _fill_value(nodata, dtype), dtype=dtype)

@@ -197,25 +197,31 @@ def overview_for(
     overviews: tuple[int, ...],
     dst_wkt: str,
     dst_transform: tuple[float, ...],
-    dst_shape: tuple[int, int],
+    src_shape: tuple[int, int],
 ) -> int | None:
-    """Index of the COG overview to read for an output grid (any CRS), as GDAL's warper picks it: the ratio of
-    an output pixel's real footprint in the source CRS to a source pixel (the finest ratio over a 5 x 5 sample
-    of output pixels, so no part of the tile is read coarser than it needs), then the coarsest overview whose
-    decimation factor does not exceed it. None: read full resolution (the output is not 2x coarser, or the file
-    has no overviews). ``overviews`` are the file's decimation factors (rasterio's ``src.overviews(1)``)."""
+    """Index of the COG overview to read for an output grid (any CRS), per scene as GDAL's warper picks it for
+    a whole warp: the ratio of an output pixel's real footprint in the source CRS to a source pixel (the finest
+    ratio over a 5 x 5 sample of points across the source raster of ``src_shape`` (rows, cols), so no part of
+    the scene is read coarser than it needs, and every tile of a grid reads the same level), then the coarsest
+    overview whose decimation factor does not exceed it. None: read full resolution (the output is not 2x
+    coarser, or the file has no overviews). ``overviews`` are the file's decimation factors (rasterio's
+    ``src.overviews(1)``)."""
     if not overviews:
         return None
-    d, inv = Affine(*dst_transform[:6]), ~Affine(*src_transform[:6])
-    ny, nx = dst_shape
-    rows, cols = np.meshgrid(np.linspace(0.5, ny - 0.5, 5), np.linspace(0.5, nx - 0.5, 5), indexing="ij")
-    # each sampled pixel's centre and its neighbours half a pixel right and down, in source pixels
-    pts = [(cols, rows), (cols + 0.5, rows), (cols, rows + 0.5)]
-    xs = np.concatenate([d.c + c * d.a + r * d.b for c, r in pts])
-    ys = np.concatenate([d.f + c * d.d + r * d.e for c, r in pts])
+    d, fwd = Affine(*dst_transform[:6]), Affine(*src_transform[:6])
+    inv = ~fwd
+    h, w = src_shape
+    rows, cols = np.meshgrid(np.linspace(0.5, h - 0.5, 5), np.linspace(0.5, w - 0.5, 5), indexing="ij")
+    xs, ys = fwd.c + cols * fwd.a + rows * fwd.b, fwd.f + cols * fwd.d + rows * fwd.e
+    if src_wkt != dst_wkt:  # the sample points in the output CRS
+        xs, ys = _transformer(dst_wkt, src_wkt).transform(xs.ravel(), ys.ravel())
+    xs, ys = np.asarray(xs, "f8").ravel(), np.asarray(ys, "f8").ravel()
+    # each point and its neighbours half an output pixel along output x and y, back in source pixels
+    px = np.concatenate([xs, xs + 0.5 * d.a, xs + 0.5 * d.b])
+    py = np.concatenate([ys, ys + 0.5 * d.d, ys + 0.5 * d.e])
     if src_wkt != dst_wkt:
-        xs, ys = _transformer(src_wkt, dst_wkt).transform(xs, ys)
-    u, v = inv.a * xs + inv.b * ys + inv.c, inv.d * xs + inv.e * ys + inv.f
+        px, py = _transformer(src_wkt, dst_wkt).transform(px, py)
+    u, v = inv.a * px + inv.b * py + inv.c, inv.d * px + inv.e * py + inv.f
     u, v = u.reshape(3, -1), v.reshape(3, -1)
     step_x = 2 * np.hypot(u[1] - u[0], v[1] - v[0])  # source pixels per output pixel, along output x ...
     step_y = 2 * np.hypot(u[2] - u[0], v[2] - v[0])  # ... and along output y

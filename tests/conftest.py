@@ -226,6 +226,27 @@ class GatewayServer:
             close_gateway(gw)
 
 
+def _wait_for_gateway_api(port: int, proc, timeout: float = 60.0) -> None:
+    """Until the gateway's proxy routes its API (it listens before it has fetched its routing table, and answers
+    404 meanwhile): GET /api/health is 200."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"dask-gateway-server exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the Dask Gateway on 127.0.0.1:{port} did not serve /api/health within {timeout} s")
+
+
 @pytest.fixture(scope="session")
 def dask_gateway(tmp_path_factory: pytest.TempPathFactory):
     """A real Dask Gateway (dask-gateway-server, local process backend: each cluster is a `dask scheduler` and
@@ -244,6 +265,7 @@ def dask_gateway(tmp_path_factory: pytest.TempPathFactory):
         proc = subprocess.Popen([str(server), "-f", "config.py"], cwd=where, env=env, stdout=log, stderr=log)
     try:
         _wait_for(http, proc, "dask-gateway-server")
+        _wait_for_gateway_api(http, proc)
         yield GatewayServer(f"gateway://127.0.0.1:{http}", http, secret)
     finally:
         proc.terminate()  # stops the clusters it started, then exits

@@ -61,16 +61,14 @@ def _reference(path: Path, gbox: GeoBox, overview_level: int | None) -> np.ndarr
 def test_overview_is_picked_from_the_output_pixel_footprint_in_the_source_crs(cog: Path) -> None:
     with rasterio.open(cog) as src:
         args = (src.crs.to_wkt(), tuple(src.transform)[:6], tuple(src.overviews(1)))
+        shape = (src.height, src.width)
     grid = _geographic_grid(0.002)  # ~157 m x 222 m at 45 N: 15.7 source pixels across -> the 8x overview
-    assert overview_for(*args, grid.crs.to_wkt(), tuple(grid.transform)[:6], grid.shape.yx) == 2
+    assert overview_for(*args, grid.crs.to_wkt(), tuple(grid.transform)[:6], shape) == 2
     fine = _geographic_grid(0.0002)  # ~16 m: no overview
-    assert overview_for(*args, fine.crs.to_wkt(), tuple(fine.transform)[:6], fine.shape.yx) is None
+    assert overview_for(*args, fine.crs.to_wkt(), tuple(fine.transform)[:6], shape) is None
     same = GeoBox.from_bbox((700_000, 4_990_000, 710_000, 5_000_000), "EPSG:32632", resolution=40)
-    assert overview_for(args[0], *args[1:], args[0], tuple(same.transform)[:6], same.shape.yx) == 1  # 4x
-    assert (
-        overview_for(args[0], args[1], (), grid.crs.to_wkt(), tuple(grid.transform)[:6], grid.shape.yx)
-        is None
-    )
+    assert overview_for(args[0], *args[1:], args[0], tuple(same.transform)[:6], shape) == 1  # 4x
+    assert overview_for(args[0], args[1], (), grid.crs.to_wkt(), tuple(grid.transform)[:6], shape) is None
 
 
 def test_coarse_cross_crs_read_uses_the_overview_and_stays_close_to_full_resolution(cog: Path) -> None:

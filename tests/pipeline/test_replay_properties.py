@@ -214,6 +214,12 @@ def _check_tiling(tmp_path_factory, s, ty, tx) -> None:
     one = load_cube([r.item], ["red"], chunks={"y": 4096, "x": 4096}, **kw)["red"].values[0]
     tiled = load_cube([r.item], ["red"], chunks={"y": ty, "x": tx}, **kw)["red"].values[0]
     diff = ~_same(one, tiled) & ~_on_edge(r, gbox)
+    if s["resampling"] != "nearest":
+        # interpolation weights come from source coordinates approximated per tile (orbitcube's lattice and GDAL's
+        # transformer, both within 0.125 source px; GDAL's average weights per window): tiles may differ from one
+        # whole load, but by at most one DN of the source encoding (its quantization step)
+        one_dn = abs(float(s["rb"].get("scale", 1.0)))
+        diff &= ~(np.abs(one - tiled) <= one_dn)
     assert not diff.any(), (
         f"{diff.sum()} of {diff.size} pixels differ with tiles of {ty}x{tx} (max |diff| "
         f"{np.nanmax(np.abs(one - tiled)):.3g}): {_describe(s)}"
@@ -231,7 +237,7 @@ def test_nearest_does_not_depend_on_tiling(tmp_path_factory, s, ty, tx):
 @PROFILE
 @given(s=scenes(), ty=st.integers(5, 40), tx=st.integers(5, 40))
 def test_interpolation_does_not_depend_on_tiling(tmp_path_factory, s, ty, tx):
-    """Interpolation with tiles of (ty, tx) pixels and with one tile: identical up to float32 decoding. Bilinear
+    """Interpolation with tiles of (ty, tx) pixels and with one tile: equal within one source DN. Bilinear
     where it is a point interpolation (outputs finer than 1.5 source pixels: orbitcube's pixel maps), average
     where the output is coarser (the loader's default there). Known exception, not tested here: bilinear forced
     onto an output at least 1.5x coarser goes through GDAL's warper, whose antialiasing kernel follows each
