@@ -95,7 +95,10 @@ def _gateway_client(url: str, n_workers: int, options: Mapping[str, Any], timeou
                     f"of {n_workers} workers within {timeout:g} s; lower cluster.n_workers or ask its administrator"
                 ) from exc
             log.info(
-                "cluster %s on Dask Gateway %s; dashboard: %s", cluster.name, address, client.dashboard_link
+                "cluster %s on Dask Gateway %s; dashboard: %s",
+                cluster.name,
+                redact(address),
+                client.dashboard_link,
             )
             yield client
         finally:

@@ -208,7 +208,24 @@ def overview_for(
     ``src.overviews(1)``)."""
     if not overviews:
         return None
-    d, fwd = Affine(*dst_transform[:6]), Affine(*src_transform[:6])
+    a, b, _, d_, e, _ = dst_transform[:6]  # the output pixel's size and shape; its origin does not matter
+    return _overview_for(
+        src_wkt, tuple(src_transform[:6]), tuple(overviews), dst_wkt, (a, b, d_, e), src_shape
+    )
+
+
+@lru_cache(maxsize=64)
+def _overview_for(
+    src_wkt: str,
+    src_transform: tuple[float, ...],
+    overviews: tuple[int, ...],
+    dst_wkt: str,
+    dst_pixel: tuple[float, float, float, float],
+    src_shape: tuple[int, int],
+) -> int | None:
+    """:func:`overview_for`, cached per scene grid and output pixel size (every tile, date and band of a scene
+    grid asks the same question)."""
+    d, fwd = Affine(dst_pixel[0], dst_pixel[1], 0.0, dst_pixel[2], dst_pixel[3], 0.0), Affine(*src_transform)
     inv = ~fwd
     h, w = src_shape
     rows, cols = np.meshgrid(np.linspace(0.5, h - 0.5, 5), np.linspace(0.5, w - 0.5, 5), indexing="ij")
