@@ -46,8 +46,8 @@ test: $(VENV)/.stamp-test $(AZURITE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.stamp-test
-	$(BIN)/ruff check catalog pipeline tests benchmarks
-	$(BIN)/ruff format --check catalog pipeline tests benchmarks
+	$(BIN)/ruff check orbitcube catalog pipeline tests benchmarks
+	$(BIN)/ruff format --check orbitcube catalog pipeline tests benchmarks
 
 bench: $(VENV)/.stamp-test
 	$(BIN)/python -m benchmarks.run --size $${BENCH_SIZE:-quick}

@@ -99,7 +99,7 @@ def run_one(variant: str, items_json: Path, out: Path) -> float:
     import dask.array as da
     import odc.stac  # noqa: F401  (imports and Dask's first-compute set-up are not timed)
 
-    import pipeline.load  # noqa: F401
+    import orbitcube.pipeline.load  # noqa: F401
 
     da.zeros(4, chunks=2).sum().compute()
     if variant == "odc":
@@ -108,11 +108,11 @@ def run_one(variant: str, items_json: Path, out: Path) -> float:
         secs = time.perf_counter() - t0
         arr = np.where(arr == 0, np.nan, arr.astype("f4"))
     else:
-        import pipeline.reader
-        from pipeline.load import load_cube
+        import orbitcube.pipeline.reader
+        from orbitcube.pipeline.load import load_cube
 
         if variant == "orbitcube-full":
-            pipeline.reader.overview_for = lambda *a, **k: None
+            orbitcube.pipeline.reader.overview_for = lambda *a, **k: None
         t0 = time.perf_counter()
         arr = load_cube(items, ["red"], geobox=gbox, mask=None, resampling="average")["red"].values
         secs = time.perf_counter() - t0

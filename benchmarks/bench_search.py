@@ -6,7 +6,7 @@
    rate in items (scenes) and files per second, reading every file's header.
 2. Takes that catalog's index as a template and grows it, vectorised (no pystac objects), to ``--items`` rows:
    footprints of ~1 degree scattered over Europe, datetimes over five years, cloud cover 0-100 %.
-3. Opens the catalog (reads ``items.parquet``) and times ``catalog.search`` with bbox + datetime + cloud-cover
+3. Opens the catalog (reads ``items.parquet``) and times ``orbitcube.catalog.search`` with bbox + datetime + cloud-cover
    filters (a different 1-degree box and month each repeat, results materialised as pystac Items), reporting
    the first search after open and the median of the repeats (target: under 200 ms).
 
@@ -33,8 +33,8 @@ HERE = Path(__file__).resolve().parent
 
 
 def ingest_rate(work: Path) -> dict:
-    from catalog.ingest import ingest
-    from catalog.simulator import MissionConfig, simulate_mission
+    from orbitcube.catalog.items import ingest
+    from orbitcube.catalog.simulator import MissionConfig, simulate_mission
 
     cfg = MissionConfig(seed=3, tile_size=128, start=dt.date(2023, 5, 1), end=dt.date(2023, 8, 31))
     m = simulate_mission(cfg, work / "mission")
@@ -49,11 +49,11 @@ def ingest_rate(work: Path) -> dict:
 def grow_index(template: Path, n: int, out: Path, seed: int = 0) -> None:
     """Write ``out/items.parquet`` with ``n`` rows derived from the template index (and its catalog.json):
     the template's rows repeated (assets, links, properties), with new ids, footprints, datetimes and cloud
-    cover; in catalog.store's row order (:func:`catalog.index.sort_order`) and layout (:func:`write_index`)."""
+    cover; in orbitcube.catalog.store's row order (:func:`orbitcube.catalog.index.sort_order`) and layout (:func:`write_index`)."""
     import shapely
 
-    from catalog.index import sort_order, write_index
-    from catalog.store import INDEX_NAME
+    from orbitcube.catalog.index import sort_order, write_index
+    from orbitcube.catalog.store import INDEX_NAME
 
     t = pq.read_table(template / INDEX_NAME)
     rng = np.random.default_rng(seed)
@@ -115,8 +115,8 @@ def _queries(shape: tuple[str, float, str], k: int, rng: np.random.Generator) ->
 def time_search(root: Path, repeats: int, seed: int = 1) -> dict:
     """Open the catalog, then time ``repeats`` searches of each query shape on it (after one untimed warm-up
     search, which reads the bbox/datetime/cloud columns), and a few searches by path (each opens the index)."""
-    from catalog.search import search
-    from catalog.store import open_catalog
+    from orbitcube.catalog.query import search
+    from orbitcube.catalog.store import open_catalog
 
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from catalog.simulator import MissionConfig, simulate_mission
-from catalog.simulator.scenes import write_cog
+from orbitcube.catalog.simulator import MissionConfig, simulate_mission
+from orbitcube.catalog.simulator.scenes import write_cog
 
 OUT = Path(__file__).resolve().parent / "_out"
 

@@ -42,7 +42,7 @@ GROWTH = {f"aoi{f * f}x": {"tile_size": 256 * f, "start": dt.date(2023, 6, 1), "
 
 def ensure_data(size: str, root: Path) -> Path:
     """Simulate the benchmark mission once per size; later runs reuse it."""
-    from catalog.simulator import MissionConfig, simulate_mission
+    from orbitcube.catalog.simulator import MissionConfig, simulate_mission
 
     data = root / size
     if not (data / "mission" / "catalog" / "catalog.json").exists():

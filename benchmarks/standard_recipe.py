@@ -9,7 +9,7 @@ import xarray as xr
 
 
 def run_standard(items, geobox, out: Path) -> None:
-    from pipeline import composite, load_cube, spectral_index, start_cluster, write_zarr
+    from orbitcube.pipeline import composite, load_cube, spectral_index, start_cluster, write_zarr
 
     with start_cluster(n_workers=2, threads_per_worker=1, dashboard_address=None):
         cube = load_cube(

@@ -6,7 +6,7 @@ products are comparable pixel for pixel), written to Zarr v3. Prints one JSON li
 wall and CPU seconds and the input pixel count. Peak memory of the process tree is measured by the parent.
 
 Variants:
-    orbitcube  the standard recipe through ``pipeline.run.run_recipe``
+    orbitcube  the standard recipe through ``orbitcube.pipeline.run.run_recipe``
     odc        ``odc.stac.load`` + xarray + ``to_zarr``, as their documentation shows
     stackstac  ``stackstac.stack`` + xarray + ``to_zarr``
     decode     read every input pixel once with rasterio (the decode floor)
@@ -32,7 +32,7 @@ CHUNK = 512
 def _setup(data_dir: Path):
     import pystac
 
-    from catalog.simulator import MissionConfig
+    from orbitcube.catalog.simulator import MissionConfig
 
     meta = json.loads((data_dir / "mission" / "truth" / "mission.json").read_text())
     cat = pystac.Catalog.from_file(str(data_dir / "mission" / "catalog" / "catalog.json"))

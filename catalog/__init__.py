@@ -10,34 +10,34 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from catalog._version import __version__
-from catalog.errors import CatalogError, OrbitcubeError, SimulatorError, ValidationError
-from catalog.search import search  # eager: the function must win over the submodule of the same name
+from orbitcube.catalog._version import __version__
+from orbitcube.catalog.errors import CatalogError, OrbitcubeError, SimulatorError, ValidationError
+from orbitcube.catalog.query import search  # eager: the function must win over the submodule of the same name
 
 _LAZY: dict[str, str] = {
     # simulator: scenes with planted ground truth
-    "MissionConfig": "catalog.simulator",
-    "Mission": "catalog.simulator",
-    "Truth": "catalog.simulator",
-    "simulate_mission": "catalog.simulator",
+    "MissionConfig": "orbitcube.catalog.simulator",
+    "Mission": "orbitcube.catalog.simulator",
+    "Truth": "orbitcube.catalog.simulator",
+    "simulate_mission": "orbitcube.catalog.simulator",
     # ingest, store, remote, validate
-    "CollectionConfig": "catalog.patterns",
-    "ingest": "catalog.ingest",
-    "items_from_files": "catalog.ingest",
-    "Catalog": "catalog.store",
-    "open_catalog": "catalog.store",
-    "write_catalog": "catalog.store",
-    "catalog_info": "catalog.store",
-    "open_remote": "catalog.remote",
-    "publish_catalog": "catalog.publish",
-    "validate_items": "catalog.validate",
-    "validate_catalog": "catalog.validate",
+    "CollectionConfig": "orbitcube.catalog.patterns",
+    "ingest": "orbitcube.catalog.items",
+    "items_from_files": "orbitcube.catalog.items",
+    "Catalog": "orbitcube.catalog.store",
+    "open_catalog": "orbitcube.catalog.store",
+    "write_catalog": "orbitcube.catalog.store",
+    "catalog_info": "orbitcube.catalog.store",
+    "open_remote": "orbitcube.catalog.remote",
+    "publish_catalog": "orbitcube.catalog.publish",
+    "validate_items": "orbitcube.catalog.validate",
+    "validate_catalog": "orbitcube.catalog.validate",
     # product knowledge where STAC is silent (scale/offset of S2 L2A, Landsat C2 L2)
-    "Encoding": "catalog.products",
-    "band_encoding": "catalog.products",
+    "Encoding": "orbitcube.catalog.products",
+    "band_encoding": "orbitcube.catalog.products",
     # what a catalog may make orbitcube read
-    "AccessPolicy": "catalog.policy",
-    "check_href": "catalog.policy",
+    "AccessPolicy": "orbitcube.catalog.policy",
+    "check_href": "orbitcube.catalog.policy",
 }
 
 __all__ = [
@@ -54,7 +54,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'catalog' has no attribute {name!r}")
+    raise AttributeError(f"module 'orbitcube.catalog' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

@@ -1,8 +1,8 @@
 """Defaults of remote and local reads, in one place: the GDAL settings every read runs under and the retry policy.
 
-The reader (:mod:`pipeline.reader`), the batch runner (:mod:`pipeline.run`) and :func:`catalog.storage.gdal_options`
+The reader (:mod:`orbitcube.pipeline.reader`), the batch runner (:mod:`orbitcube.pipeline.run`) and :func:`orbitcube.catalog.storage.gdal_options`
 take their settings from here, and every retry layer its limit from :data:`RETRY_POLICY`. Nothing is installed in a Dask worker's environment: the read tasks carry these
-settings (and credentials, as :class:`catalog.storage.Secret` strings) inside the graph, so a shared cluster keeps
+settings (and credentials, as :class:`orbitcube.catalog.storage.Secret` strings) inside the graph, so a shared cluster keeps
 no trace of a run.
 """
 
@@ -19,17 +19,17 @@ class RetryPolicy:
     1. GDAL (``GDAL_HTTP_MAX_RETRY`` in :data:`FAST_COG_READS`) retries an HTTP request answered 429/500/502/503/504,
        reset or timed out ``gdal_retries`` times itself (delay ``GDAL_HTTP_RETRY_DELAY``, doubling): up to
        ``gdal_retries + 1`` requests per open or range read.
-    2. The reader (:func:`pipeline.reader._read`) reopens a remote asset whose read still fails with a transient
-       error (:func:`catalog.storage.is_transient`: connection refused/reset, timeout, HTTP 429/5xx)
+    2. The reader (:func:`orbitcube.pipeline.reader._read`) reopens a remote asset whose read still fails with a transient
+       error (:func:`orbitcube.catalog.storage.is_transient`: connection refused/reset, timeout, HTTP 429/5xx)
        ``read_attempts`` times in all; other errors are not retried.
-    3. The batch runner (:func:`pipeline.run.run_recipe`) re-runs a tile whose failure is transient
+    3. The batch runner (:func:`orbitcube.pipeline.run.run_recipe`) re-runs a tile whose failure is transient
        ``tile_attempts`` times in all (that is, at most once more); a tile that failed for any other reason is
        never re-run.
 
     So a permanently failing object gets at most (3 + 1) x 3 x 2 = **24 requests** (:attr:`max_requests`) from
     each tile that reads it before the run fails (times ``cluster.max_tiles_in_flight`` when several tiles in
     flight read it; a recipe's ``cluster.gdal_env`` may set another ``GDAL_HTTP_MAX_RETRY``). fsspec writes and
-    STAC/marker files go through :func:`catalog.storage.retry` (4 attempts) instead.
+    STAC/marker files go through :func:`orbitcube.catalog.storage.retry` (4 attempts) instead.
     """
 
     gdal_retries: int = 3

@@ -2,7 +2,7 @@
 
 Every error a user can cause is an :class:`OrbitcubeError` subclass whose message names the bad file, item, key
 or value and says how to fix it. The CLI prints these without a traceback and exits non-zero.
-``pipeline.errors`` adds the pipeline-side subclasses; both are re-exported from the package ``__init__``.
+``orbitcube.pipeline.errors`` adds the pipeline-side subclasses; both are re-exported from the package ``__init__``.
 """
 
 from __future__ import annotations

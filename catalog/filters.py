@@ -7,7 +7,7 @@ and ``DATE(...)``. Properties are item properties (``eo:cloud_cover``, ``platfor
 is accepted) or ``id``, ``collection``, ``datetime``. A property that some items lack is null for them, so
 comparisons with it are false (as in SQL); a property that no item of a local catalog has is an error (a typo,
 most likely; see :func:`check_properties`). Spatial and temporal operators are not supported: use ``bbox``/``intersects`` and
-``datetime`` of :func:`catalog.search.search`.
+``datetime`` of :func:`orbitcube.catalog.query.search`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from catalog.errors import CatalogError
+from orbitcube.catalog.errors import CatalogError
 
 _CMP = {
     "=": "equal",

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from catalog.errors import CatalogError
+from orbitcube.catalog.errors import CatalogError
 
 #: rows per parquet row group of a written index (decoding one group of S2-like items takes ~5-10 ms)
 ROW_GROUP_ROWS = 512
@@ -104,7 +104,7 @@ class ItemIndex:
     """Rows of a stac-geoparquet index, either an in-memory table or an ``items.parquet`` file read lazily.
 
     ``column(name)`` / ``columns(names)`` return whole columns (cached), ``take(rows)`` decodes complete rows.
-    Nothing here knows about the catalog folder; :class:`catalog.store.Catalog` builds on it.
+    Nothing here knows about the catalog folder; :class:`orbitcube.catalog.store.Catalog` builds on it.
     """
 
     def __init__(self, table: pa.Table | None = None, path: str | Path | None = None) -> None:
@@ -114,7 +114,7 @@ class ItemIndex:
         self._path = None if path is None else Path(path)
         self._file: pq.ParquetFile | None = None
         self._cols: dict[str, pa.Array] = {}
-        self._cache: dict[str, object] = {}  # derived numpy arrays of catalog.search
+        self._cache: dict[str, object] = {}  # derived numpy arrays of orbitcube.catalog.query
 
     def _pf(self) -> pq.ParquetFile:
         if self._file is None:

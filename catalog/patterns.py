@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from catalog.errors import CatalogError
-from catalog.products import LANDSAT_C2_SR, S2_L2A_BOA_OFFSET, S2_L2A_SCALE
+from orbitcube.catalog.errors import CatalogError
+from orbitcube.catalog.products import LANDSAT_C2_SR, S2_L2A_BOA_OFFSET, S2_L2A_SCALE
 
 OLI = {
     "B1": ("coastal", 0.44), "B2": ("blue", 0.48), "B3": ("green", 0.56), "B4": ("red", 0.655),

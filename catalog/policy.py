@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from catalog.errors import CatalogError
+from orbitcube.catalog.errors import CatalogError
 
 #: URL schemes whose "host" is a bucket or container name, not a network address
 OBJECT_STORE_SCHEMES = frozenset({"s3", "az", "azure", "abfs", "abfss", "gs", "gcs"})
@@ -263,7 +263,7 @@ def check_href(href: str, policy: AccessPolicy | None, *, what: str = "href") ->
     why = violation(href, policy)
     if why is None:
         return
-    from catalog.storage import redact
+    from orbitcube.catalog.storage import redact
 
     hint = suggestion(href)
     raise CatalogError(

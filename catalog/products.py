@@ -4,7 +4,7 @@ Real catalogs are often silent about radiometry: the Planetary Computer serves S
 ``raster:bands`` (so the BOA offset of processing baseline >= 04.00 is never stated), USGS serves Landsat
 Collection 2 Level-2 with no ``raster:bands`` at all. This table fills in *only where the item says nothing*
 (``raster:bands`` scale/offset on the asset win), and it is the single source of these numbers: the ingest
-patterns (:mod:`catalog.patterns`) and the loader (:mod:`pipeline.load`) both read it.
+patterns (:mod:`orbitcube.catalog.patterns`) and the loader (:mod:`orbitcube.pipeline.load`) both read it.
 
 Products are recognised by collection id (Planetary Computer, Earth Search, USGS, the orbitcube simulator),
 else by platform and properties. Bands are recognised by asset key or eo common name.

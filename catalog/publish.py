@@ -1,13 +1,13 @@
 """Publish a catalog on disk to object storage (``az://``, ``s3://``, any fsspec URL) as a static STAC catalog.
 
-A catalog written by :mod:`catalog.store` is self-contained (relative hrefs), so a byte copy of its folder is a
+A catalog written by :mod:`orbitcube.catalog.store` is self-contained (relative hrefs), so a byte copy of its folder is a
 valid static catalog at the new place: item JSON, collections, the columnar index and, when the scenes live
 inside the folder (as the simulator writes them), the COGs. The pipeline reads it back with a recipe
 ``catalog: {source: az://.../catalog.json, kind: static}`` and the same storage options.
 
 Readers never see a half-published catalog: every other file is uploaded (and retried on transient errors)
 before the root ``catalog.json``, which is uploaded last; a failed publish leaves the previous root (if any) in
-place. Credentials come from ``storage_options`` or the environment (:mod:`catalog.storage`) and are never written
+place. Credentials come from ``storage_options`` or the environment (:mod:`orbitcube.catalog.storage`) and are never written
 into the STAC files.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from catalog.errors import CatalogError
+from orbitcube.catalog.errors import CatalogError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def publish_catalog(
     ``"s2/S2A_.../B04.tif"``; JSON and the index are always copied); ``progress(done, total)`` is called after
     each file. Returns the URL of the published ``catalog.json``. Raises CatalogError (URL redacted) when the
     folder is no catalog or the store refuses a write."""
-    from catalog.storage import filesystem, is_remote, redact, retry, scheme
+    from orbitcube.catalog.storage import filesystem, is_remote, redact, retry, scheme
 
     src = Path(source)
     root = src.parent if src.is_file() else src

@@ -1,6 +1,6 @@
 """Remote catalogs: static STAC catalogs over HTTP(S) and STAC APIs, searched with the same call as local ones.
 
-:func:`catalog.search.search` sends ``http(s)://`` sources here. A STAC API (a landing page that conforms to
+:func:`orbitcube.catalog.query.search` sends ``http(s)://`` sources here. A STAC API (a landing page that conforms to
 STAC API - Item Search) is searched through pystac-client: the area, interval, collections, ids, cloud cover and
 CQL2 filter go to the server (the filter only when the server conforms to the Filter extension), pages are
 followed, and the result is filtered once more locally so that every source has the same semantics. A static
@@ -9,7 +9,7 @@ catalog is walked with pystac and filtered in memory.
 URLs in messages and logs are stripped of query strings and user info (SAS tokens, signatures, passwords).
 
 Links (children, items, search pages) are followed, and asset hrefs of the items returned accepted, only inside
-the catalog's origin or the user's allow list (:mod:`catalog.policy`): checked before any request is sent.
+the catalog's origin or the user's allow list (:mod:`orbitcube.catalog.policy`): checked before any request is sent.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pystac
 
-from catalog.errors import CatalogError
-from catalog.policy import AccessPolicy, check_items, guarded_stac_io, refusals, request_guard
+from orbitcube.catalog.errors import CatalogError
+from orbitcube.catalog.policy import AccessPolicy, check_items, guarded_stac_io, refusals, request_guard
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,9 @@ def open_remote(
     """Open the STAC document at ``url``: a ``pystac_client.Client`` for a STAC API (Item Search), else a
     ``pystac.Catalog`` (or Collection) for a static catalog. ``az://`` / ``s3://`` (any fsspec URL) are static
     catalogs read through fsspec with ``storage_options`` (default: credentials from the environment; see
-    :mod:`catalog.storage`). CatalogError when it cannot be read. Links are followed only where ``policy``
+    :mod:`orbitcube.catalog.storage`). CatalogError when it cannot be read. Links are followed only where ``policy``
     (default: the URL's own origin) allows."""
-    from catalog.storage import is_remote, redact, stac_io
+    from orbitcube.catalog.storage import is_remote, redact, stac_io
 
     if not is_remote(url):
         raise CatalogError(f"{url!r} is not a URL; give a local path to open a catalog on disk")
@@ -130,13 +130,13 @@ def _api_filter(q: Any) -> dict | None:
 def search_remote(
     url: str, q: Any, *, headers: dict[str, str] | None = None, allow: Any = ()
 ) -> pystac.ItemCollection:
-    """Run the normalised query ``q`` (:class:`catalog.search.Query`) against a remote static catalog or STAC
+    """Run the normalised query ``q`` (:class:`orbitcube.catalog.query.Query`) against a remote static catalog or STAC
     API; asset hrefs come back absolute. The same local filter runs on what the server returns. Links and the
     asset hrefs of the items found must be under the URL's origin or an ``allow`` entry (CatalogError)."""
     from pystac_client import Client
     from shapely.geometry import mapping
 
-    from catalog.search import format_interval, search_items
+    from orbitcube.catalog.query import format_interval, search_items
 
     policy = AccessPolicy.for_catalog(url, allow)
     src = open_remote(url, headers=headers, policy=policy)

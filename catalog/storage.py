@@ -19,7 +19,7 @@ returns are :class:`Secret` strings whose ``repr`` is ``'***'`` (they travel ins
 distributed logs when a task fails).
 
 Errors: :func:`storage_error` turns what fsspec, the cloud SDKs or GDAL raise into an
-:class:`~catalog.errors.OrbitcubeError` naming the URL (without secrets) and the fix; :func:`retry` repeats a call
+:class:`~orbitcube.catalog.errors.OrbitcubeError` naming the URL (without secrets) and the fix; :func:`retry` repeats a call
 a bounded number of times when the error is transient (connection reset or refused, timeouts, HTTP 429/5xx).
 """
 
@@ -37,8 +37,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import rasterio.session
 
-from catalog.defaults import FAST_COG_READS
-from catalog.errors import CatalogError, OrbitcubeError
+from orbitcube.catalog.defaults import FAST_COG_READS
+from orbitcube.catalog.errors import CatalogError, OrbitcubeError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -30,9 +30,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pystac
 
-from catalog.errors import CatalogError
-from catalog.index import ItemIndex, atomic_write_index, index_table, sort_table, write_index
-from catalog.policy import AccessPolicy, check_href, guarded_stac_io, refusals
+from orbitcube.catalog.errors import CatalogError
+from orbitcube.catalog.index import ItemIndex, atomic_write_index, index_table, sort_table, write_index
+from orbitcube.catalog.policy import AccessPolicy, check_href, guarded_stac_io, refusals
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class Catalog(ItemIndex):
     ) -> None:
         super().__init__(table=table, path=path)
         self.root = root
-        #: where links and asset hrefs may point (:mod:`catalog.policy`), checked on every search result; None (the
+        #: where links and asset hrefs may point (:mod:`orbitcube.catalog.policy`), checked on every search result; None (the
         #: catalogs write_catalog and ingest return: the caller's own items) checks nothing
         self.policy = policy
         self.catalog_file = root / "catalog.json"
@@ -200,8 +200,8 @@ class Catalog(ItemIndex):
         return found[0]
 
     def search(self, **kwargs: Any) -> pystac.ItemCollection:
-        """Same filters as :func:`catalog.search.search`, on this catalog's index."""
-        from catalog.search import search
+        """Same filters as :func:`orbitcube.catalog.query.search`, on this catalog's index."""
+        from orbitcube.catalog.query import search
 
         return search(self, **kwargs)
 
@@ -331,7 +331,7 @@ def open_catalog(path: str | Path, *, allow: Sequence[str] = ()) -> Catalog:
     A catalog without an index (written by another tool) is indexed in memory from its JSON files; write the
     index with :func:`reindex` to make later opens fast. Raises CatalogError if there is no readable catalog.
     Links and asset hrefs may point into the catalog's folder and into the ``allow`` entries only
-    (:mod:`catalog.policy`): CatalogError naming the link or item otherwise (asset hrefs: when searched).
+    (:mod:`orbitcube.catalog.policy`): CatalogError naming the link or item otherwise (asset hrefs: when searched).
     """
     root = Path(path)
     if root.name.endswith(".json"):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pystac
 
-from catalog.errors import CatalogError
+from orbitcube.catalog.errors import CatalogError
 
 CORE_VERSION = "1.1.0"
 _CORE = "https://schemas.stacspec.org/v1.1.0/{kind}-spec/json-schema/{kind}.json"
@@ -69,7 +69,7 @@ def _registry():
 @lru_cache(maxsize=16)
 def _extension_schema(name: str) -> dict | None:
     try:
-        text = resources.files("catalog").joinpath("schemas", f"{name}.json").read_text()
+        text = resources.files("orbitcube.catalog").joinpath("schemas", f"{name}.json").read_text()
     except FileNotFoundError:
         return None
     return json.loads(text)
@@ -180,12 +180,12 @@ _FOLLOWED = ("child", "item", "parent", "root", "collection")
 
 def reference_problems(doc: dict, where: str, policy) -> list[Problem]:
     """Links that walking the document would follow, and asset hrefs, that leave what ``policy``
-    (:class:`catalog.policy.AccessPolicy`) allows; ``where`` is the document's own path or URL (relative hrefs
+    (:class:`orbitcube.catalog.policy.AccessPolicy`) allows; ``where`` is the document's own path or URL (relative hrefs
     are resolved against it)."""
     import os
 
-    from catalog.policy import suggestion, violation
-    from catalog.storage import redact
+    from orbitcube.catalog.policy import suggestion, violation
+    from orbitcube.catalog.storage import redact
 
     doc_id = str(doc.get("id", "?"))
     refs = [
@@ -219,9 +219,9 @@ def reference_problems(doc: dict, where: str, policy) -> list[Problem]:
 def validate_catalog(path: str | Path, *, allow: Iterable[str] = ()) -> list[Problem]:
     """Problems of every JSON document of a catalog on disk (a folder or its ``catalog.json``): the root catalog,
     each collection and each item, read as they are stored (no pystac normalisation). Offline. Also reported:
-    links and asset hrefs that leave the catalog's folder and the ``allow`` entries (:mod:`catalog.policy`), and
+    links and asset hrefs that leave the catalog's folder and the ``allow`` entries (:mod:`orbitcube.catalog.policy`), and
     JSON files that are symlinks to outside the folder (not read)."""
-    from catalog.policy import AccessPolicy
+    from orbitcube.catalog.policy import AccessPolicy
 
     root = Path(path)
     root = root.parent if root.is_file() else root
@@ -248,7 +248,7 @@ def validate_catalog(path: str | Path, *, allow: Iterable[str] = ()) -> list[Pro
 
 def violation_of_file(f: Path, policy) -> str | None:
     """Why the file ``f`` found under a catalog folder must not be read (a symlink out of it), or None."""
-    from catalog.policy import violation
+    from orbitcube.catalog.policy import violation
 
     why = violation(str(f), policy)
     return None if why is None else f"a link to a file {why}; not read"

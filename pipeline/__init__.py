@@ -8,8 +8,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from catalog._version import __version__
-from pipeline.errors import (
+from orbitcube.catalog._version import __version__
+from orbitcube.pipeline.errors import (
     AnalyticsError,
     ClusterError,
     ExpressionError,
@@ -22,42 +22,42 @@ from pipeline.errors import (
 
 _LAZY: dict[str, str] = {
     # grid
-    "output_grid": "pipeline.grid",
-    "tile_grid": "pipeline.grid",
+    "output_grid": "orbitcube.pipeline.grid",
+    "tile_grid": "orbitcube.pipeline.grid",
     # masks and load
-    "mask_from_scl": "pipeline.masks",
-    "mask_from_qa_pixel": "pipeline.masks",
-    "mask_from_fmask": "pipeline.masks",
-    "load_cube": "pipeline.load",
+    "mask_from_scl": "orbitcube.pipeline.masks",
+    "mask_from_qa_pixel": "orbitcube.pipeline.masks",
+    "mask_from_fmask": "orbitcube.pipeline.masks",
+    "load_cube": "orbitcube.pipeline.load",
     # analytics
-    "band_math": "pipeline.analytics",
-    "spectral_index": "pipeline.analytics",
-    "composite": "pipeline.analytics",
-    "difference_change": "pipeline.analytics",
-    "dnbr_severity": "pipeline.analytics",
-    "detect_breaks": "pipeline.analytics",
-    "detect_events": "pipeline.analytics",
-    "score_events": "pipeline.analytics",
-    "resample_time": "pipeline.analytics",
-    "gap_fill": "pipeline.analytics",
-    "linear_trend": "pipeline.analytics",
-    "anomaly": "pipeline.analytics",
-    "seasonal_stats": "pipeline.analytics",
-    "best_pixel_composite": "pipeline.analytics",
-    "cloud_fraction": "pipeline.analytics",
-    "zonal_stats": "pipeline.analytics",
+    "band_math": "orbitcube.pipeline.analytics",
+    "spectral_index": "orbitcube.pipeline.analytics",
+    "composite": "orbitcube.pipeline.analytics",
+    "difference_change": "orbitcube.pipeline.analytics",
+    "dnbr_severity": "orbitcube.pipeline.analytics",
+    "detect_breaks": "orbitcube.pipeline.analytics",
+    "detect_events": "orbitcube.pipeline.analytics",
+    "score_events": "orbitcube.pipeline.analytics",
+    "resample_time": "orbitcube.pipeline.analytics",
+    "gap_fill": "orbitcube.pipeline.analytics",
+    "linear_trend": "orbitcube.pipeline.analytics",
+    "anomaly": "orbitcube.pipeline.analytics",
+    "seasonal_stats": "orbitcube.pipeline.analytics",
+    "best_pixel_composite": "orbitcube.pipeline.analytics",
+    "cloud_fraction": "orbitcube.pipeline.analytics",
+    "zonal_stats": "orbitcube.pipeline.analytics",
     # sink, cluster, demo
-    "write_zarr": "pipeline.sink",
-    "open_cube": "pipeline.sink",
-    "start_cluster": "pipeline.cluster",
-    "Recipe": "pipeline.recipe",
-    "load_recipe": "pipeline.recipe",
-    "example_recipe": "pipeline.recipe",
-    "run_recipe": "pipeline.run",
-    "plan_run": "pipeline.run",
-    "export_cog": "pipeline.export",
-    "verify_store": "pipeline.verify",
-    "run_demo": "pipeline.demo",
+    "write_zarr": "orbitcube.pipeline.sink",
+    "open_cube": "orbitcube.pipeline.sink",
+    "start_cluster": "orbitcube.pipeline.cluster",
+    "Recipe": "orbitcube.pipeline.recipe",
+    "load_recipe": "orbitcube.pipeline.recipe",
+    "example_recipe": "orbitcube.pipeline.recipe",
+    "run_recipe": "orbitcube.pipeline.run",
+    "plan_run": "orbitcube.pipeline.run",
+    "export_cog": "orbitcube.pipeline.export",
+    "verify_store": "orbitcube.pipeline.verify",
+    "run_demo": "orbitcube.pipeline.demo",
 }
 
 __all__ = [
@@ -77,7 +77,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
+    raise AttributeError(f"module 'orbitcube.pipeline' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

@@ -4,7 +4,7 @@ Everything here is decided per item, never per collection: Sentinel-2 L2A change
 collection (processing baseline 04.00, 25 January 2022), and the same Landsat scene must be resampled the same
 way whatever other scenes share a tile. The order of precedence for scale/offset is the user's
 ``scale_offset`` (source ``"user"``), the asset's ``raster:bands`` (``"item"``), the product table of
-:mod:`catalog.products` (``"product-table"``), else values as stored (``"none"``, with a warning).
+:mod:`orbitcube.catalog.products` (``"product-table"``), else values as stored (``"none"``, with a warning).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import pystac
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 
-from catalog.classes import BUILTIN_LAYERS, normalise_name
-from catalog.products import is_class_product, item_encoding
-from pipeline.errors import LoadError
+from orbitcube.catalog.classes import BUILTIN_LAYERS, normalise_name
+from orbitcube.catalog.products import is_class_product, item_encoding
+from orbitcube.pipeline.errors import LoadError
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def _nodata_value(v) -> float | None:
 
 def resolve_band(item: pystac.Item, name: str) -> BandRef:
     """Find band ``name`` (asset key or eo common name) in ``item`` with its scale/offset/nodata for this item
-    (raster:bands, else the product table of :mod:`catalog.products`); raise LoadError listing what exists."""
+    (raster:bands, else the product table of :mod:`orbitcube.catalog.products`); raise LoadError listing what exists."""
     found = _find(item, name)
     if found is None:
         common = sorted({c for a in item.assets.values() for b in _band_list(a) if (c := _common(b))})
@@ -103,7 +103,9 @@ def resolve_band(item: pystac.Item, name: str) -> BandRef:
     key, index = found
     asset = item.assets[key]
     rb = asset_band(asset, index)
-    builtin = BUILTIN_LAYERS.get(normalise_name(key))  # SCL, QA_PIXEL, Fmask: catalog.classes knows them
+    builtin = BUILTIN_LAYERS.get(
+        normalise_name(key)
+    )  # SCL, QA_PIXEL, Fmask: orbitcube.catalog.classes knows them
     bitfields = (
         key.upper() == "BQA"
         or "classification:bitfields" in asset.extra_fields

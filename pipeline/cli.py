@@ -11,15 +11,15 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from catalog._version import __version__
-from catalog.errors import OrbitcubeError
+from orbitcube.catalog._version import __version__
+from orbitcube.catalog.errors import OrbitcubeError
 
 log = logging.getLogger("orbitcube")
 
 
 # ----- commands --------------------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline.demo import run_demo
+    from orbitcube.pipeline.demo import run_demo
 
     result = run_demo(args.out, tile_size=args.tile_size, workers=args.workers, progress=not args.quiet)
     print(result.summary())
@@ -27,8 +27,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from catalog.simulator import MissionConfig, simulate_mission
-    from pipeline.progress import TqdmProgress
+    from orbitcube.catalog.simulator import MissionConfig, simulate_mission
+    from orbitcube.pipeline.progress import TqdmProgress
 
     cfg = MissionConfig(
         seed=args.seed,
@@ -50,7 +50,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog_ingest(args: argparse.Namespace) -> int:
-    from catalog.ingest import ingest
+    from orbitcube.catalog.items import ingest
 
     result = ingest(
         args.sources, args.catalog, collection=args.collection, config=args.config, overwrite=args.overwrite
@@ -60,7 +60,7 @@ def cmd_catalog_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog_search(args: argparse.Namespace) -> int:
-    from catalog.search import parse_bbox, search
+    from orbitcube.catalog.query import parse_bbox, search
 
     bbox = parse_bbox(args.bbox) if args.bbox else None
     found = search(
@@ -89,7 +89,7 @@ def cmd_catalog_search(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog_validate(args: argparse.Namespace) -> int:
-    from catalog.validate import validate_catalog
+    from orbitcube.catalog.validate import validate_catalog
 
     problems = validate_catalog(args.catalog, allow=args.allow or ())
     errors = [p for p in problems if p.severity == "error"]
@@ -104,8 +104,8 @@ def cmd_catalog_validate(args: argparse.Namespace) -> int:
 def cmd_catalog_publish(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from catalog.publish import publish_catalog
-    from catalog.storage import redact
+    from orbitcube.catalog.publish import publish_catalog
+    from orbitcube.catalog.storage import redact
 
     with tqdm(unit="file", desc="publish", disable=None) as bar:
 
@@ -121,14 +121,14 @@ def cmd_catalog_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_recipe_example(args: argparse.Namespace) -> int:
-    from pipeline.recipe import example_recipe
+    from orbitcube.pipeline.recipe import example_recipe
 
     print(example_recipe(), end="")
     return 0
 
 
 def cmd_recipe_validate(args: argparse.Namespace) -> int:
-    from pipeline.recipe import load_recipe
+    from orbitcube.pipeline.recipe import load_recipe
 
     load_recipe(args.recipe)
     print(f"{args.recipe}: valid")
@@ -136,15 +136,15 @@ def cmd_recipe_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.recipe import load_recipe
-    from pipeline.run import plan_run, run_recipe
+    from orbitcube.pipeline.recipe import load_recipe
+    from orbitcube.pipeline.run import plan_run, run_recipe
 
     if args.scheduler:
-        from pipeline.cluster import check_scheduler_address
+        from orbitcube.pipeline.cluster import check_scheduler_address
 
         check_scheduler_address(args.scheduler)  # before planning or touching the store
     recipe = load_recipe(args.recipe)
-    if args.allow:  # --allow adds to the recipe's catalog.allow (catalog.policy)
+    if args.allow:  # --allow adds to the recipe's catalog.allow (orbitcube.catalog.policy)
         recipe = recipe.model_copy(
             update={
                 "catalog": recipe.catalog.model_copy(update={"allow": [*recipe.catalog.allow, *args.allow]})
@@ -153,7 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(plan_run(recipe).summary())
         return 0
-    from pipeline.limits import LargePlanError
+    from orbitcube.pipeline.limits import LargePlanError
 
     def go(allow_large: bool):
         # recipe_file: a rewrite (--no-resume) must know which file never to delete
@@ -183,13 +183,13 @@ def _ask(question: str) -> bool:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from pipeline.export import export_cog
+    from orbitcube.pipeline.export import export_cog
 
     time = int(args.time) if args.time and args.time.lstrip("-").isdigit() else args.time  # index or ISO date
     from rasterio._err import CPLE_BaseError
     from rasterio.errors import RasterioError
 
-    from pipeline.errors import SinkError
+    from orbitcube.pipeline.errors import SinkError
 
     try:
         out = export_cog(args.store, args.variable, time=time, out=args.to_cog, overwrite=args.overwrite)
@@ -200,7 +200,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from pipeline.verify import verify_store
+    from orbitcube.pipeline.verify import verify_store
 
     report = verify_store(args.store)
     for problem in report.problems:
@@ -377,7 +377,7 @@ LIBRARY_LOGGERS = (
 def _configure_logging(verbose: int, quiet: bool, debug_libs: bool = False) -> None:
     import os
 
-    from catalog.storage import RedactingFilter
+    from orbitcube.catalog.storage import RedactingFilter
 
     level = logging.WARNING if quiet else (logging.INFO if verbose < 2 else logging.DEBUG)
     libs = debug_libs or os.environ.get("ORBITCUBE_LOG_LIBS", "").strip().lower() in (
@@ -392,8 +392,7 @@ def _configure_logging(verbose: int, quiet: bool, debug_libs: bool = False) -> N
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for name in ("catalog", "pipeline"):
-        logging.getLogger(name).setLevel(level)
+    logging.getLogger("orbitcube").setLevel(level)
     for handler in logging.getLogger().handlers:  # whoever logs, no secret reaches the console
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
@@ -419,7 +418,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except OrbitcubeError as exc:
-        from catalog.storage import redact  # whatever raised it: no signed URL or key in the message
+        from orbitcube.catalog.storage import (
+            redact,  # whatever raised it: no signed URL or key in the message
+        )
 
         print(f"orbitcube: error: {redact(exc)}", file=sys.stderr)
         return exc.exit_code

@@ -2,8 +2,8 @@
 way JupyterHub-based platforms hand out clusters); the dashboard link is always logged.
 
 No global client is created behind the user's back: :func:`start_cluster` is a context manager that closes what it
-started. Nothing is installed on the workers: GDAL settings (:mod:`catalog.defaults`) and credentials reach the
-reads inside the graph (:func:`pipeline.run.read_env`, ``load_cube(gdal_env=...)``), so a shared cluster keeps no
+started. Nothing is installed on the workers: GDAL settings (:mod:`orbitcube.catalog.defaults`) and credentials reach the
+reads inside the graph (:func:`orbitcube.pipeline.run.read_env`, ``load_cube(gdal_env=...)``), so a shared cluster keeps no
 credential of a run in its workers' environment afterwards.
 """
 
@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pipeline.errors import ClusterError
+from orbitcube.pipeline.errors import ClusterError
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def _gateway_client(url: str, n_workers: int, options: Mapping[str, Any], timeou
         raise ClusterError(
             f"{url} is a Dask Gateway, and dask-gateway is not installed: pip install 'orbitcube[gateway]'"
         ) from exc
-    from catalog.storage import redact, resolve_options
+    from orbitcube.catalog.storage import redact, resolve_options
 
     opts = resolve_options(options)
     address = gateway_http_address(url)

@@ -1,5 +1,5 @@
 """``orbitcube demo``: simulate a mission, write the example recipe for it and run it with the batch runner
-(:func:`pipeline.run.run_recipe`: the same write path as ``orbitcube run``), then find the planted clearing, burn
+(:func:`orbitcube.pipeline.run.run_recipe`: the same write path as ``orbitcube run``), then find the planted clearing, burn
 and flood in the cube and score them against the simulator's truth. No network. Wiring only: every step is a
 library call a notebook could make."""
 
@@ -78,13 +78,13 @@ or:  from pipeline import open_cube; ds = open_cube("{self.store}")
 
 
 def demo_recipe(cfg, workers: int) -> dict[str, Any]:
-    """The example recipe (:func:`pipeline.recipe.example_recipe`) for the simulated mission ``cfg``: its AOI and
+    """The example recipe (:func:`orbitcube.pipeline.recipe.example_recipe`) for the simulated mission ``cfg``: its AOI and
     dates, the truth CRS at 20 m, the bands and indices that show the planted events. Paths are relative to the
     recipe file's folder (the demo's ``out``): the catalog ``mission/catalog/catalog.json``, the cube
     ``cube.zarr``, the run report ``run-report/``."""
     import yaml
 
-    from pipeline.recipe import example_recipe
+    from orbitcube.pipeline.recipe import example_recipe
 
     doc = yaml.safe_load(example_recipe())
     doc["name"] = "orbitcube-demo"
@@ -110,7 +110,7 @@ def run_demo(
     """Run the whole flow on a simulated Sentinel-2 mission into ``out``; returns where things are and the scores.
 
     Writes ``out/recipe.yaml`` (the example recipe for this mission) and runs it with
-    :func:`pipeline.run.run_recipe` on a LocalCluster of ``workers`` (dashboard link logged): the cube
+    :func:`orbitcube.pipeline.run.run_recipe` on a LocalCluster of ``workers`` (dashboard link logged): the cube
     ``out/cube.zarr`` is on the truth CRS (UTM 32N) at 20 m over the AOI with ``red``, ``ndvi``, ``ndwi``,
     ``nbr`` (time, y, x) per solar day, NaN under clouds, cirrus, shadows and nodata, and ``ndvi_median`` the
     monthly median (month, y, x). The planted events are then found per pixel (:func:`detect_events`) and scored
@@ -119,8 +119,8 @@ def run_demo(
     """
     import yaml
 
-    from catalog.simulator import MissionConfig
-    from pipeline.run import run_recipe
+    from orbitcube.catalog.simulator import MissionConfig
+    from orbitcube.pipeline.run import run_recipe
 
     out = Path(out)
     secs: dict[str, float] = {}
@@ -156,9 +156,9 @@ def run_demo(
 
 def _mission(cfg, mission_dir: Path, progress: bool):
     """The simulated mission of ``cfg`` in ``mission_dir``: reused when it is already there, else simulated."""
-    from catalog.simulator import simulate_mission
-    from catalog.simulator.mission import Mission
-    from catalog.simulator.truth import Truth
+    from orbitcube.catalog.simulator import simulate_mission
+    from orbitcube.catalog.simulator.mission import Mission
+    from orbitcube.catalog.simulator.truth import Truth
 
     if (mission_dir / "catalog" / "catalog.json").exists() and _same_mission(mission_dir, cfg):
         log.info("reusing the simulated mission in %s", mission_dir)
@@ -169,7 +169,7 @@ def _mission(cfg, mission_dir: Path, progress: bool):
         import shutil
 
         shutil.rmtree(mission_dir)
-    from pipeline.progress import TqdmProgress
+    from orbitcube.pipeline.progress import TqdmProgress
 
     return simulate_mission(
         cfg, mission_dir, progress=TqdmProgress("simulating scenes", "scene") if progress else None
@@ -179,10 +179,10 @@ def _mission(cfg, mission_dir: Path, progress: bool):
 def _insight(run, mission, report_dir: Path):
     """Find the planted events in the cube ``run`` wrote, score them against the truth, write the demo report."""
 
-    from pipeline.analytics.events import detect_events
-    from pipeline.analytics.score import score_events
-    from pipeline.report import event_quicklook, quicklook, write_html_report
-    from pipeline.sink import open_cube
+    from orbitcube.pipeline.analytics.events import detect_events
+    from orbitcube.pipeline.analytics.score import score_events
+    from orbitcube.pipeline.report import event_quicklook, quicklook, write_html_report
+    from orbitcube.pipeline.sink import open_cube
 
     store = run.store
     cube = open_cube(store)

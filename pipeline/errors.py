@@ -1,8 +1,8 @@
-"""Pipeline-side subclasses of :class:`catalog.errors.OrbitcubeError`."""
+"""Pipeline-side subclasses of :class:`orbitcube.catalog.errors.OrbitcubeError`."""
 
 from __future__ import annotations
 
-from catalog.errors import OrbitcubeError
+from orbitcube.catalog.errors import OrbitcubeError
 
 
 class GridError(OrbitcubeError):

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
 
-from pipeline.errors import SinkError
+from orbitcube.pipeline.errors import SinkError
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +30,16 @@ def export_cog(
     """Write ``variable`` of the Zarr cube at ``store`` as a COG at ``out`` (default ``<store>-<variable>.tif``).
 
     ``store`` and ``out`` may be ``az://`` / ``s3://`` URLs (credentials in ``storage_options`` or the
-    environment, see :mod:`catalog.storage`); a remote COG is written locally first, then uploaded.
+    environment, see :mod:`orbitcube.catalog.storage`); a remote COG is written locally first, then uploaded.
 
     A (y, x) variable is written as is; a (t, y, x) one needs ``time``: an index along its first dimension
     (``time``, ``month``, ...) or a date/datetime64/ISO string that must match one of its coordinate values.
     The COG (GDAL COG driver) keeps the cube's CRS and transform, float32 with NaN nodata, deflate, 256 px tiles.
     """
-    from catalog.storage import filesystem, is_remote, redact, retry
-    from pipeline.safety import check_cog_target
-    from pipeline.sink import open_cube
-    from pipeline.verify import check_before_read, naming_damaged_chunks
+    from orbitcube.catalog.storage import filesystem, is_remote, redact, retry
+    from orbitcube.pipeline.safety import check_cog_target
+    from orbitcube.pipeline.sink import open_cube
+    from orbitcube.pipeline.verify import check_before_read, naming_damaged_chunks
 
     ds = open_cube(store, storage_options=storage_options)
     if variable not in ds.data_vars:

@@ -4,7 +4,7 @@ The loader decides which items touch the grid and which tiles each item touches 
 footprints. Reprojecting a lon/lat polygon naively breaks in two places: a footprint that crosses the antimeridian
 (as one jumping ring, or split in two) becomes a band round the globe or two far-apart pieces, and a grid that
 contains a pole (polar stereographic) has no lon/lat polygon of its own (its boundary winds round the pole).
-Here both sides meet in lon/lat, normalised by :func:`catalog.antimeridian.normalize_lonlat`: the grid's
+Here both sides meet in lon/lat, normalised by :func:`orbitcube.catalog.antimeridian.normalize_lonlat`: the grid's
 boundary is traced in lon/lat (closed through the pole it contains), the footprint is cut to it, and only that
 part -- near the grid, where the projection is well behaved -- is projected into the grid's CRS.
 """
@@ -20,7 +20,7 @@ from pyproj import Transformer
 from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
-from catalog.antimeridian import normalize_lonlat
+from orbitcube.catalog.antimeridian import normalize_lonlat
 
 #: points traced along each side of a grid's boundary
 _SIDE_POINTS = 128

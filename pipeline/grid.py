@@ -14,8 +14,8 @@ from odc.geo.geobox import GeoBox, GeoboxTiles
 from odc.geo.geom import Geometry, box
 from shapely.geometry import mapping
 
-from catalog.antimeridian import normalize_lonlat
-from pipeline.errors import GridError
+from orbitcube.catalog.antimeridian import normalize_lonlat
+from orbitcube.pipeline.errors import GridError
 
 log = logging.getLogger(__name__)
 

@@ -2,14 +2,14 @@
 
 A typo in a recipe must never hang a run or exhaust a machine: a resolution of ``0.0001`` instead of ``10``
 asks for 10^13 pixels, ``freq: 1s`` instead of ``1MS`` for millions of time bins. Hard limits (:data:`MAX_GRID_PIXELS`,
-:data:`MAX_TILES`; time periods: :data:`pipeline.analytics.periods.MAX_PERIODS`) raise an error naming the value and the fix; big but legal plans (more
+:data:`MAX_TILES`; time periods: :data:`orbitcube.pipeline.analytics.periods.MAX_PERIODS`) raise an error naming the value and the fix; big but legal plans (more
 than :data:`CONFIRM_BYTES` to write or :data:`CONFIRM_TILES` tiles) run only when the user confirms them
 (``orbitcube run --yes``, ``run_recipe(..., allow_large=True)`` or ``output.allow_large: true`` in the recipe).
 """
 
 from __future__ import annotations
 
-from pipeline.errors import GridError, RecipeError
+from orbitcube.pipeline.errors import GridError, RecipeError
 
 #: most pixels of one (y, x) output grid (about 69 gigapixels, e.g. 830 x 830 km at 10 m)
 MAX_GRID_PIXELS = 2**36

@@ -1,8 +1,8 @@
 """Items -> a lazy, masked, mosaicked, analysis-ready cube on a common grid.
 
-Client side (here): resolve bands per collection, strip items to small :class:`pipeline.reader.SceneSpec`
+Client side (here): resolve bands per collection, strip items to small :class:`orbitcube.pipeline.reader.SceneSpec`
 records, decide the time axis (solar days or scenes), split the grid into tiles aligned with the chunks and find
-the scenes that intersect each tile. Worker side (:func:`pipeline.reader.read_tile`): one task per tile reads,
+the scenes that intersect each tile. Worker side (:func:`orbitcube.pipeline.reader.read_tile`): one task per tile reads,
 masks, scales and mosaics all bands of all its scenes. Masks are applied per scene *before* the mosaic, so a
 cloudy pixel of one tile never hides a clear pixel of the overlapping tile of the same pass.
 
@@ -23,27 +23,27 @@ import xarray as xr
 from odc.geo.geobox import GeoBox, GeoboxTiles
 from odc.geo.xr import xr_coords
 
-from pipeline import timeaxis
-from pipeline.bands import (
+from orbitcube.pipeline import timeaxis
+from orbitcube.pipeline.bands import (
     BandRef,
     check_encoding,
     resampling_for,
     resolve_band,
     with_user_encoding,
 )
-from pipeline.errors import LoadError
-from pipeline.footprints import footprint_on
-from pipeline.grid import output_grid
-from pipeline.masks import DEFAULT_MASK
-from pipeline.quality import quality_asset_key, quality_decoder
-from pipeline.reader import AssetSpec, ReadSpec, SceneSpec, read_tile
+from orbitcube.pipeline.errors import LoadError
+from orbitcube.pipeline.footprints import footprint_on
+from orbitcube.pipeline.grid import output_grid
+from orbitcube.pipeline.masks import DEFAULT_MASK
+from orbitcube.pipeline.quality import quality_asset_key, quality_decoder
+from orbitcube.pipeline.reader import AssetSpec, ReadSpec, SceneSpec, read_tile
 
 log = logging.getLogger(__name__)
 
 
 def quality_band(item: pystac.Item) -> BandRef | None:
     """The scene's quality layer (SCL, QA_PIXEL, Fmask, or an asset with classification metadata: see
-    :func:`pipeline.quality.quality_asset_key`), or None when it has none."""
+    :func:`orbitcube.pipeline.quality.quality_asset_key`), or None when it has none."""
     key = quality_asset_key(item)
     return resolve_band(item, key) if key is not None else None
 
@@ -51,7 +51,7 @@ def quality_band(item: pystac.Item) -> BandRef | None:
 def solar_day(item: pystac.Item) -> np.datetime64:
     """Local solar date of the acquisition (UTC time + footprint centre longitude / 15 h, antimeridian-safe; the
     UTC date itself when the item gives no time of day), as datetime64[ns] at midnight. See
-    :mod:`pipeline.timeaxis`."""
+    :mod:`orbitcube.pipeline.timeaxis`."""
     return timeaxis.solar_day(item)
 
 
@@ -114,7 +114,7 @@ def _gdal_href(href: str) -> str:
     path = local_path(href)
     if path is not None:
         return path
-    from catalog.storage import to_gdal_path
+    from orbitcube.catalog.storage import to_gdal_path
 
     return to_gdal_path(href)
 
@@ -205,15 +205,15 @@ def load_cube(
     Returns an ``xarray.Dataset`` with one float32 variable per requested band (named as requested: asset key
     like ``B04`` or common name like ``red``), dims ``(time, y, x)`` with ``y`` decreasing, surface reflectance
     after scale/offset, NaN where nodata or masked; coordinate ``spatial_ref`` carries the CRS (CF grid mapping).
-    The grid is ``geobox``, or one built by :func:`pipeline.grid.output_grid` from ``crs``, ``resolution`` (CRS
-    units) and ``aoi``. ``mask`` names quality classes to remove (see :mod:`pipeline.masks`), grown by
+    The grid is ``geobox``, or one built by :func:`orbitcube.pipeline.grid.output_grid` from ``crs``, ``resolution`` (CRS
+    units) and ``aoi``. ``mask`` names quality classes to remove (see :mod:`orbitcube.pipeline.masks`), grown by
     ``dilate_m`` metres. ``groupby="solar_day"`` mosaics the scenes of one pass (first valid observation);
     ``"time"`` keeps every scene. ``resampling``: one method for every reflectance band or ``{band: method}``;
     default bilinear, average when an output pixel spans at least 1.5 native pixels (compared in the source CRS,
     so degrees and metres never mix; COG overviews are read when they suffice), chosen per scene and band; class
     and bit-flag layers (quality bands, land cover) nearest (class layers: mode when coarser), never averaged.
     Scale, offset and nodata are decided per item and band: the asset's ``raster:bands``, else the product table
-    (:mod:`catalog.products`: Sentinel-2 L2A offset by processing baseline, Landsat C2 L2); ``scale_offset``
+    (:mod:`orbitcube.catalog.products`: Sentinel-2 L2A offset by processing baseline, Landsat C2 L2); ``scale_offset``
     (``{band: (scale, offset)}``, by requested name or asset key) overrides both for every item. What was
     applied is recorded in ``attrs["scale_offset"]``: per band, a list of ``{"collection", "scale", "offset",
     "source"}`` groups (``source`` is ``"item"``, ``"product-table"``, ``"user"`` or ``"none"``), with
@@ -232,7 +232,7 @@ def load_cube(
         raise LoadError("no items to load; widen the search (dates, AOI, cloud cover) or check the catalog")
     if not bands:
         raise LoadError("no bands requested; name asset keys (B04) or common names (red, nir)")
-    from pipeline.preflight import require_times_and_footprints
+    from orbitcube.pipeline.preflight import require_times_and_footprints
 
     require_times_and_footprints(items)
     items, skipped = check_items(items, on_error, bands, bool(mask))

@@ -31,7 +31,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import SinkError
+from orbitcube.pipeline.errors import SinkError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def store_lock(
 
     A second holder is refused with SinkError naming the holder and what to do. See the module docstring for
     what each kind of lock guarantees; ``ttl`` (seconds) applies to object-store leases only."""
-    from catalog.storage import is_remote
+    from orbitcube.catalog.storage import is_remote
 
     if is_remote(str(path)):
         with _lease(str(path), storage_options, ttl) as held:
@@ -116,7 +116,7 @@ class _Lease(StoreLock):
     """The lease object of one run; see the module docstring."""
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None, ttl: float) -> None:
-        from catalog.storage import filesystem, redact, scheme
+        from orbitcube.catalog.storage import filesystem, redact, scheme
 
         super().__init__(redact(lock_url(url)))
         if ttl <= 0:
@@ -184,7 +184,7 @@ class _Lease(StoreLock):
 
     # -- life cycle
     def acquire(self) -> None:
-        from catalog.storage import retry
+        from orbitcube.catalog.storage import retry
 
         def create() -> None:
             self._put(create=True)
@@ -233,7 +233,7 @@ class _Lease(StoreLock):
         log.warning("took over the abandoned lease %s (%s; silent for %.0f s)", self.where, holder, age)
 
     def _beat(self) -> None:
-        from catalog.storage import is_transient, redact
+        from orbitcube.catalog.storage import is_transient, redact
 
         while not self._stop.wait(self.ttl / 4):
             try:
@@ -261,7 +261,7 @@ class _Lease(StoreLock):
                 self.fs.rm_file(self.key)
                 self.fs.invalidate_cache(self.key)
         except Exception as exc:  # the lease then simply expires after ttl
-            from catalog.storage import redact
+            from orbitcube.catalog.storage import redact
 
             log.warning("cannot remove the lease %s (%s); it expires by itself", self.where, redact(exc))
 

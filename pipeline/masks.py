@@ -1,8 +1,8 @@
 """Quality masks by name: Sentinel-2 SCL classes, Landsat Collection 2 QA_PIXEL and HLS Fmask bit flags.
 
-The mask-name vocabulary and the products' classes live in :mod:`catalog.classes` (re-exported here:
+The mask-name vocabulary and the products' classes live in :mod:`orbitcube.catalog.classes` (re-exported here:
 :data:`MASK_NAMES`, :data:`DEFAULT_MASK`, :data:`MASK_SYNONYMS`); decoding from STAC metadata in
-:mod:`pipeline.quality`. The functions here decode arrays with the built-in knowledge of one product and return
+:mod:`orbitcube.pipeline.quality`. The functions here decode arrays with the built-in knowledge of one product and return
 True where a pixel must be masked (set to NaN). Names: ``nodata`` (alias ``fill``), ``saturated``, ``dark``,
 ``shadow``, ``cloud`` (SCL: medium and high probability), ``cloud_medium``, ``cloud_high``, ``cirrus``,
 ``dilated_cloud``, ``adjacent`` (Fmask), ``snow``, ``water``, and the SCL classes ``vegetation``,
@@ -17,9 +17,9 @@ import numpy as np
 import xarray as xr
 from scipy.ndimage import binary_dilation
 
-from catalog.classes import BUILTIN_LAYERS, DEFAULT_MASK, MASK_NAMES, MASK_SYNONYMS, builtin_layer
-from pipeline.errors import LoadError
-from pipeline.quality import QualityDecoder, layer_decoder
+from orbitcube.catalog.classes import BUILTIN_LAYERS, DEFAULT_MASK, MASK_NAMES, MASK_SYNONYMS, builtin_layer
+from orbitcube.pipeline.errors import LoadError
+from orbitcube.pipeline.quality import QualityDecoder, layer_decoder
 
 __all__ = [
     "DEFAULT_MASK",

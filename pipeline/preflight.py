@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 def _missing_files(item: pystac.Item, bands: Sequence[str] | None, mask: bool) -> list[str]:
     """Keys of the local assets a load of ``bands`` (and the quality layer when ``mask``) reads from ``item``
     whose files do not exist (all assets when ``bands`` is None): a missing thumbnail drops no scene."""
-    from pipeline.load import local_path, requested_keys
+    from orbitcube.pipeline.load import local_path, requested_keys
 
     out = []
     for key in requested_keys(item, bands, mask):
@@ -96,8 +96,8 @@ def screen_items(
 def require_times_and_footprints(items: Sequence[pystac.Item]) -> None:
     """LoadError naming the first item without a geometry, or with neither a ``datetime`` nor a
     ``start_datetime`` (valid STAC with ``datetime: null`` and an interval loads, labelled from the interval:
-    :mod:`pipeline.timeaxis`); a run skips such items through :func:`screen_items` instead."""
-    from pipeline.errors import LoadError
+    :mod:`orbitcube.pipeline.timeaxis`); a run skips such items through :func:`screen_items` instead."""
+    from orbitcube.pipeline.errors import LoadError
 
     for it in items:
         if it.geometry is None:
@@ -116,7 +116,7 @@ def check_output_path(path: str | Path, what: str = "output.path") -> None:
     its nearest existing parent is a file or not writable. URLs (``az://``, ``s3://``) are left to the store."""
     import os
 
-    from pipeline.errors import SinkError
+    from orbitcube.pipeline.errors import SinkError
 
     text = str(path)
     if "://" in text and not text.startswith("file://"):

@@ -2,17 +2,17 @@
 or bit fields a list of mask names removes.
 
 Client side, per item: :func:`quality_asset_key` picks the quality asset and :func:`quality_decoder` turns the
-requested mask names (vocabulary in :mod:`catalog.classes`) into a :class:`QualityDecoder`, a small frozen,
-hashable, picklable record that travels in the Dask graph inside :class:`pipeline.reader.SceneSpec`. Worker side,
+requested mask names (vocabulary in :mod:`orbitcube.catalog.classes`) into a :class:`QualityDecoder`, a small frozen,
+hashable, picklable record that travels in the Dask graph inside :class:`orbitcube.pipeline.reader.SceneSpec`. Worker side,
 :meth:`QualityDecoder.mask` turns the layer's pixels into a boolean mask.
 
 Where the decoding comes from, in order: the asset's ``classification:bitfields`` (offset, length, classes with
 value and name), ``classification:classes`` (value, name), ``file:values`` (values, summary) -- on the asset or
 in its first ``raster:bands`` entry -- and else orbitcube's built-in knowledge by asset key (``SCL``,
-``QA_PIXEL``, ``Fmask``: :mod:`catalog.classes`). A class matches a mask name when its normalised name (for a
+``QA_PIXEL``, ``Fmask``: :mod:`orbitcube.catalog.classes`). A class matches a mask name when its normalised name (for a
 one-bit field whose class value is 1, also the field's name; for a wider field, also ``<field>_<class>``, e.g.
 ``cloud_confidence_high``) is one of the name's synonyms
-(:data:`catalog.classes.MASK_SYNONYMS`). A requested name the layer cannot decode is a :class:`LoadError`
+(:data:`orbitcube.catalog.classes.MASK_SYNONYMS`). A requested name the layer cannot decode is a :class:`LoadError`
 naming the item, the collection and the classes the layer offers, raised before any pixel is read.
 """
 
@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 import pystac
 
-from catalog.classes import (
+from orbitcube.catalog.classes import (
     MASK_NAMES,
     MASK_SYNONYMS,
     OPTIONAL_MASK_NAMES,
@@ -37,7 +37,7 @@ from catalog.classes import (
     normalise_name,
     unknown_mask_names,
 )
-from pipeline.errors import LoadError
+from orbitcube.pipeline.errors import LoadError
 
 log = logging.getLogger(__name__)
 

@@ -5,12 +5,12 @@ tile (all requested bands, all time steps) from the scenes that intersect it:
 
 1. for each time step, its scenes in mosaic order (earliest first, then by id);
 2. for each scene, its quality layer (SCL / QA_PIXEL / Fmask / any classified layer) is read once onto the tile
-   (nearest), turned into a mask by its :class:`pipeline.quality.QualityDecoder` and optionally dilated (read on
+   (nearest), turned into a mask by its :class:`orbitcube.pipeline.quality.QualityDecoder` and optionally dilated (read on
    a padded tile so dilation is seamless across tile edges);
 3. each band is read onto the tile -- a plain windowed read when the scene's grid already is the tile's grid
    (same CRS and resolution, whole-pixel offset), a nearest-neighbour pixel repeat when it is an integer
    multiple of it (20 m SCL on a 10 m grid), a cached pixel map for nearest/bilinear across CRSs
-   (:mod:`pipeline.resample`), a GDAL warp otherwise (average, or outputs coarser than the source; reading a
+   (:mod:`orbitcube.pipeline.resample`), a GDAL warp otherwise (average, or outputs coarser than the source; reading a
    COG overview first when the output is at least 2x coarser);
 4. each read returns its values *and* where they are valid -- inside the source (the read window, the pixel
    map, the warp's footprint) and not nodata -- so the fill outside a scene is never taken for data, even in
@@ -21,7 +21,7 @@ tile (all requested bands, all time steps) from the scenes that intersect it:
 
 Only small frozen records travel in the graph (:class:`AssetSpec`, :class:`SceneSpec`, :class:`ReadSpec` and
 the tile's GeoBox); each task opens the files it needs itself. Scale, offset, nodata, band index and resampling
-are per scene and band (:class:`AssetSpec`), decided on the client by :mod:`pipeline.bands`.
+are per scene and band (:class:`AssetSpec`), decided on the client by :mod:`orbitcube.pipeline.bands`.
 """
 
 from __future__ import annotations
@@ -46,11 +46,11 @@ from rasterio.errors import RasterioError
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
-from catalog.defaults import LOCAL_READS, RETRY_POLICY
-from pipeline.errors import LoadError
-from pipeline.masks import dilate
-from pipeline.quality import QualityDecoder
-from pipeline.resample import apply_map, overview_for, pixel_map
+from orbitcube.catalog.defaults import LOCAL_READS, RETRY_POLICY
+from orbitcube.pipeline.errors import LoadError
+from orbitcube.pipeline.masks import dilate
+from orbitcube.pipeline.quality import QualityDecoder
+from orbitcube.pipeline.resample import apply_map, overview_for, pixel_map
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ _TOL = 1e-6
 
 
 def gdal_env(options: Mapping[str, Any] | Sequence[tuple[str, Any]] = ()) -> dict[str, Any]:
-    """:data:`catalog.defaults.LOCAL_READS` (the settings every read runs under) updated with ``options``, as
+    """:data:`orbitcube.catalog.defaults.LOCAL_READS` (the settings every read runs under) updated with ``options``, as
     ``rasterio.Env`` takes them: ``GDAL_CACHEMAX`` given the way GDAL reads it from the environment (a string: "512" = 512 MB as GDAL takes numbers below 100,000,
     "512MB", "1GB", "5%" of the physical memory, or a byte count) becomes an int number of bytes, since
     rasterio passes it to GDALSetCacheMax64 and refuses strings."""
@@ -91,7 +91,7 @@ def _cache_bytes(text: str) -> int:
 class AssetSpec:
     """One band of one raster file of one scene: what to open, which band, how to decode and resample it.
 
-    Everything here is decided per item and band on the client (:mod:`pipeline.load`), never per collection.
+    Everything here is decided per item and band on the client (:mod:`orbitcube.pipeline.load`), never per collection.
     """
 
     href: str
@@ -111,7 +111,7 @@ class AssetSpec:
     """The STAC asset key (for error messages)."""
 
     def __repr__(self) -> str:  # the href may be a signed URL: Dask logs task arguments when a task fails
-        from catalog.storage import redact
+        from orbitcube.catalog.storage import redact
 
         rest = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "href")
         return f"AssetSpec(href={redact(self.href)!r}, {rest})"
@@ -262,7 +262,7 @@ def _paste_offset(src_tr, dst_gbox: GeoBox, k: int) -> tuple[int, int] | None:
 def usable_nodata(stac: float | None, file: float | None, dtype: np.dtype) -> float | None:
     """The nodata value to compare pixels of ``dtype`` with: the STAC one if the dtype can hold it, else the
     file's, else None. A value the dtype cannot represent (-9999 on uint16, NaN on integers) can match no pixel,
-    so it is ignored rather than overflowing (the client logs it, see :func:`pipeline.load`)."""
+    so it is ignored rather than overflowing (the client logs it, see :func:`orbitcube.pipeline.load`)."""
     for nd in (stac, file):
         if nd is None:
             continue
@@ -417,7 +417,7 @@ def _quality_mask(q: np.ndarray, decoder: QualityDecoder, spec: ReadSpec, nodata
 
 
 #: attempts per remote asset read when it fails with a transient error (GDAL retries HTTP 429/5xx itself, but gives
-#: up on a refused or repeatedly reset connection): the reader's layer of catalog.defaults.RETRY_POLICY; the delay
+#: up on a refused or repeatedly reset connection): the reader's layer of orbitcube.catalog.defaults.RETRY_POLICY; the delay
 #: between attempts doubles from READ_RETRY_DELAY_S
 READ_ATTEMPTS = RETRY_POLICY.read_attempts
 READ_RETRY_DELAY_S = 0.5
@@ -427,8 +427,8 @@ def _read(
     asset: AssetSpec, gbox: GeoBox, resampling: str | None = None
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """:func:`read_asset`, retried for object-store/HTTP hrefs that fail with a transient error (connection
-    refused or reset, timeout, HTTP 5xx: :func:`catalog.storage.is_transient`), reopening the file each time."""
-    from catalog.storage import is_transient, redact
+    refused or reset, timeout, HTTP 5xx: :func:`orbitcube.catalog.storage.is_transient`), reopening the file each time."""
+    from orbitcube.catalog.storage import is_transient, redact
 
     remote = asset.href.startswith("/vsi") or "://" in asset.href
     for n in range(1, READ_ATTEMPTS):
@@ -489,7 +489,7 @@ def _libgdal():
 
 
 def _fail(scene: SceneSpec, asset: AssetSpec, exc: Exception, spec: ReadSpec) -> None:
-    from catalog.storage import redact
+    from orbitcube.catalog.storage import redact
 
     detail = str(exc)
     cause = exc.__cause__ or exc.__context__
@@ -513,7 +513,7 @@ def read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpec
     ``gbox`` is the tile's grid (any CRS; y decreasing), ``steps`` the scenes of each time step in mosaic order.
     Reflectance bands are ``raw * scale + offset``; quality bands keep their class values (not masked).
     """
-    from catalog.storage import redact
+    from orbitcube.catalog.storage import redact
 
     failure: Exception | None = None
     try:

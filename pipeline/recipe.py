@@ -2,7 +2,7 @@
 the notebooks and the Python API.
 
 A recipe is YAML read with ``yaml.safe_load`` (or a dict) and validated by pydantic; every problem becomes one
-:class:`~pipeline.errors.RecipeError` naming the key path (``search.max_cloud_cover``), the bad value and the
+:class:`~orbitcube.pipeline.errors.RecipeError` naming the key path (``search.max_cloud_cover``), the bad value and the
 allowed values. Unknown keys are errors too, so a typo never silently falls back to a default.
 """
 
@@ -17,9 +17,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.errors import RecipeError
-from pipeline.masks import DEFAULT_MASK, MASK_NAMES
-from pipeline.sink import COMPRESSION, COMPRESSION_LEVEL
+from orbitcube.pipeline.errors import RecipeError
+from orbitcube.pipeline.masks import DEFAULT_MASK, MASK_NAMES
+from orbitcube.pipeline.sink import COMPRESSION, COMPRESSION_LEVEL
 
 COMPOSITE_STATS = ("median", "mean", "min", "max", "std", "count", "percentile")
 
@@ -37,7 +37,7 @@ class CatalogSpec(_Model):
     allow: list[str] = Field(
         default_factory=list,
         description="folders, URL prefixes or URL schemes the catalog may reference besides its own tree (its "
-        "folder, or its URL's origin) and the object stores of `storage`; see catalog.policy",
+        "folder, or its URL's origin) and the object stores of `storage`; see orbitcube.catalog.policy",
     )
 
     @model_validator(mode="after")
@@ -64,8 +64,8 @@ class SearchSpec(_Model):
     @field_validator("datetime")
     @classmethod
     def _interval(cls, v: str | None) -> str | None:
-        from catalog.errors import CatalogError
-        from catalog.search import parse_datetime
+        from orbitcube.catalog.errors import CatalogError
+        from orbitcube.catalog.query import parse_datetime
 
         try:
             parse_datetime(v)  # the same check as catalog search: ISO 8601, start before end
@@ -77,8 +77,8 @@ class SearchSpec(_Model):
     @classmethod
     def _bbox_order(cls, v: Any) -> Any:
         if isinstance(v, tuple):
-            from catalog.errors import CatalogError
-            from catalog.search import parse_bbox
+            from orbitcube.catalog.errors import CatalogError
+            from orbitcube.catalog.query import parse_bbox
 
             try:
                 w, s, e, n = parse_bbox(v)  # the same check as catalog search
@@ -142,8 +142,8 @@ class BandMathStep(_Model):
     @field_validator("expression")
     @classmethod
     def _parses(cls, v: str) -> str:
-        from pipeline.analytics.bandmath import parse_expression
-        from pipeline.errors import ExpressionError
+        from orbitcube.pipeline.analytics.bandmath import parse_expression
+        from orbitcube.pipeline.errors import ExpressionError
 
         try:
             parse_expression(v)  # syntax, whitelist, function arity: refused at validation, not mid-run
@@ -154,7 +154,7 @@ class BandMathStep(_Model):
 
 class CompositeStep(_Model):
     """Reduce ``input`` over time (per calendar period when ``freq`` is given) -> ``<input>_<stat>``, or
-    ``<input>_p<q>`` for a percentile (q=2.5 -> ``_p2_5``); see :func:`pipeline.analytics.composite`.
+    ``<input>_p<q>`` for a percentile (q=2.5 -> ``_p2_5``); see :func:`orbitcube.pipeline.analytics.composite`.
 
     With ``freq`` the result has its own time dimension ``dim`` (default ``month`` for "1MS", else
     ``time_<freq>``)."""
@@ -204,7 +204,7 @@ class OutputSpec(_Model):
     time_chunk: int | None = Field(None, ge=1, description="chunk length along time; default the whole axis")
     allow_large: bool = Field(
         False,
-        description="run plans above the size that otherwise needs `orbitcube run --yes` (pipeline.limits)",
+        description="run plans above the size that otherwise needs `orbitcube run --yes` (orbitcube.pipeline.limits)",
     )
     report_dir: str | None = Field(
         None,
@@ -261,7 +261,7 @@ class Recipe(_Model):
     """A whole batch run: catalog -> search -> grid -> load -> analytics steps -> Zarr, on a Dask cluster.
 
     ``storage`` maps a URL scheme (``az``, ``s3``, ...) or a URL prefix (``s3://my-bucket/``) to the storage
-    options of :mod:`catalog.storage` for the URLs it matches (the longest prefix wins): scenes, static catalogs
+    options of :mod:`orbitcube.catalog.storage` for the URLs it matches (the longest prefix wins): scenes, static catalogs
     and the output store. Write secrets as ``${ENV_VAR}`` references; they are expanded when used and never
     stored in the output's provenance."""
 
@@ -298,7 +298,7 @@ class Recipe(_Model):
     def storage_options(self, url: str | Path) -> dict[str, Any]:
         """The storage options for ``url`` from ``storage`` (longest matching prefix; a bare scheme matches every
         URL of that scheme); {} for local paths or when nothing matches. ``${ENV}`` references are left as they
-        are (:mod:`catalog.storage` expands them when it uses the options)."""
+        are (:mod:`orbitcube.catalog.storage` expands them when it uses the options)."""
         url = str(url)
         if "://" not in url or url.startswith("file://"):
             return {}
@@ -372,7 +372,9 @@ def step_outputs(step: IndexStep | BandMathStep | CompositeStep | TrendStep) -> 
     if isinstance(step, BandMathStep):
         return [step.name]
     if isinstance(step, CompositeStep):
-        from pipeline.analytics.periods import stat_suffix  # the one naming rule (imported when needed)
+        from orbitcube.pipeline.analytics.periods import (
+            stat_suffix,  # the one naming rule (imported when needed)
+        )
 
         return [f"{step.input}_{stat_suffix(step.stat, step.q)}"]
     return [f"{step.input}_{k}" for k in ("slope", "intercept", "pvalue", "nobs")]
@@ -410,7 +412,7 @@ _SECRET_PARTS = {"storage", "gdal_env", "gateway"}
 
 
 def _format(exc: ValidationError, source: str) -> str:
-    from catalog.storage import redact
+    from orbitcube.catalog.storage import redact
 
     lines = []
     for err in exc.errors():
@@ -540,7 +542,7 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
     if out.report_dir and not Path(out.report_dir).is_absolute():
         out = out.model_copy(update={"report_dir": str(base / out.report_dir)})
     if cat.allow:  # relative folders of catalog.allow, like catalog.source, from the recipe's folder
-        from catalog.policy import parse_allow
+        from orbitcube.catalog.policy import parse_allow
 
         cat = cat.model_copy(update={"allow": [str(parse_allow(e, base)) for e in cat.allow]})
     return recipe.model_copy(update={"catalog": cat, "output": out})

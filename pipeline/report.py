@@ -137,11 +137,11 @@ def _quicklook_of(da: xr.DataArray, path: Path, max_px: int = 600) -> Path:
 
 
 def run_report(result, out_dir: Path) -> Path:
-    """The HTML report of a :func:`pipeline.run.run_recipe` run in ``out_dir``: facts, one quicklook per output
+    """The HTML report of a :func:`orbitcube.pipeline.run.run_recipe` run in ``out_dir``: facts, one quicklook per output
     variable (map axes in km of the cube CRS, colour bar with units), per-tile timings, scenes used and skipped,
     and a link to the Dask performance report (``dask-performance.html``) and the log. Returns index.html."""
-    from pipeline.sink import open_cube
-    from pipeline.verify import naming_damaged_chunks
+    from orbitcube.pipeline.sink import open_cube
+    from orbitcube.pipeline.verify import naming_damaged_chunks
 
     out_dir = Path(out_dir)
     plan = result.plan

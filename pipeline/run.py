@@ -3,8 +3,8 @@
 search the catalog -> output grid split into tiles -> the output store created with its full shape -> for each
 tile not yet complete one bounded Dask graph (load -> analytics -> region write), at most
 ``cluster.max_tiles_in_flight`` at a time -> tile recorded as complete -> HTML report. Every step is a library
-function (:mod:`catalog.search`, :mod:`pipeline.grid`, :mod:`pipeline.load`, :mod:`pipeline.analytics`,
-:mod:`pipeline.sink`); this module only plans and schedules.
+function (:mod:`orbitcube.catalog.query`, :mod:`orbitcube.pipeline.grid`, :mod:`orbitcube.pipeline.load`, :mod:`orbitcube.pipeline.analytics`,
+:mod:`orbitcube.pipeline.sink`); this module only plans and schedules.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import xarray as xr
 from odc.geo.geobox import GeoBox, GeoboxTiles
 from odc.geo.geom import Geometry
 
-from catalog.defaults import RETRY_POLICY
-from pipeline.errors import LoadError, RecipeError
-from pipeline.recipe import BandMathStep, CompositeStep, IndexStep, Recipe, TrendStep, load_recipe
+from orbitcube.catalog.defaults import RETRY_POLICY
+from orbitcube.pipeline.errors import LoadError, RecipeError
+from orbitcube.pipeline.recipe import BandMathStep, CompositeStep, IndexStep, Recipe, TrendStep, load_recipe
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class RunPlan:
     @property
     def store(self) -> Path | str:
         """The output store: a local Path, or the ``az://`` / ``s3://`` URL."""
-        from catalog.storage import is_remote
+        from orbitcube.catalog.storage import is_remote
 
         p = self.recipe.output.path
         return p.rstrip("/") if is_remote(p) else Path(p)
@@ -115,7 +115,7 @@ class RunPlan:
         lines.append(f"estimated write: {_human(self.bytes_written)} (uncompressed)")
         for iid, why in self.skipped.items():
             lines.append(f"skipped {iid}: {why}")
-        from pipeline.limits import confirmation_needed
+        from orbitcube.pipeline.limits import confirmation_needed
 
         reason = confirmation_needed(self.bytes_written, len(self.tile_plans))
         if reason:
@@ -132,9 +132,9 @@ def _human(n: float) -> str:
 
 
 def catalog_policy(recipe: Recipe):
-    """What the recipe's catalog may reference (:class:`catalog.policy.AccessPolicy`): its own tree (folder, or
+    """What the recipe's catalog may reference (:class:`orbitcube.catalog.policy.AccessPolicy`): its own tree (folder, or
     the URL's origin), ``catalog.allow`` and the object stores of ``storage``."""
-    from catalog.policy import AccessPolicy
+    from orbitcube.catalog.policy import AccessPolicy
 
     return AccessPolicy.for_catalog(recipe.catalog.source, recipe.catalog.allow, stores=list(recipe.storage))
 
@@ -142,8 +142,8 @@ def catalog_policy(recipe: Recipe):
 def search_items(recipe: Recipe) -> list[pystac.Item]:
     """Items matching ``recipe.search`` in ``recipe.catalog`` (local/static catalog, or a STAC API). Links are
     followed, and the items' asset hrefs accepted, only where :func:`catalog_policy` allows (CatalogError)."""
-    from catalog.policy import check_items, guarded_stac_io, refusals, request_guard
-    from catalog.search import search
+    from orbitcube.catalog.policy import check_items, guarded_stac_io, refusals, request_guard
+    from orbitcube.catalog.query import search
 
     s, cat = recipe.search, recipe.catalog
     policy = catalog_policy(recipe)
@@ -169,8 +169,8 @@ def search_items(recipe: Recipe) -> list[pystac.Item]:
         return sorted(items, key=lambda i: (i.datetime, i.id))
     source: Any = cat.source
     if cat.kind == "static":
-        from catalog.errors import CatalogError
-        from catalog.storage import redact, stac_io
+        from orbitcube.catalog.errors import CatalogError
+        from orbitcube.catalog.storage import redact, stac_io
 
         try:
             io = guarded_stac_io(policy, stac_io(recipe.storage_options(cat.source)))
@@ -221,7 +221,7 @@ def _step_dim(step: CompositeStep) -> str:
 
 def apply_steps(cube: xr.Dataset, recipe: Recipe) -> xr.Dataset:
     """Run the recipe's analytics steps on ``cube`` (lazy); return the output variables named in the recipe."""
-    from pipeline.analytics import band_math, composite, linear_trend, spectral_index
+    from orbitcube.pipeline.analytics import band_math, composite, linear_trend, spectral_index
 
     ds = cube
     for step in recipe.analytics:
@@ -252,7 +252,7 @@ def apply_steps(cube: xr.Dataset, recipe: Recipe) -> xr.Dataset:
 def read_env(recipe: Recipe, items: Sequence[pystac.Item]) -> dict[str, Any]:
     """See :attr:`RunPlan.read_env`. Local scenes only: just ``cluster.gdal_env`` (the reader's defaults suit
     local files)."""
-    from catalog.storage import SECRET_GDAL_KEYS, Secret, gdal_options, is_remote
+    from orbitcube.catalog.storage import SECRET_GDAL_KEYS, Secret, gdal_options, is_remote
 
     env: dict[str, Any] = {}
     seen: list[dict[str, Any]] = []
@@ -275,7 +275,7 @@ def read_env(recipe: Recipe, items: Sequence[pystac.Item]) -> dict[str, Any]:
 def _load(
     recipe: Recipe, items: Sequence[pystac.Item], geobox: GeoBox, gdal_env: dict[str, Any] | None = None
 ) -> xr.Dataset:
-    from pipeline.load import load_cube
+    from orbitcube.pipeline.load import load_cube
 
     ty, tx = recipe.grid.tile_shape
     return load_cube(
@@ -294,10 +294,10 @@ def _load(
 
 def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
     """Search, grid and tile the run of ``recipe`` and estimate its I/O, without reading any pixel."""
-    from pipeline.footprints import footprint_on
-    from pipeline.grid import output_grid, tile_grid
-    from pipeline.limits import check_grid_size
-    from pipeline.preflight import screen_items
+    from orbitcube.pipeline.footprints import footprint_on
+    from orbitcube.pipeline.grid import output_grid, tile_grid
+    from orbitcube.pipeline.limits import check_grid_size
+    from orbitcube.pipeline.preflight import screen_items
 
     recipe = load_recipe(recipe)
     found = search_items(recipe)
@@ -353,7 +353,7 @@ def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
 
 
 def _band_bytes(item: pystac.Item, band: str) -> int:
-    from pipeline.bands import asset_band, resolve_band
+    from orbitcube.pipeline.bands import asset_band, resolve_band
 
     try:
         ref = resolve_band(item, band)
@@ -402,7 +402,7 @@ def report_dir(store: Path | str, recipe: Recipe | None = None) -> Path:
     """Where the report, quicklooks, Dask performance report and log of the run writing ``store`` go (a local
     folder): ``recipe.output.report_dir`` if set, else ``<store>-report`` beside a local store, else
     ``./<store name>-report`` for an ``az://`` / ``s3://`` store."""
-    from catalog.storage import is_remote
+    from orbitcube.catalog.storage import is_remote
 
     if recipe is not None and recipe.output.report_dir:
         return Path(recipe.output.report_dir)
@@ -414,8 +414,8 @@ def report_dir(store: Path | str, recipe: Recipe | None = None) -> Path:
 
 def provenance(plan: RunPlan) -> dict[str, Any]:
     """Provenance recorded in the store: recipe, items, grid, software versions (no timestamps)."""
-    from pipeline.recipe import NOT_IN_FINGERPRINT
-    from pipeline.sink import software_versions
+    from orbitcube.pipeline.recipe import NOT_IN_FINGERPRINT
+    from orbitcube.pipeline.sink import software_versions
 
     g = plan.geobox
     return {
@@ -439,7 +439,7 @@ def tile_graph(plan: RunPlan, tile: Tile, gdal_env: dict[str, Any] | None = None
     """The lazy write of one tile: load its items on the tile grid, reindex onto the run's time axis, analytics,
     region write into the store. ``gdal_env`` (default :attr:`RunPlan.read_env`) goes into the read tasks.
     Returns a dask Delayed."""
-    from pipeline.sink import write_tile
+    from orbitcube.pipeline.sink import write_tile
 
     recipe = plan.recipe
     tp = plan.tile_plans[tile[0] * plan.tiles.shape[1] + tile[1]]
@@ -480,15 +480,15 @@ class _Forward(logging.Handler):
 
 @contextlib.contextmanager
 def _log_to(path: Path) -> Iterator[Path]:
-    """Log INFO and up of ``pipeline`` and ``catalog`` to ``path`` for the duration; the console keeps its level."""
+    """Log INFO and up of orbitcube's loggers to ``path`` for the duration; the console keeps its level."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    from catalog.storage import RedactingFilter
+    from orbitcube.catalog.storage import RedactingFilter
 
     handler = logging.FileHandler(path, mode="a")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter())  # no secret in run.log
     saved = []
-    for name in ("pipeline", "catalog"):
+    for name in ("orbitcube",):
         lg = logging.getLogger(name)
         saved.append((lg, lg.level, lg.propagate))
         forward = _Forward(lg.getEffectiveLevel()) if lg.propagate else None
@@ -526,28 +526,28 @@ def run_recipe(
     ``recipe.cluster`` workers is started and closed. ``dry_run`` only plans (see :func:`plan_run`). With
     ``resume`` an existing store of the same recipe keeps its completed tiles and only the others are computed
     (the finished store is byte-identical to an uninterrupted run); completed tiles are re-verified against their
-    chunk checksums first and damaged ones rewritten (:mod:`pipeline.verify`). ``resume=False`` deletes and
+    chunk checksums first and damaged ones rewritten (:mod:`orbitcube.pipeline.verify`). ``resume=False`` deletes and
     rewrites the store, but only a store orbitcube created, never a folder that is or holds the recipe file, the
-    catalog, the report folder, the working or the home directory (SinkError otherwise; :mod:`pipeline.safety`);
+    catalog, the report folder, the working or the home directory (SinkError otherwise; :mod:`orbitcube.pipeline.safety`);
     ``recipe_file`` names the recipe's file when ``recipe`` is given parsed (a path is recognised). A second
     run on the same store at the same time raises SinkError. Writes ``<store>-report/`` (index.html, quicklooks,
     dask-performance.html, run.log; see :func:`report_dir`).
 
     ``output.path`` may be an ``az://`` or ``s3://`` URL: the store, its tile markers and its lock (a lease object,
-    see :mod:`pipeline.locks`) then live in the object store, reached with the recipe's ``storage`` options;
+    see :mod:`orbitcube.pipeline.locks`) then live in the object store, reached with the recipe's ``storage`` options;
     tiles that fail with a transient storage error (connection reset or refused, HTTP 5xx) are retried up to
-    :data:`TILE_ATTEMPTS` times in all. Plans above the limits of :mod:`pipeline.limits` (bytes, tiles) raise
+    :data:`TILE_ATTEMPTS` times in all. Plans above the limits of :mod:`orbitcube.pipeline.limits` (bytes, tiles) raise
     LargePlanError unless ``allow_large`` or the recipe's ``output.allow_large`` confirms them.
     """
-    from pipeline.safety import check_removable, recipe_path
-    from pipeline.sink import create_store, remove_store, store_lock, store_state
-    from pipeline.verify import recheck_tiles
+    from orbitcube.pipeline.safety import check_removable, recipe_path
+    from orbitcube.pipeline.sink import create_store, remove_store, store_lock, store_state
+    from orbitcube.pipeline.verify import recheck_tiles
 
     t_start = time.perf_counter()
     recipe_file = recipe_file or recipe_path(recipe)
     recipe = load_recipe(recipe)
     if not dry_run:
-        from pipeline.preflight import check_output_path
+        from orbitcube.pipeline.preflight import check_output_path
 
         check_output_path(recipe.output.path)  # before searching: a path that cannot be a store fails at once
         check_output_path(report_dir(recipe.output.path, recipe), "output.report_dir")
@@ -556,14 +556,14 @@ def run_recipe(
     total = len(plan.tile_plans)
     if dry_run:
         return RunResult(store, None, None, 0, 0, total, plan)
-    from pipeline.limits import require_confirmation
+    from orbitcube.pipeline.limits import require_confirmation
 
     require_confirmation(plan.bytes_written, total, recipe.name, allow_large or recipe.output.allow_large)
-    from catalog.storage import redact
+    from orbitcube.catalog.storage import redact
 
     so = plan.storage_options
     rdir = report_dir(store, recipe)
-    # what a rewrite must never delete (pipeline.safety); checked before the lock and report files are created
+    # what a rewrite must never delete (orbitcube.pipeline.safety); checked before the lock and report files are created
     protect = (recipe_file, recipe.catalog.source, rdir)
     if not resume:
         check_removable(store, so, protect=protect, only_if_exists=True)
@@ -595,7 +595,7 @@ def run_recipe(
         result = RunResult(
             store, None, log_file, len(todo), len(done), total, plan, dashboard, seconds, timings
         )
-        from pipeline.report import run_report
+        from orbitcube.pipeline.report import run_report
 
         result.report = run_report(result, rdir)
     return result
@@ -610,7 +610,7 @@ def _fingerprint(plan: RunPlan) -> str:
 
 
 #: attempts per tile when it fails with a transient storage error (connection reset/refused, timeout, HTTP 5xx):
-#: the runner's layer of catalog.defaults.RETRY_POLICY (a tile is re-run at most once; other errors never)
+#: the runner's layer of orbitcube.catalog.defaults.RETRY_POLICY (a tile is re-run at most once; other errors never)
 TILE_ATTEMPTS = RETRY_POLICY.tile_attempts
 
 
@@ -619,9 +619,9 @@ def _execute(
 ) -> tuple[list[dict[str, Any]], str | None]:
     from distributed import performance_report, wait
 
-    from catalog.storage import is_transient, redact
-    from pipeline.cluster import start_cluster
-    from pipeline.sink import mark_tile_done
+    from orbitcube.catalog.storage import is_transient, redact
+    from orbitcube.pipeline.cluster import start_cluster
+    from orbitcube.pipeline.sink import mark_tile_done
 
     c = plan.recipe.cluster
     timings: list[dict[str, Any]] = []
@@ -706,9 +706,9 @@ def _execute(
 def _tile_error(exc: BaseException, plan: RunPlan, tile: Tile) -> Exception:
     """The error a failed tile raises: an OrbitcubeError as it is (secrets redacted from its message), anything
     else (storage SDK errors from the workers' writes) as a SinkError naming the store and the cause."""
-    from catalog.errors import OrbitcubeError
-    from catalog.storage import redact, storage_error
-    from pipeline.errors import SinkError
+    from orbitcube.catalog.errors import OrbitcubeError
+    from orbitcube.catalog.storage import redact, storage_error
+    from orbitcube.pipeline.errors import SinkError
 
     if isinstance(exc, OrbitcubeError):
         # GDAL paths back to the URLs the user wrote (/vsiaz/c/k -> az://c/k), secrets removed

@@ -1,7 +1,7 @@
 """What orbitcube may delete or overwrite: only stores it created, never a folder that holds the user's work.
 
 * A run store is recognised by its root ``zarr.json``: a Zarr group whose attributes carry ``orbitcube:store``
-  (written by :func:`pipeline.sink.create_store`) or, for stores written before that marker existed, the
+  (written by :func:`orbitcube.pipeline.sink.create_store`) or, for stores written before that marker existed, the
   provenance attributes ``orbitcube:fingerprint`` / ``orbitcube:provenance``; and whose top level holds nothing
   but Zarr nodes (``zarr.json`` and folders with a ``zarr.json``) and leftover ``*.partial`` files.
 * Even such a store is never removed when it is, or contains, the recipe file, the catalog, the report folder,
@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import SinkError
+from orbitcube.pipeline.errors import SinkError
 
-#: root attribute written by :func:`pipeline.sink.create_store`: the store was created by orbitcube
+#: root attribute written by :func:`orbitcube.pipeline.sink.create_store`: the store was created by orbitcube
 STORE_MARKER = "orbitcube:store"
 #: attributes that identify stores written by earlier orbitcube versions
 LEGACY_MARKERS = ("orbitcube:fingerprint", "orbitcube:provenance")
@@ -30,7 +30,7 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 def _root_attrs(path: str | Path, storage_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The attributes of the Zarr group at ``path``, or None when there is no readable group metadata."""
-    from catalog.storage import filesystem, is_remote
+    from orbitcube.catalog.storage import filesystem, is_remote
 
     meta = str(path).rstrip("/") + "/zarr.json"
     try:
@@ -49,7 +49,7 @@ def _root_attrs(path: str | Path, storage_options: Mapping[str, Any] | None) -> 
 
 def _foreign_entries(path: str | Path, storage_options: Mapping[str, Any] | None) -> list[str]:
     """Top-level entries of the store at ``path`` that are not Zarr nodes or leftover ``*.partial`` files."""
-    from catalog.storage import filesystem, is_remote
+    from orbitcube.catalog.storage import filesystem, is_remote
 
     if not is_remote(str(path)):
         root = Path(path)
@@ -110,8 +110,8 @@ def check_removable(
     :func:`is_orbitcube_store`) that is not and does not contain any of ``protect``, the working directory or
     the home directory. An empty local folder needs only the second condition. With ``only_if_exists`` a
     missing ``path`` passes."""
-    from catalog.storage import is_remote, redact
-    from pipeline.sink import exists
+    from orbitcube.catalog.storage import is_remote, redact
+    from orbitcube.pipeline.sink import exists
 
     if only_if_exists and not exists(path, storage_options, ""):
         return
@@ -154,7 +154,7 @@ def check_cog_target(
     """Raise SinkError unless a COG may be written at ``target`` for the cube ``source``: the target is not the
     source store, inside it or a folder containing it; an existing target is only replaced with ``overwrite``
     and only when it is a regular GeoTIFF file (never a folder, a Zarr store or any other file)."""
-    from catalog.storage import filesystem, is_remote, redact
+    from orbitcube.catalog.storage import filesystem, is_remote, redact
 
     shown = redact(str(target))
     remote = is_remote(str(target))
@@ -195,7 +195,7 @@ def check_cog_target(
 
 
 def recipe_path(recipe: Any) -> Path | None:
-    """The recipe file when ``recipe`` (as given to :func:`pipeline.run.run_recipe`) names one, else None."""
+    """The recipe file when ``recipe`` (as given to :func:`orbitcube.pipeline.run.run_recipe`) names one, else None."""
     if isinstance(recipe, Path) or (isinstance(recipe, str) and "\n" not in recipe):
         p = Path(recipe)
         return p if p.is_file() else None

@@ -20,8 +20,8 @@ import numpy as np
 import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
 import xarray as xr
 
-from pipeline.errors import SinkError
-from pipeline.safety import STORE_MARKER
+from orbitcube.pipeline.errors import SinkError
+from orbitcube.pipeline.safety import STORE_MARKER
 
 #: the one default compression of every store orbitcube writes (:func:`write_zarr`, :func:`create_store`, the
 #: recipe's ``output.compression`` / ``output.level``): Blosc with byte-shuffled Zstandard at level 1, about 2.5x
@@ -87,12 +87,12 @@ def write_zarr(
     """Write ``ds`` (dims (time, y, x) and/or (y, x)) to a Zarr v3 store at ``path`` (:data:`COMPRESSION`).
 
     ``path`` is a folder or an ``az://`` / ``s3://`` URL written through fsspec with ``storage_options`` (see
-    :mod:`catalog.storage`; secrets are redacted from the provenance). Chunks follow the dask chunks of ``ds`` (or ``chunks``) and must tile the arrays regularly; CF grid-mapping
+    :mod:`orbitcube.catalog.storage`; secrets are redacted from the provenance). Chunks follow the dask chunks of ``ds`` (or ``chunks``) and must tile the arrays regularly; CF grid-mapping
     attributes make the CRS and transform readable by rioxarray and odc-geo; ``provenance`` (recipe, input item
     ids, ...) is stored as JSON in the ``orbitcube:provenance`` attribute together with software versions and the
     write time. An existing store is refused unless ``overwrite``.
     """
-    from catalog.storage import is_remote, redact
+    from orbitcube.catalog.storage import is_remote, redact
 
     target, shown = zarr_target(path, storage_options)
     if not is_remote(str(path)):
@@ -142,7 +142,7 @@ def write_zarr(
 
 def zarr_target(path: str | Path, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
     """What xarray and zarr open (a path, or a zarr FsspecStore for az:// s3:// URLs) and the URL to show."""
-    from catalog.storage import fsspec_options, is_remote, redact
+    from orbitcube.catalog.storage import fsspec_options, is_remote, redact
 
     if not is_remote(str(path)):
         return Path(path), str(path)
@@ -159,7 +159,7 @@ def zarr_target(path: str | Path, storage_options: Mapping[str, Any] | None) -> 
 def exists(path: str | Path, storage_options: Mapping[str, Any] | None, what: str = "zarr.json") -> bool:
     """Whether ``path`` (a folder or an ``az://`` / ``s3://`` URL) holds ``what`` (a Zarr group's metadata by
     default; "" = anything at all); transient storage errors are retried."""
-    from catalog.storage import filesystem, is_remote, retry
+    from orbitcube.catalog.storage import filesystem, is_remote, retry
 
     target = str(path).rstrip("/") + (f"/{what}" if what else "")
     if not is_remote(str(path)):
@@ -170,7 +170,7 @@ def exists(path: str | Path, storage_options: Mapping[str, Any] | None, what: st
 
 def _fail(exc: BaseException, path: str | Path, action: str) -> SinkError:
     """A SinkError for a failed store operation, naming the (redacted) URL, what it means and the fix."""
-    from catalog.storage import storage_error
+    from orbitcube.catalog.storage import storage_error
 
     err = storage_error(exc, str(path), action, SinkError)
     return err if isinstance(err, SinkError) else SinkError(str(err))
@@ -180,8 +180,8 @@ def open_cube(path: str | Path, *, storage_options: Mapping[str, Any] | None = N
     """Open a store written by :func:`write_zarr` lazily, with its CRS attached (``ds.odc.geobox`` works).
 
     ``path`` is a folder or an ``az://`` / ``s3://`` URL (credentials in ``storage_options``, see
-    :mod:`catalog.storage`)."""
-    from catalog.storage import redact
+    :mod:`orbitcube.catalog.storage`)."""
+    from orbitcube.catalog.storage import redact
 
     target, shown = zarr_target(path, storage_options)
     if not exists(path, storage_options):
@@ -230,9 +230,9 @@ def create_store(
     """Create the full-shape Zarr v3 store of ``template`` at ``path`` without writing any pixel.
 
     ``path`` is a folder or an ``az://`` / ``s3://`` URL (credentials in ``storage_options``, see
-    :mod:`catalog.storage`). ``template`` is the output cube (lazy; dims (t, y, x) or (y, x) with ``spatial_ref``
+    :mod:`orbitcube.catalog.storage`). ``template`` is the output cube (lazy; dims (t, y, x) or (y, x) with ``spatial_ref``
     CRS); each array is chunked ``tile_shape`` (y, x) pixels in space and ``time_chunk`` (default the whole axis)
-    along its other dimension, so that tile (i, j) of :func:`pipeline.grid.tile_grid` is exactly chunk (.., i, j).
+    along its other dimension, so that tile (i, j) of :func:`orbitcube.pipeline.grid.tile_grid` is exactly chunk (.., i, j).
     Coordinates, CF grid mapping, ``provenance`` (JSON in ``orbitcube:provenance``, secrets redacted; keep run
     timestamps out of it so that a resumed store is byte-identical to an uninterrupted one) and ``fingerprint``
     are written now, and a ``tile_done`` (tile_y, tile_x) uint8 array records completed tiles (all 0). An existing
@@ -241,7 +241,7 @@ def create_store(
     import dask.array as dsa
     import zarr
 
-    from catalog.storage import is_remote, redact
+    from orbitcube.catalog.storage import is_remote, redact
 
     target, shown = zarr_target(path, storage_options)
     if exists(path, storage_options, ""):
@@ -272,7 +272,7 @@ def create_store(
         "orbitcube:provenance": redact(prov),  # no SAS tokens, signatures or keys in stored metadata
         FINGERPRINT_ATTR: fingerprint,
         "orbitcube:tile_shape": [ty, tx],
-        # what orbitcube may delete (pipeline.safety) and what verify expects (pipeline.verify): no run id or
+        # what orbitcube may delete (orbitcube.pipeline.safety) and what verify expects (orbitcube.pipeline.verify): no run id or
         # timestamp, so that a resumed store stays byte-identical
         STORE_MARKER: {
             "format": 1,
@@ -317,7 +317,7 @@ def store_state(
     local writer are removed. ``path`` is a folder or an ``az://`` / ``s3://`` URL."""
     import zarr
 
-    from catalog.storage import is_remote, redact
+    from orbitcube.catalog.storage import is_remote, redact
 
     target, shown = zarr_target(path, storage_options)
     if not exists(path, storage_options, ""):
@@ -357,7 +357,7 @@ def completed_tiles(
     """(tile_y, tile_x) indices recorded as complete in the run store at ``path`` (folder or URL)."""
     import zarr
 
-    from catalog.storage import retry
+    from orbitcube.catalog.storage import retry
 
     target, _ = zarr_target(path, storage_options)
 
@@ -374,12 +374,12 @@ def mark_tile_done(
     path: str | Path, tile: tuple[int, int], storage_options: Mapping[str, Any] | None = None
 ) -> None:
     """Record tile (tile_y, tile_x) as complete: the checksums of its stored chunks first (see
-    :mod:`pipeline.verify`), then the marker: one chunk write, atomic on local disks (rename) and object stores
+    :mod:`orbitcube.pipeline.verify`), then the marker: one chunk write, atomic on local disks (rename) and object stores
     (one PUT); retried on transient errors. Call it only once the tile's writes have finished."""
     import zarr
 
-    from catalog.storage import retry
-    from pipeline.verify import record_tile_checksums
+    from orbitcube.catalog.storage import retry
+    from orbitcube.pipeline.verify import record_tile_checksums
 
     target, shown = zarr_target(path, storage_options)
     try:
@@ -404,8 +404,8 @@ def unmark_tile(
     """Record tile (tile_y, tile_x) as not complete (to rewrite it): marker cleared, checksum record removed."""
     import zarr
 
-    from catalog.storage import retry
-    from pipeline.verify import CHECKSUM_PREFIX, _Keys
+    from orbitcube.catalog.storage import retry
+    from orbitcube.pipeline.verify import CHECKSUM_PREFIX, _Keys
 
     target, _ = zarr_target(path, storage_options)
 
@@ -427,9 +427,9 @@ def remove_store(
 
     Only a store written by orbitcube is ever deleted, and never one that is or contains any of ``protect``
     (recipe file, catalog, ...), the working directory or the home directory: anything else raises SinkError
-    naming the path and what to do (see :func:`pipeline.safety.check_removable`)."""
-    from catalog.storage import filesystem, is_remote
-    from pipeline.safety import check_removable
+    naming the path and what to do (see :func:`orbitcube.pipeline.safety.check_removable`)."""
+    from orbitcube.catalog.storage import filesystem, is_remote
+    from orbitcube.pipeline.safety import check_removable
 
     if not is_remote(str(path)):
         if not os.path.lexists(path):
@@ -531,7 +531,7 @@ def store_lock(path: str | Path, storage_options: Mapping[str, Any] | None = Non
 
     Local stores: an OS lock on ``<path>.lock``, released by the OS if the process dies. ``az://`` / ``s3://``
     stores: a lease object ``<path>.lock`` created with a conditional put and kept alive by a heartbeat. A second
-    run on the same store is refused with SinkError. See :mod:`pipeline.locks` for the guarantees."""
-    from pipeline.locks import store_lock as _lock
+    run on the same store is refused with SinkError. See :mod:`orbitcube.pipeline.locks` for the guarantees."""
+    from orbitcube.pipeline.locks import store_lock as _lock
 
     return _lock(path, storage_options, **kwargs)

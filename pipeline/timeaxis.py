@@ -5,11 +5,11 @@ Rules (DESIGN: "Time labels are solar days computed in UTC from the footprint's 
 - An item's acquisition time is its ``datetime`` converted to UTC (an offset such as ``+02:00`` is applied, not
   dropped; a naive time is taken as UTC); an item with ``datetime: null`` uses ``start_datetime``.
 - Its solar day is the calendar date of ``UTC time + longitude / 15 h``, the longitude being the centre of the
-  footprint's longitude span, antimeridian-safe (:func:`catalog.antimeridian.centre_lon`: a tile at 179.9 E /
+  footprint's longitude span, antimeridian-safe (:func:`orbitcube.catalog.antimeridian.centre_lon`: a tile at 179.9 E /
   179.9 W is centred near 180, not near 0), from the geometry, else the bbox (west > east crosses).
 - When the time of day is unknown, no longitude shift is applied: the label is the UTC date given. An item says
   its time of day is unknown by an interval ``start_datetime``/``end_datetime`` at least 12 h long that holds
-  its ``datetime`` (or replaces it), as :mod:`catalog.ingest` writes for file names that carry only a date
+  its ``datetime`` (or replaces it), as :mod:`orbitcube.catalog.items` writes for file names that carry only a date
   (``LC08_..._20200518_...``: datetime 2020-05-18T00:00Z, interval the UTC day). Shifting such a midnight stamp
   by the longitude would move a western-hemisphere scene to the previous day.
 """
@@ -21,7 +21,7 @@ import datetime as dt
 import numpy as np
 import pystac
 
-from catalog.antimeridian import centre_lon
+from orbitcube.catalog.antimeridian import centre_lon
 
 #: an item interval at least this long means "time of day unknown" (see the module docstring)
 UNKNOWN_TIME_SPAN = dt.timedelta(hours=12)

@@ -1,6 +1,6 @@
 """Chunk checksums of run stores: recorded per tile at write time, checked by ``orbitcube verify`` and on resume.
 
-When a tile is recorded as complete (:func:`pipeline.sink.mark_tile_done`), the SHA-256 and size of the stored
+When a tile is recorded as complete (:func:`orbitcube.pipeline.sink.mark_tile_done`), the SHA-256 and size of the stored
 (compressed) bytes of each of its chunks, per variable, are written beside the tile marker, in the store itself
 (local folders and ``az://`` / ``s3://`` stores alike), as ``tile_done/checksums/<tile_y>.<tile_x>.json``:
 ``{"algorithm": "sha256", "tile": [i, j], "chunks": {"ndvi/c/0/1/2": {"sha256": "...", "size": 1234}, ...}}``.
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from catalog.errors import OrbitcubeError
-from pipeline.errors import SinkError
+from orbitcube.catalog.errors import OrbitcubeError
+from orbitcube.pipeline.errors import SinkError
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class _Keys:
     """Byte access to the keys of a store (local folder or object-store URL), retried on transient errors."""
 
     def __init__(self, path: str | Path, storage_options: Mapping[str, Any] | None) -> None:
-        from catalog.storage import filesystem, is_remote, redact
+        from orbitcube.catalog.storage import filesystem, is_remote, redact
 
         self.remote = is_remote(str(path))
         self.root = str(path).rstrip("/")
@@ -120,7 +120,7 @@ class _Keys:
 
     def get(self, key: str) -> bytes | None:
         """The bytes stored under ``key``, or None when there is no such key."""
-        from catalog.storage import retry
+        from orbitcube.catalog.storage import retry
 
         if self.fs is None:
             try:
@@ -139,7 +139,7 @@ class _Keys:
 
     def put(self, key: str, data: bytes) -> None:
         """Write ``key`` atomically (local: a ``*.partial`` file renamed into place; object stores: one PUT)."""
-        from catalog.storage import retry
+        from orbitcube.catalog.storage import retry
 
         if self.fs is None:
             dest = Path(self.root) / key
@@ -166,8 +166,8 @@ class _Keys:
 def _open_group(path: str | Path, storage_options: Mapping[str, Any] | None):
     import zarr
 
-    from catalog.storage import redact
-    from pipeline.sink import TILE_VAR, exists, zarr_target
+    from orbitcube.catalog.storage import redact
+    from orbitcube.pipeline.sink import TILE_VAR, exists, zarr_target
 
     target, shown = zarr_target(path, storage_options)
     if not exists(path, storage_options):
@@ -195,7 +195,7 @@ def tile_chunk_keys(group, tile: Tile) -> list[tuple[str, str]]:
     arrays and all chunks along their leading axes."""
     import itertools
 
-    from pipeline.sink import TILE_VAR
+    from orbitcube.pipeline.sink import TILE_VAR
 
     out = []
     for name, arr in sorted(group.arrays()):
@@ -261,7 +261,7 @@ def verify_tiles(
     jobs: list[tuple[Tile, str, str, Any]] = []
     problems: list[ChunkProblem] = []
     unrecorded: list[Tile] = []
-    from pipeline.safety import STORE_MARKER
+    from orbitcube.pipeline.safety import STORE_MARKER
 
     recorded_by_version = STORE_MARKER in group.attrs  # this store records checksums for every tile
     for tile in sorted(tiles):
@@ -303,8 +303,8 @@ def verify_store(
     chunk of those tiles once. Raises
     SinkError when ``path`` is no orbitcube run store; damaged chunks are returned, not raised (see
     :meth:`VerifyReport.raise_for_problems`)."""
-    from catalog.storage import redact
-    from pipeline.sink import TILE_VAR, completed_tiles
+    from orbitcube.catalog.storage import redact
+    from orbitcube.pipeline.sink import TILE_VAR, completed_tiles
 
     t0 = time.perf_counter()
     group = _open_group(path, storage_options)
@@ -324,7 +324,7 @@ def recheck_tiles(
     """The tiles of ``done`` whose chunks still match their checksums (a resumed run skips only these). Each
     damaged tile is logged with its chunks and its marker is cleared, so that the run rewrites it; tiles without
     a checksum record (older stores) are trusted."""
-    from pipeline.sink import unmark_tile
+    from orbitcube.pipeline.sink import unmark_tile
 
     t0 = time.perf_counter()
     problems, unrecorded, n = verify_tiles(path, done, storage_options)
@@ -371,8 +371,8 @@ def check_before_read(
 ) -> None:
     """Raise SinkError naming any damaged chunk of ``variables`` in the run store at ``path`` before they are
     read (a flipped bit often decodes silently into wrong values). Stores without tile markers (written by
-    :func:`pipeline.sink.write_zarr`) have no checksums and pass."""
-    from pipeline.sink import TILE_VAR, exists
+    :func:`orbitcube.pipeline.sink.write_zarr`) have no checksums and pass."""
+    from orbitcube.pipeline.sink import TILE_VAR, exists
 
     if not exists(f"{str(path).rstrip('/')}/{TILE_VAR}", storage_options):
         return

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from catalog.simulator import Mission, MissionConfig, simulate_mission
+from orbitcube.catalog.simulator import Mission, MissionConfig, simulate_mission
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LANDSAT_REAL = SHARED_DATA / "landsat8-224-077-078"
@@ -56,7 +56,7 @@ AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1
 @dataclass(frozen=True)
 class Emulator:
     """A storage emulator running on 127.0.0.1: its port, the storage options that reach it (see
-    :mod:`catalog.storage`) and the secret in them (tests grep outputs for it)."""
+    :mod:`orbitcube.catalog.storage`) and the secret in them (tests grep outputs for it)."""
 
     name: str
     port: int
@@ -217,7 +217,7 @@ class GatewayServer:
         from dask_gateway import Gateway
         from dask_gateway.auth import BasicAuth
 
-        from pipeline.cluster import close_gateway
+        from orbitcube.pipeline.cluster import close_gateway
 
         gw = Gateway(f"http://127.0.0.1:{self.port}", auth=BasicAuth("orbitcube", self.secret))
         try:
@@ -279,6 +279,6 @@ def dask_gateway(tmp_path_factory: pytest.TempPathFactory):
 def pytest_sessionfinish(session, exitstatus) -> None:
     """Close the object-store file systems the tests opened while fsspec's loop still runs (else s3fs/adlfs print
     "Loop is not running" tracebacks at interpreter exit)."""
-    from pipeline.cli import close_filesystems
+    from orbitcube.pipeline.cli import close_filesystems
 
     close_filesystems()

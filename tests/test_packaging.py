@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
-import catalog
-import pipeline
-from pipeline.cli import main
+import orbitcube
+from orbitcube import catalog, pipeline
+from orbitcube.pipeline.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def test_environment_yml_lists_the_runtime_dependencies_of_pyproject() -> None:
 
 
 def test_public_names_resolve() -> None:
-    for pkg in (catalog, pipeline):
+    for pkg in (orbitcube, catalog, pipeline):
         missing = []
         for name in pkg.__all__:
             try:
@@ -49,7 +49,9 @@ def test_public_names_resolve() -> None:
 
 
 def test_cli_version_and_help(capsys) -> None:
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "--version"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "orbitcube.pipeline.cli", "--version"], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == f"orbitcube {catalog.__version__}"
     assert main([]) == 0
     out = capsys.readouterr().out
@@ -59,7 +61,16 @@ def test_cli_version_and_help(capsys) -> None:
 
 def test_cli_prints_orbitcube_errors_without_traceback(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "simulate", "--out", str(tmp_path / "x"), "--tile-size", "7"],
+        [
+            sys.executable,
+            "-m",
+            "orbitcube.pipeline.cli",
+            "simulate",
+            "--out",
+            str(tmp_path / "x"),
+            "--tile-size",
+            "7",
+        ],
         capture_output=True,
         text=True,
     )
@@ -67,3 +78,35 @@ def test_cli_prints_orbitcube_errors_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert "tile_size=7" in proc.stderr and "even" in proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_no_public_name_is_also_a_submodule() -> None:
+    """``from orbitcube.catalog import ingest`` must mean one thing whatever was imported before."""
+    import pkgutil
+
+    from orbitcube.pipeline import analytics
+
+    for pkg in (orbitcube, catalog, pipeline, analytics):
+        modules = {m.name for m in pkgutil.iter_modules(pkg.__path__)}
+        assert not modules & set(pkg.__all__), f"{pkg.__name__}: {modules & set(pkg.__all__)}"
+
+
+def test_one_import_name_and_typed() -> None:
+    """The public API is ``import orbitcube as oc``; the package ships py.typed; no top-level catalog/pipeline."""
+    import importlib.util
+
+    assert orbitcube.search is catalog.search and orbitcube.load_cube is pipeline.load_cube
+    assert orbitcube.run_recipe is pipeline.run_recipe
+    assert (ROOT / "orbitcube" / "py.typed").is_file()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import importlib.util as u; print(u.find_spec('catalog'), u.find_spec('pipeline'))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd="/",
+    )
+    assert proc.stdout.strip() == "None None", proc.stdout
+    assert importlib.util.find_spec("orbitcube.catalog").origin == str(ROOT / "catalog" / "__init__.py")

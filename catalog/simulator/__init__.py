@@ -4,11 +4,11 @@
 ``Truth(config)`` evaluates the planted truth (land cover, clear-sky reflectance, clouds, events) on any grid.
 """
 
-from catalog.simulator.landscape import BANDS, Event, LandCover
-from catalog.simulator.mission import Mission, simulate_mission
-from catalog.simulator.plan import Acquisition, MissionConfig, Tile, acquisition_plan
-from catalog.simulator.sensors import LANDSAT, SCL, SENTINEL2, BandSpec, QABit, SensorSpec
-from catalog.simulator.truth import Truth
+from orbitcube.catalog.simulator.landscape import BANDS, Event, LandCover
+from orbitcube.catalog.simulator.mission import Mission, simulate_mission
+from orbitcube.catalog.simulator.plan import Acquisition, MissionConfig, Tile, acquisition_plan
+from orbitcube.catalog.simulator.sensors import LANDSAT, SCL, SENTINEL2, BandSpec, QABit, SensorSpec
+from orbitcube.catalog.simulator.truth import Truth
 
 __all__ = [
     "BANDS",

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catalog.simulator.landscape import BANDS, GridPoints, PlaneWaves
-from catalog.simulator.plan import Acquisition, MissionConfig
+from orbitcube.catalog.simulator.landscape import BANDS, GridPoints, PlaneWaves
+from orbitcube.catalog.simulator.plan import Acquisition, MissionConfig
 
 _HAZE_PER_BAND = dict(
     zip(BANDS, (0.010, 0.007, 0.005, 0.004, 0.003, 0.002, 0.002, 0.002, 0.0, 0.0), strict=True)

@@ -18,7 +18,7 @@ from odc.geo.geom import Geometry, polygon
 from pyproj import Transformer
 from rasterio.features import rasterize
 
-from catalog.simulator.plan import MissionConfig
+from orbitcube.catalog.simulator.plan import MissionConfig
 
 
 class LandCover(IntEnum):

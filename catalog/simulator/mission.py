@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pystac
 
-from catalog.errors import SimulatorError
-from catalog.simulator.landscape import BANDS, Landscape, StaticLayers
-from catalog.simulator.plan import Acquisition, MissionConfig, acquisition_plan
-from catalog.simulator.scenes import SceneRecord, render_scene, write_cog
-from catalog.simulator.sensors import SENSORS
-from catalog.simulator.stac import scene_item, sensor_collection
-from catalog.simulator.truth import Truth
+from orbitcube.catalog.errors import SimulatorError
+from orbitcube.catalog.simulator.landscape import BANDS, Landscape, StaticLayers
+from orbitcube.catalog.simulator.plan import Acquisition, MissionConfig, acquisition_plan
+from orbitcube.catalog.simulator.scenes import SceneRecord, render_scene, write_cog
+from orbitcube.catalog.simulator.sensors import SENSORS
+from orbitcube.catalog.simulator.stac import scene_item, sensor_collection
+from orbitcube.catalog.simulator.truth import Truth
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def _write_truth(config: MissionConfig, truth: Truth, truth_dir: Path) -> Path:
     write_cog(truth_dir / "landcover.tif", truth.landcover(gbox), gbox, nodata=255, resampling="nearest")
     fc = {"type": "FeatureCollection", "features": [ev.to_feature() for ev in truth.events]}
     (truth_dir / "events.geojson").write_text(json.dumps(fc, indent=1))
-    from catalog.simulator.landscape import LandCover
+    from orbitcube.catalog.simulator.landscape import LandCover
 
     # workers do not change the bytes; the opt-in encoding flags are recorded only when set (same bytes as before)
     opt_in = {"nodata_in_files": True, "s2_baseline_change": False}

@@ -18,8 +18,8 @@ from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry, polygon
 from pyproj import Transformer
 
-from catalog.errors import SimulatorError
-from catalog.simulator.sensors import SENSORS, SensorSpec
+from orbitcube.catalog.errors import SimulatorError
+from orbitcube.catalog.simulator.sensors import SENSORS, SensorSpec
 
 #: grids are snapped to this many metres so that 10, 20 and 30 m pixels share edges
 GRID_SNAP_M = 60.0

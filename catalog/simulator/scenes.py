@@ -16,9 +16,9 @@ from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry, polygon
 from rasterio.features import rasterize
 
-from catalog.classes import QA_CONFIDENCE_BITS, SCL, QABit
-from catalog.products import S2_BASELINE_0400_DATE
-from catalog.simulator.atmosphere import (
+from orbitcube.catalog.classes import QA_CONFIDENCE_BITS, SCL, QABit
+from orbitcube.catalog.products import S2_BASELINE_0400_DATE
+from orbitcube.catalog.simulator.atmosphere import (
     CLOUD_REFLECTANCE,
     MEDIUM_CLOUD,
     SHADOW_FACTOR,
@@ -26,9 +26,9 @@ from catalog.simulator.atmosphere import (
     PassAtmosphere,
     pass_seed,
 )
-from catalog.simulator.landscape import LandCover, Landscape, StaticLayers
-from catalog.simulator.plan import Acquisition, MissionConfig
-from catalog.simulator.sensors import BandSpec
+from orbitcube.catalog.simulator.landscape import LandCover, Landscape, StaticLayers
+from orbitcube.catalog.simulator.plan import Acquisition, MissionConfig
+from orbitcube.catalog.simulator.sensors import BandSpec
 
 NOISE_SIGMA = 0.003
 

@@ -7,14 +7,14 @@ Two product families are modelled on the real ones:
 * Landsat Collection 2 Level-2: uint16, reflectance = DN * 2.75e-05 - 0.2, nodata 0, 30 m bands SR_B2..SR_B7 and the
   QA_PIXEL bit-flag layer.
 
-The quality layers' classes and bits come from :mod:`catalog.classes` (re-exported here).
+The quality layers' classes and bits come from :mod:`orbitcube.catalog.classes` (re-exported here).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from catalog.classes import QA_CONFIDENCE_BITS, SCL, QABit  # noqa: F401  (re-exported: the simulator's names)
+from orbitcube.catalog.classes import QA_CONFIDENCE_BITS, SCL, QABit  # noqa: F401  (re-exported: the simulator's names)
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ SENSORS: dict[str, SensorSpec] = {SENTINEL2.name: SENTINEL2, LANDSAT.name: LANDS
 
 def sensor(name: str) -> SensorSpec:
     """The sensor called ``name`` ("sentinel-2" or "landsat")."""
-    from catalog.errors import SimulatorError
+    from orbitcube.catalog.errors import SimulatorError
 
     if name not in SENSORS:
         raise SimulatorError(f"unknown sensor {name!r}; choose one of {sorted(SENSORS)}")

@@ -8,11 +8,11 @@ from pathlib import Path
 import pystac
 from odc.geo.geom import Geometry
 
-from catalog.classes import qa_pixel_bitfields, scl_classes
-from catalog.extensions import COG, EXT
-from catalog.simulator.plan import MissionConfig
-from catalog.simulator.scenes import SceneRecord
-from catalog.simulator.sensors import BandSpec, SensorSpec
+from orbitcube.catalog.classes import qa_pixel_bitfields, scl_classes
+from orbitcube.catalog.extensions import COG, EXT
+from orbitcube.catalog.simulator.plan import MissionConfig
+from orbitcube.catalog.simulator.scenes import SceneRecord
+from orbitcube.catalog.simulator.sensors import BandSpec, SensorSpec
 
 
 def _asset_fields(spec: SensorSpec, key: str, band: BandSpec | None = None) -> dict:
@@ -50,7 +50,7 @@ def scene_item(config: MissionConfig, rec: SceneRecord, item_dir: Path) -> pysta
     acq = rec.acquisition
     spec = acq.spec
     gb = next(iter(rec.geoboxes.values()))
-    from catalog.simulator.scenes import coverage_geometry
+    from orbitcube.catalog.simulator.scenes import coverage_geometry
 
     footprint: Geometry = coverage_geometry(acq).to_crs(4326)
     props = {
@@ -66,7 +66,7 @@ def scene_item(config: MissionConfig, rec: SceneRecord, item_dir: Path) -> pysta
         "orbitcube:simulated": True,
         "orbitcube:valid_fraction": round(rec.valid_fraction, 6),
     }
-    from catalog.simulator.scenes import s2_processing_baseline, scene_band
+    from orbitcube.catalog.simulator.scenes import s2_processing_baseline, scene_band
 
     if baseline := s2_processing_baseline(config, acq):
         props["s2:processing_baseline"] = baseline

@@ -10,10 +10,10 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
-from catalog.simulator.atmosphere import PassAtmosphere, pass_seed
-from catalog.simulator.landscape import BANDS, Event, Landscape
-from catalog.simulator.plan import Acquisition, MissionConfig, acquisition_plan
-from catalog.simulator.scenes import NOISE_SIGMA, coverage
+from orbitcube.catalog.simulator.atmosphere import PassAtmosphere, pass_seed
+from orbitcube.catalog.simulator.landscape import BANDS, Event, Landscape
+from orbitcube.catalog.simulator.plan import Acquisition, MissionConfig, acquisition_plan
+from orbitcube.catalog.simulator.scenes import NOISE_SIGMA, coverage
 
 
 class Truth:

@@ -5,15 +5,15 @@ Pure, dask-aware functions: they keep dims, coords, the ``spatial_ref`` CRS and 
 their outputs, stay lazy on dask-backed cubes and give the same numbers on numpy-backed ones.
 """
 
-from pipeline.analytics.bandmath import band_math
-from pipeline.analytics.change import detect_breaks, difference_change, dnbr_severity
-from pipeline.analytics.composites import best_pixel_composite, cloud_fraction, composite
-from pipeline.analytics.events import detect_events
-from pipeline.analytics.indices import spectral_index
-from pipeline.analytics.score import score_events
-from pipeline.analytics.temporal import gap_fill, resample_time
-from pipeline.analytics.timeseries import anomaly, linear_trend, seasonal_stats
-from pipeline.analytics.zonal import zonal_stats
+from orbitcube.pipeline.analytics.bandmath import band_math
+from orbitcube.pipeline.analytics.change import detect_breaks, difference_change, dnbr_severity
+from orbitcube.pipeline.analytics.composites import best_pixel_composite, cloud_fraction, composite
+from orbitcube.pipeline.analytics.events import detect_events
+from orbitcube.pipeline.analytics.indices import spectral_index
+from orbitcube.pipeline.analytics.score import score_events
+from orbitcube.pipeline.analytics.temporal import gap_fill, resample_time
+from orbitcube.pipeline.analytics.timeseries import anomaly, linear_trend, seasonal_stats
+from orbitcube.pipeline.analytics.zonal import zonal_stats
 
 __all__ = [
     "anomaly",

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from pipeline.errors import AnalyticsError
+from orbitcube.pipeline.errors import AnalyticsError
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from pipeline.errors import ExpressionError
+from orbitcube.pipeline.errors import ExpressionError
 
 MAX_LENGTH = 2000
 MAX_NODES = 400

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from pipeline.analytics._common import nanreduce
-from pipeline.errors import AnalyticsError
+from orbitcube.pipeline.analytics._common import nanreduce
+from orbitcube.pipeline.errors import AnalyticsError
 
 #: USGS dNBR burn severity classes (Key & Benson 2006): upper bounds and names
 DNBR_CLASSES = (

@@ -6,9 +6,9 @@ import bottleneck as bn
 import numpy as np
 import xarray as xr
 
-from pipeline.analytics._common import nanreduce
-from pipeline.analytics.periods import period_offset, split_periods, stat_suffix
-from pipeline.errors import AnalyticsError
+from orbitcube.pipeline.analytics._common import nanreduce
+from orbitcube.pipeline.analytics.periods import period_offset, split_periods, stat_suffix
+from orbitcube.pipeline.errors import AnalyticsError
 
 STATS = ("median", "mean", "min", "max", "count", "std")
 
@@ -18,10 +18,10 @@ def composite(
 ) -> xr.DataArray | xr.Dataset:
     """Reduce over ``time`` ignoring NaN: ``stat`` in median, mean, min, max, std, count (clear observations) or
     percentile (with ``q`` in 0..100). ``freq`` (pandas offset, e.g. "1MS" monthly, "QS-DEC" seasons, "YS", or
-    "monthly", "seasonal", "annual"; see :func:`~pipeline.analytics.periods.split_periods`) makes one composite
+    "monthly", "seasonal", "annual"; see :func:`~orbitcube.pipeline.analytics.periods.split_periods`) makes one composite
     per calendar period; the result keeps a ``time`` axis at period starts. Without ``freq`` the result has dims
     (y, x). Variables are renamed ``<name>_<stat>`` (percentiles ``<name>_p<q>``, e.g. ``ndvi_p2_5`` for q=2.5:
-    see :func:`~pipeline.analytics.periods.stat_suffix`).
+    see :func:`~orbitcube.pipeline.analytics.periods.stat_suffix`).
     """
     if "time" not in data.dims:
         raise AnalyticsError(f"composite needs a 'time' dimension; got dims {tuple(data.dims)}")
@@ -128,7 +128,7 @@ def best_pixel_composite(
     or of a variable of ``ds``, or a DataArray score with dims (time,) or (time, y, x). ``mode`` is "max" or
     "min" (default "min" for least-cloud, "max" otherwise). Only observations where every band is clear compete;
     ties take the earliest in time. ``freq`` (e.g. "1MS", "QS-DEC", "YS", "monthly") makes one composite per
-    calendar period, the periods of :func:`composite` (:func:`~pipeline.analytics.periods.split_periods`).
+    calendar period, the periods of :func:`composite` (:func:`~orbitcube.pipeline.analytics.periods.split_periods`).
 
     Returns a Dataset with dims (y, x) (or (time, y, x) with ``freq``, time at period starts): each band named
     ``<band>_best`` and ``best_time``, the date the pixel was taken from (NaT where never clear). Keeps coords,
@@ -146,7 +146,7 @@ def best_pixel_composite(
     elif by in ds.data_vars:
         score = ds[by]
     else:
-        from pipeline.analytics.indices import spectral_index
+        from orbitcube.pipeline.analytics.indices import spectral_index
 
         score = spectral_index(ds, by)
     if "time" not in score.dims or score.sizes["time"] != ds.sizes["time"]:

@@ -14,9 +14,9 @@ from typing import NamedTuple
 import numpy as np
 import xarray as xr
 
-from pipeline.analytics._common import nanreduce
-from pipeline.analytics.change import detect_breaks
-from pipeline.errors import AnalyticsError
+from orbitcube.pipeline.analytics._common import nanreduce
+from orbitcube.pipeline.analytics.change import detect_breaks
+from orbitcube.pipeline.errors import AnalyticsError
 
 __all__ = ["EVENT_SIGNALS", "EXPLAINED_BY", "EventSignal", "detect_events"]
 
@@ -44,7 +44,7 @@ def _signal(cube: xr.Dataset, name: str) -> xr.DataArray:
     for v in (name, name.lower()):
         if v in cube.data_vars:
             return cube[v]
-    from pipeline.analytics.indices import spectral_index
+    from orbitcube.pipeline.analytics.indices import spectral_index
 
     try:
         return spectral_index(cube, name)

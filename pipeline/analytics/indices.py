@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import xarray as xr
 
-from pipeline.analytics.bandmath import band_math
-from pipeline.errors import AnalyticsError
+from orbitcube.pipeline.analytics.bandmath import band_math
+from orbitcube.pipeline.errors import AnalyticsError
 
 #: spyndex band symbols -> STAC common names (first present wins)
 SYMBOLS: dict[str, tuple[str, ...]] = {

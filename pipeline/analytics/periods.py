@@ -1,6 +1,6 @@
 """Calendar periods: the one place that splits a time axis into periods (months, seasons, years, any pandas
-offset) for every reduction over periods (:func:`~pipeline.analytics.composite`,
-:func:`~pipeline.analytics.best_pixel_composite`, :func:`~pipeline.analytics.resample_time`, the recipe's
+offset) for every reduction over periods (:func:`~orbitcube.pipeline.analytics.composite`,
+:func:`~orbitcube.pipeline.analytics.best_pixel_composite`, :func:`~orbitcube.pipeline.analytics.resample_time`, the recipe's
 ``composite`` step), and names the statistics those reductions produce."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import AnalyticsError
+from orbitcube.pipeline.errors import AnalyticsError
 
 __all__ = ["FREQ_ALIASES", "MAX_PERIODS", "period_offset", "split_periods", "stat_suffix"]
 

@@ -3,7 +3,7 @@
 A detected map and a reference map are boolean arrays on the same grid, dims (y, x). Pixels within ``edge_px``
 pixels of a reference polygon's edge can be left out: once a scene is resampled onto the grid they mix the surface
 before and after the change, so neither answer is wrong there. The reference can be the simulator's planted truth
-(:meth:`catalog.simulator.Truth.event_mask`) or any labelled map.
+(:meth:`orbitcube.catalog.simulator.Truth.event_mask`) or any labelled map.
 """
 
 from __future__ import annotations

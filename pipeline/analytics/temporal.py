@@ -8,10 +8,10 @@ import logging
 import numpy as np
 import xarray as xr
 
-from pipeline.analytics._common import Data, full_time, keep_attrs_from, require_time
-from pipeline.analytics.composites import composite
-from pipeline.analytics.periods import period_offset
-from pipeline.errors import AnalyticsError
+from orbitcube.pipeline.analytics._common import Data, full_time, keep_attrs_from, require_time
+from orbitcube.pipeline.analytics.composites import composite
+from orbitcube.pipeline.analytics.periods import period_offset
+from orbitcube.pipeline.errors import AnalyticsError
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ def resample_time(data: Data, freq: str = "monthly", stat: str = "median", *, q:
     """One composite per calendar period: :func:`composite` with ``freq`` (the same periods), plus season labels.
 
     ``freq`` is "monthly" ("1MS"), "seasonal" ("QS-DEC": DJF, MAM, JJA, SON; December counts with the following
-    winter), "annual" ("YS"), or any pandas offset alias (see :func:`~pipeline.analytics.periods.split_periods`).
+    winter), "annual" ("YS"), or any pandas offset alias (see :func:`~orbitcube.pipeline.analytics.periods.split_periods`).
 
     ``stat`` is a :func:`composite` statistic (median, mean, min, max, std, count, percentile with ``q``); NaN
     (masked) observations are ignored, a period without a clear observation is NaN (count 0). The result keeps

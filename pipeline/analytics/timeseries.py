@@ -15,7 +15,7 @@ import pandas as pd
 import xarray as xr
 from scipy import stats as sps
 
-from pipeline.analytics._common import (
+from orbitcube.pipeline.analytics._common import (
     Data,
     as_dataarray,
     full_time,
@@ -26,7 +26,7 @@ from pipeline.analytics._common import (
     require_time,
     years_since,
 )
-from pipeline.errors import AnalyticsError
+from orbitcube.pipeline.errors import AnalyticsError
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def seasonal_stats(data: Data, *, per_year: bool = True, fill_gaps: bool = False
     require_time(data, "seasonal_stats")
     da = full_time(as_dataarray(data, "seasonal_stats"), "seasonal_stats")
     if fill_gaps:
-        from pipeline.analytics.temporal import gap_fill
+        from orbitcube.pipeline.analytics.temporal import gap_fill
 
         da = gap_fill(da)
     if not per_year:

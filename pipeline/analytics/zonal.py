@@ -25,8 +25,8 @@ from odc.geo import CRS
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 
-from pipeline.analytics._common import Data, nanreduce, quiet
-from pipeline.errors import AnalyticsError
+from orbitcube.pipeline.analytics._common import Data, nanreduce, quiet
+from orbitcube.pipeline.errors import AnalyticsError
 
 log = logging.getLogger(__name__)
 

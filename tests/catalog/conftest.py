@@ -1,4 +1,4 @@
-"""Fixtures of the catalog tests: the mixed mission written through catalog.store (with its parquet index)."""
+"""Fixtures of the catalog tests: the mixed mission written through orbitcube.catalog.store (with its parquet index)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import catalog.index
-from catalog.simulator import Mission
-from catalog.store import write_catalog
+import orbitcube.catalog.index
+from orbitcube.catalog.simulator import Mission
+from orbitcube.catalog.store import write_catalog
 
 #: row-group size of the indexed fixture: small, so that every search reads across several row groups
 SMALL_ROW_GROUPS = 4
@@ -21,7 +21,7 @@ def indexed_catalog(mixed_mission: Mission, tmp_path_factory: pytest.TempPathFac
 
     The simulator writes its own catalog without an index, so searching ``mixed_mission.catalog_path`` walks
     the JSON files; this one is searched through the parquet index. Its scene files are copies inside its folder
-    (a catalog may only reference its own tree: catalog.policy). Treat it as read-only.
+    (a catalog may only reference its own tree: orbitcube.catalog.policy). Treat it as read-only.
     """
     src = mixed_mission.catalog_path.parent
     root = tmp_path_factory.mktemp("indexed") / "cat"
@@ -33,6 +33,6 @@ def indexed_catalog(mixed_mission: Mission, tmp_path_factory: pytest.TempPathFac
             a.href = str(root / Path(a.get_absolute_href()).relative_to(src))
         items.append(it)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(catalog.index, "ROW_GROUP_ROWS", SMALL_ROW_GROUPS)
+        mp.setattr(orbitcube.catalog.index, "ROW_GROUP_ROWS", SMALL_ROW_GROUPS)
         write_catalog(items, root)
     return root

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pystac
 
-from catalog.search import search
+from orbitcube.catalog.query import search
 
 CONFORMS = [
     "https://api.stacspec.org/v1.0.0/core",

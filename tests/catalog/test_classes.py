@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from catalog.classes import (
+from orbitcube.catalog.classes import (
     BUILTIN_LAYERS,
     DEFAULT_MASK,
     MASK_ALIASES,
@@ -31,7 +31,7 @@ REAL_ITEMS = Path(__file__).resolve().parents[3] / "shared" / "data" / "real-sta
 
 
 def test_catalog_classes_does_not_import_pipeline() -> None:
-    code = "import sys, catalog.classes, catalog.simulator; print(any(m.startswith('pipeline') for m in sys.modules))"
+    code = "import sys, orbitcube.catalog.classes, orbitcube.catalog.simulator; print(any(m.startswith('orbitcube.pipeline') for m in sys.modules))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
@@ -39,8 +39,8 @@ def test_catalog_classes_does_not_import_pipeline() -> None:
 
 
 def test_the_simulator_uses_the_one_source() -> None:
-    import catalog.simulator as sim
-    from catalog.simulator import sensors
+    import orbitcube.catalog.simulator as sim
+    from orbitcube.catalog.simulator import sensors
 
     assert sim.SCL is SCL and sim.QABit is QABit and sensors.QA_CONFIDENCE_BITS is QA_CONFIDENCE_BITS
 

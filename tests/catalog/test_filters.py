@@ -6,9 +6,9 @@ import fnmatch
 
 import pytest
 
-from catalog.errors import CatalogError
-from catalog.search import search
-from catalog.simulator import Mission
+from orbitcube.catalog.errors import CatalogError
+from orbitcube.catalog.query import search
+from orbitcube.catalog.simulator import Mission
 
 CASES = [
     (

@@ -9,8 +9,8 @@ from pathlib import Path
 import pystac
 import pytest
 
-from catalog.validate import validate_items
-from pipeline.load import quality_band, resolve_band
+from orbitcube.catalog.validate import validate_items
+from orbitcube.pipeline.load import quality_band, resolve_band
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

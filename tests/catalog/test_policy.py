@@ -1,4 +1,4 @@
-"""catalog.policy: which hrefs a catalog may reference (pure text checks: nothing is opened or resolved)."""
+"""orbitcube.catalog.policy: which hrefs a catalog may reference (pure text checks: nothing is opened or resolved)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from catalog.errors import CatalogError
-from catalog.policy import AccessPolicy, check_href, parse_allow, special_host, violation
+from orbitcube.catalog.errors import CatalogError
+from orbitcube.catalog.policy import AccessPolicy, check_href, parse_allow, special_host, violation
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The product table (catalog.products): what real products encode where their STAC items are silent, checked on
+"""The product table (orbitcube.catalog.products): what real products encode where their STAC items are silent, checked on
 real Planetary Computer items (../shared/data/real-stac-items) and used by ingest and the loader alike."""
 
 from __future__ import annotations
@@ -13,10 +13,16 @@ import pytest
 import rasterio
 from affine import Affine
 
-from catalog.ingest import items_from_files
-from catalog.patterns import KNOWN
-from catalog.products import LANDSAT_C2_SR, S2_L2A_BOA_OFFSET, S2_L2A_SCALE, band_encoding, item_encoding
-from pipeline.bands import resolve_band
+from orbitcube.catalog.items import items_from_files
+from orbitcube.catalog.patterns import KNOWN
+from orbitcube.catalog.products import (
+    LANDSAT_C2_SR,
+    S2_L2A_BOA_OFFSET,
+    S2_L2A_SCALE,
+    band_encoding,
+    item_encoding,
+)
+from orbitcube.pipeline.bands import resolve_band
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real-stac-items"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from stac_server import StacApi, static_server
 
-from catalog.errors import CatalogError
-from catalog.remote import open_remote, safe_url
-from catalog.search import search
-from catalog.simulator import Mission
+from orbitcube.catalog.errors import CatalogError
+from orbitcube.catalog.query import search
+from orbitcube.catalog.remote import open_remote, safe_url
+from orbitcube.catalog.simulator import Mission
 
 
 def _ids(items) -> list[str]:

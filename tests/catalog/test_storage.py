@@ -8,8 +8,8 @@ import pickle
 
 import pytest
 
-from catalog.errors import CatalogError
-from catalog.storage import (
+from orbitcube.catalog.errors import CatalogError
+from orbitcube.catalog.storage import (
     FAST_COG_READS,
     GdalCredentials,
     Secret,
@@ -175,7 +175,7 @@ def test_retry_is_bounded_and_only_for_transient_errors(caplog) -> None:
             raise ConnectionResetError("connection reset by peer")
         return "ok"
 
-    caplog.set_level(logging.WARNING, logger="catalog.storage")
+    caplog.set_level(logging.WARNING, logger="orbitcube.catalog.storage")
     assert retry(flaky, url="s3://b/k?X-Amz-Signature=SIG", attempts=3, delay=0.01) == "ok"
     assert len(calls) == 3 and "retry 2 of 2" in caplog.text and "SIG" not in caplog.text
 

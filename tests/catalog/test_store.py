@@ -13,12 +13,12 @@ import pyarrow.parquet as pq
 import pystac
 import pytest
 
-import catalog.store
-from catalog.errors import CatalogError
-from catalog.index import _cell_keys, sort_order
-from catalog.search import search
-from catalog.simulator import Mission
-from catalog.store import INDEX_NAME, catalog_info, open_catalog, reindex, write_catalog
+import orbitcube.catalog.store
+from orbitcube.catalog.errors import CatalogError
+from orbitcube.catalog.index import _cell_keys, sort_order
+from orbitcube.catalog.query import search
+from orbitcube.catalog.simulator import Mission
+from orbitcube.catalog.store import INDEX_NAME, catalog_info, open_catalog, reindex, write_catalog
 
 
 def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
@@ -194,7 +194,7 @@ def test_an_interrupted_write_leaves_the_old_catalog_as_it_was(
         Path(path).write_bytes(b"PAR1 half a file")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(catalog.store, "write_index", interrupted)
+    monkeypatch.setattr(orbitcube.catalog.store, "write_index", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_catalog(second, root)
     assert _snapshot(root) == before

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from catalog.simulator import Mission
-from catalog.validate import validate_catalog, validate_items
+from orbitcube.catalog.simulator import Mission
+from orbitcube.catalog.validate import validate_catalog, validate_items
 
 
 @pytest.fixture
@@ -47,7 +47,14 @@ def test_broken_items_are_reported_with_id_and_field(mixed_mission: Mission, no_
 
 def test_cli_validate_exit_codes(mixed_mission: Mission, tmp_path) -> None:
     ok = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "catalog", "validate", str(mixed_mission.catalog_path)],
+        [
+            sys.executable,
+            "-m",
+            "orbitcube.pipeline.cli",
+            "catalog",
+            "validate",
+            str(mixed_mission.catalog_path),
+        ],
         capture_output=True,
         text=True,
     )
@@ -63,7 +70,7 @@ def test_cli_validate_exit_codes(mixed_mission: Mission, tmp_path) -> None:
     doc["properties"]["eo:cloud_cover"] = -5
     item_file.write_text(json.dumps(doc))
     out = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "catalog", "validate", str(bad)],
+        [sys.executable, "-m", "orbitcube.pipeline.cli", "catalog", "validate", str(bad)],
         capture_output=True,
         text=True,
     )

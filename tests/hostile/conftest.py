@@ -35,7 +35,7 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120, env: dict
     a hang fails the test with ``subprocess.TimeoutExpired`` instead of blocking the suite."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
+        [sys.executable, "-m", "orbitcube.pipeline.cli", *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,
@@ -93,7 +93,7 @@ def tiny_mission(tmp_path_factory: pytest.TempPathFactory):
     """Sentinel-2 only, 64 px tiles, 1-20 June 2023: 8 scenes over two UTM zones, no truth rasters (2 s)."""
     import datetime as dt
 
-    from catalog.simulator import MissionConfig, simulate_mission
+    from orbitcube.catalog.simulator import MissionConfig, simulate_mission
 
     cfg = MissionConfig(
         seed=3,

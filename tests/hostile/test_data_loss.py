@@ -23,12 +23,12 @@ import yaml
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
-from catalog.simulator import Mission, MissionConfig, simulate_mission
-from pipeline.errors import SinkError
-from pipeline.export import export_cog
-from pipeline.run import run_recipe
-from pipeline.safety import STORE_MARKER, is_orbitcube_store
-from pipeline.sink import create_store, mark_tile_done, remove_store, store_lock, write_tile
+from orbitcube.catalog.simulator import Mission, MissionConfig, simulate_mission
+from orbitcube.pipeline.errors import SinkError
+from orbitcube.pipeline.export import export_cog
+from orbitcube.pipeline.run import run_recipe
+from orbitcube.pipeline.safety import STORE_MARKER, is_orbitcube_store
+from orbitcube.pipeline.sink import create_store, mark_tile_done, remove_store, store_lock, write_tile
 
 
 def _hostile_helpers():

@@ -13,11 +13,11 @@ import pytest
 import xarray as xr
 from hostile_helpers import assert_clean_error, run_cli, tiny_recipe_doc
 
-from catalog.errors import CatalogError
-from catalog.filters import parse_filter
-from pipeline.errors import AnalyticsError, RecipeError
-from pipeline.limits import LargePlanError
-from pipeline.run import plan_run
+from orbitcube.catalog.errors import CatalogError
+from orbitcube.catalog.filters import parse_filter
+from orbitcube.pipeline.errors import AnalyticsError, RecipeError
+from orbitcube.pipeline.limits import LargePlanError
+from orbitcube.pipeline.run import plan_run
 
 #: seconds any refused input may take, interpreter start included (the machine is shared and slow)
 BOUND = 45
@@ -79,7 +79,7 @@ def test_composite_freq_typo_is_refused_before_building_bins(make_recipe) -> Non
 
 
 def test_time_bins_are_bounded_in_the_library() -> None:
-    from pipeline.analytics import composite
+    from orbitcube.pipeline.analytics import composite
 
     t = pd.date_range("2023-06-01", "2023-06-20", freq="5D")
     da = xr.DataArray(np.ones((len(t), 2, 2), "f4"), dims=("time", "y", "x"), coords={"time": t}, name="v")
@@ -135,9 +135,9 @@ def test_big_plan_asks_for_yes_and_writes_nothing(make_recipe, tmp_path: Path) -
 
 
 def test_big_plan_needs_the_library_or_recipe_flag(tiny_mission, tmp_path: Path) -> None:
-    from pipeline.limits import require_confirmation
-    from pipeline.recipe import load_recipe
-    from pipeline.run import run_recipe
+    from orbitcube.pipeline.limits import require_confirmation
+    from orbitcube.pipeline.recipe import load_recipe
+    from orbitcube.pipeline.run import run_recipe
 
     doc = tiny_recipe_doc(tiny_mission, tmp_path / "cube.zarr")
     doc["grid"].update(resolution=0.02, tile_shape=[8192, 8192])

@@ -18,8 +18,8 @@ import pytest
 import xarray as xr
 from hostile_helpers import REPO, assert_clean_error, item_json, run_cli, tiny_recipe_doc
 
-from pipeline.analytics.bandmath import ARITY, FUNCTIONS, band_math
-from pipeline.errors import ExpressionError
+from orbitcube.pipeline.analytics.bandmath import ARITY, FUNCTIONS, band_math
+from orbitcube.pipeline.errors import ExpressionError
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Ctx:
 @pytest.fixture(scope="module")
 def tiny_store(tiny_mission, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny recipe run once (ndvi, 4 dates): a store for the export cases."""
-    from pipeline.run import run_recipe
+    from orbitcube.pipeline.run import run_recipe
 
     out = tmp_path_factory.mktemp("store") / "cube.zarr"
     run_recipe(tiny_recipe_doc(tiny_mission, out), progress=False)
@@ -200,7 +200,7 @@ def test_ctrl_c_prints_only_the_friendly_line(make_recipe, tmp_path: Path) -> No
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with open(err_path, "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "run", str(recipe)],
+            [sys.executable, "-m", "orbitcube.pipeline.cli", "run", str(recipe)],
             stdout=subprocess.DEVNULL,
             stderr=err,
             stdin=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""Hostile catalogs must not make orbitcube read where the user did not point (catalog.policy).
+"""Hostile catalogs must not make orbitcube read where the user did not point (orbitcube.catalog.policy).
 
 Each test plants a canary (a local file, or the cloud metadata address) behind a link or an asset href and proves
 that it is never opened: an audit hook records every ``open`` and ``socket.connect`` of this process, and a
@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from catalog.errors import CatalogError
-from catalog.search import search
-from catalog.simulator import Mission, MissionConfig, simulate_mission
-from catalog.store import open_catalog, reindex
-from catalog.validate import validate_catalog
+from orbitcube.catalog.errors import CatalogError
+from orbitcube.catalog.query import search
+from orbitcube.catalog.simulator import Mission, MissionConfig, simulate_mission
+from orbitcube.catalog.store import open_catalog, reindex
+from orbitcube.catalog.validate import validate_catalog
 from tests.catalog.stac_server import serve, static_server
 from tests.hostile.conftest import assert_clean_error, run_cli
 
@@ -273,8 +273,8 @@ def test_loopback_catalog_references_its_own_origin_and_an_allowed_second_one(mi
 
 
 def test_recipe_allow_list_and_cli_allow(mission, tmp_path) -> None:
-    from pipeline.recipe import load_recipe
-    from pipeline.run import catalog_policy
+    from orbitcube.pipeline.recipe import load_recipe
+    from orbitcube.pipeline.run import catalog_policy
 
     (tmp_path / "scenes").mkdir()
     doc = _recipe(str(mission.catalog_path), tmp_path / "o.zarr", allow=["scenes", "s3://bucket/cogs"])
@@ -282,7 +282,7 @@ def test_recipe_allow_list_and_cli_allow(mission, tmp_path) -> None:
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(doc))
     policy = catalog_policy(load_recipe(path))
-    from catalog.policy import violation
+    from orbitcube.catalog.policy import violation
 
     assert violation(str(tmp_path / "scenes" / "a.tif"), policy) is None  # relative to the recipe's folder
     assert violation("s3://bucket/cogs/a.tif", policy) is None

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from catalog.simulator import Mission, MissionConfig, simulate_mission
-from catalog.storage import redact
-from pipeline.reader import AssetSpec, SceneSpec
+from orbitcube.catalog.simulator import Mission, MissionConfig, simulate_mission
+from orbitcube.catalog.storage import redact
+from orbitcube.pipeline.reader import AssetSpec, SceneSpec
 from tests.catalog.stac_server import serve
 from tests.hostile.conftest import CANARY_SECRET, assert_clean_error, assert_no_secret, run_cli
 
@@ -158,7 +158,7 @@ def test_redact_covers_userinfo_without_scheme_and_unquoted_values() -> None:
 
 
 def test_the_log_filter_redacts_messages_arguments_and_tracebacks(tmp_path) -> None:
-    from catalog.storage import RedactingFilter
+    from orbitcube.catalog.storage import RedactingFilter
 
     path = tmp_path / "log.txt"
     handler = logging.FileHandler(path)
@@ -183,7 +183,7 @@ def test_the_log_filter_redacts_messages_arguments_and_tracebacks(tmp_path) -> N
 def test_library_loggers_stay_at_warning_unless_raised(tmp_path) -> None:
     """-vv raises orbitcube's loggers, not the SDKs' (which log headers and key ids); --debug-libs does."""
     probe = (
-        "import logging, sys; from pipeline.cli import _configure_logging as c; "
+        "import logging, sys; from orbitcube.pipeline.cli import _configure_logging as c; "
         "c(2, False, '--debug-libs' in sys.argv); "
         "print([logging.getLogger(n).getEffectiveLevel() for n in ('botocore', 'azure', 's3fs', 'pipeline')])"
     )

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from hostile_helpers import assert_clean_error, item_json, run_cli, tiny_recipe_doc
 
-from catalog.errors import CatalogError
-from catalog.search import parse_datetime, search
-from pipeline.errors import RecipeError
-from pipeline.recipe import load_recipe
+from orbitcube.catalog.errors import CatalogError
+from orbitcube.catalog.query import parse_datetime, search
+from orbitcube.pipeline.errors import RecipeError
+from orbitcube.pipeline.recipe import load_recipe
 
 COLLECTION = "sentinel-2-l2a-sim"
 
@@ -77,7 +77,7 @@ def _shift_raster(item_file: Path, metres: float) -> str:
 
 
 def test_raster_outside_footprint_is_reported_at_plan_time(mission_copy: Path, make_recipe, caplog) -> None:
-    from pipeline.run import plan_run
+    from orbitcube.pipeline.run import plan_run
 
     moved = _shift_raster(item_json(mission_copy, 1), 500_000)
     recipe = make_recipe(catalog=mission_copy)
@@ -124,8 +124,8 @@ def test_dropped_scene_is_listed_in_run_summary_and_report(
 def test_library_load_names_an_item_without_geometry_and_labels_an_interval_item(tiny_mission) -> None:
     import numpy as np
 
-    from pipeline.errors import LoadError
-    from pipeline.load import load_cube
+    from orbitcube.pipeline.errors import LoadError
+    from orbitcube.pipeline.load import load_cube
 
     items = [it.clone() for it in tiny_mission.items[:2]]
     items[1].geometry = None

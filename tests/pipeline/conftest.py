@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 import xarray as xr
 
-from catalog.simulator import Mission, MissionConfig, simulate_mission
+from orbitcube.catalog.simulator import Mission, MissionConfig, simulate_mission
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +22,7 @@ def s2_mission(tmp_path_factory: pytest.TempPathFactory) -> Mission:
 @pytest.fixture(scope="session")
 def s2_cube(s2_mission: Mission) -> xr.Dataset:
     """red, nir, swir22 of the mission on the truth grid (UTM 32N, 10 m), SCL-masked, computed in memory."""
-    from pipeline.load import load_cube
+    from orbitcube.pipeline.load import load_cube
 
     gbox = s2_mission.config.truth_geobox(10)
     return load_cube(s2_mission.items, ["red", "nir", "swir22"], geobox=gbox).compute()
@@ -88,7 +88,7 @@ def run_recipe_doc(run_mission: Mission):
 @pytest.fixture(scope="session")
 def reference_run(run_recipe_doc, tmp_path_factory: pytest.TempPathFactory):
     """The recipe run once, uninterrupted, on a LocalCluster: the store every other run must equal byte for byte."""
-    from pipeline.run import run_recipe
+    from orbitcube.pipeline.run import run_recipe
 
     out = tmp_path_factory.mktemp("reference") / "cube.zarr"
     return run_recipe(run_recipe_doc(out), progress=False)

@@ -51,7 +51,7 @@ SHADOW_BOX = (0.45, 0.6, 0.1, 0.35)
 SCL_VALUES = {"base": 4, "cloud": 9, "shadow": 3, "nodata": 0}
 QA_CLEAR = 21824  # Landsat C2 QA_PIXEL of clear land (clear bit 6 + low confidences), as USGS writes it
 QA_VALUES = {"base": QA_CLEAR, "cloud": 22280, "shadow": 23888, "nodata": 1}  # cloud: bits 1+3; shadow: bit 4
-#: what the harness itself takes each mask name to mean (independent of pipeline.masks)
+#: what the harness itself takes each mask name to mean (independent of orbitcube.pipeline.masks)
 SCL_MASK = {"cloud": {8, 9}, "shadow": {3}, "nodata": {0}, "cirrus": {10}, "saturated": {1}}
 QA_MASK_BITS = {
     "cloud": 3,

@@ -1,4 +1,4 @@
-"""Band resolution per item (pipeline.bands): resampling chosen per scene, band and output grid, compared in the
+"""Band resolution per item (orbitcube.pipeline.bands): resampling chosen per scene, band and output grid, compared in the
 source CRS's units; class layers never averaged."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
-from pipeline.bands import resampling_for, resolve_band
-from pipeline.errors import LoadError
-from pipeline.load import load_cube
+from orbitcube.pipeline.bands import resampling_for, resolve_band
+from orbitcube.pipeline.errors import LoadError
+from orbitcube.pipeline.load import load_cube
 
 T0 = dt.datetime(2023, 5, 1, 10, 0, tzinfo=dt.UTC)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from pipeline.cli import main
+from orbitcube.pipeline.cli import main
 
 
 def test_cli_recipe_run_and_export(s2_mission, tmp_path, capsys) -> None:

@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from pipeline.cluster import start_cluster
-from pipeline.errors import ClusterError
+from orbitcube.pipeline.cluster import start_cluster
+from orbitcube.pipeline.errors import ClusterError
 
 
 def _env(keys):
@@ -38,7 +38,7 @@ def test_a_run_on_an_existing_scheduler_leaves_no_credential_on_its_workers(
     from distributed import LocalCluster
     from test_run import assert_identical
 
-    from pipeline.run import run_recipe
+    from orbitcube.pipeline.run import run_recipe
 
     keys = ["AWS_SECRET_ACCESS_KEY", "AZURE_STORAGE_ACCESS_KEY", "GDAL_HTTP_TIMEOUT", "AWS_ACCESS_KEY_ID"]
     with LocalCluster(n_workers=1, processes=True, dashboard_address=":0") as cluster:
@@ -59,14 +59,14 @@ def test_a_run_on_an_existing_scheduler_leaves_no_credential_on_its_workers(
 def test_remote_read_settings_and_environment_credentials_reach_the_read_tasks(
     run_recipe_doc, tmp_path, monkeypatch
 ) -> None:
-    """Items on object storage: the read tasks carry the GDAL settings of catalog.defaults, the credentials of the
+    """Items on object storage: the read tasks carry the GDAL settings of orbitcube.catalog.defaults, the credentials of the
     client's environment (as a session rasterio opens them with) and cluster.gdal_env."""
     import pystac
 
-    from catalog.defaults import FAST_COG_READS
-    from catalog.storage import Secret
-    from pipeline.recipe import load_recipe
-    from pipeline.run import read_env
+    from orbitcube.catalog.defaults import FAST_COG_READS
+    from orbitcube.catalog.storage import Secret
+    from orbitcube.pipeline.recipe import load_recipe
+    from orbitcube.pipeline.run import read_env
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "client-key")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CANARY)
@@ -113,7 +113,7 @@ def test_a_recipe_on_a_dask_gateway_gives_the_identical_store_and_leaks_no_secre
 ) -> None:
     from test_run import assert_identical
 
-    from pipeline.run import run_recipe
+    from orbitcube.pipeline.run import run_recipe
 
     monkeypatch.setenv("OC_GATEWAY_PASSWORD", dask_gateway.secret)
     out = tmp_path / "cube.zarr"
@@ -131,7 +131,7 @@ def test_a_recipe_on_a_dask_gateway_gives_the_identical_store_and_leaks_no_secre
 def test_a_wrong_gateway_password_is_a_cluster_error_without_the_secret(
     dask_gateway, run_recipe_doc, tmp_path, monkeypatch
 ) -> None:
-    from pipeline.run import run_recipe
+    from orbitcube.pipeline.run import run_recipe
 
     monkeypatch.setenv("OC_GATEWAY_PASSWORD", "not-" + dask_gateway.secret)
     with pytest.raises(ClusterError, match=f"Dask Gateway at http://127.0.0.1:{dask_gateway.port}") as err:
@@ -140,8 +140,8 @@ def test_a_wrong_gateway_password_is_a_cluster_error_without_the_secret(
 
 
 def test_gateway_secrets_in_a_recipe_must_be_env_references(run_recipe_doc, tmp_path) -> None:
-    from pipeline.errors import RecipeError
-    from pipeline.recipe import load_recipe
+    from orbitcube.pipeline.errors import RecipeError
+    from orbitcube.pipeline.recipe import load_recipe
 
     doc = run_recipe_doc(tmp_path / "c.zarr", scheduler="gateway://127.0.0.1:1")
     doc["cluster"]["gateway"] = {"auth": "basic", "username": "me", "password": "hunter2-literal"}

@@ -13,9 +13,9 @@ import numpy as np
 import rioxarray  # noqa: F401
 import xarray as xr
 
-from catalog.simulator import MissionConfig, Truth
-from pipeline.recipe import load_recipe
-from pipeline.sink import FINGERPRINT_ATTR
+from orbitcube.catalog.simulator import MissionConfig, Truth
+from orbitcube.pipeline.recipe import load_recipe
+from orbitcube.pipeline.sink import FINGERPRINT_ATTR
 
 #: floors per event at 20 m on 128 px tiles (the planted polygons are 8-13 px across there); measured
 #: 0.96 / 0.90 (clearing), 1.00 / 1.00 (burn), 1.00 / 0.96 (flood)
@@ -30,7 +30,7 @@ def test_demo_runs_the_example_recipe_and_finds_the_planted_events(tmp_path: Pat
         [
             sys.executable,
             "-m",
-            "pipeline.cli",
+            "orbitcube.pipeline.cli",
             "demo",
             "--out",
             "demo",

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from pipeline.errors import SinkError
-from pipeline.export import export_cog
-from pipeline.sink import open_cube
+from orbitcube.pipeline.errors import SinkError
+from orbitcube.pipeline.export import export_cog
+from orbitcube.pipeline.sink import open_cube
 
 
 def test_export_slice_keeps_crs_transform_and_values(reference_run, tmp_path: Path) -> None:

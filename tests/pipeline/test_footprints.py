@@ -20,8 +20,8 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from pyproj import Transformer
 
-from pipeline.footprints import footprint_on, grid_lonlat
-from pipeline.load import load_cube
+from orbitcube.pipeline.footprints import footprint_on, grid_lonlat
+from orbitcube.pipeline.load import load_cube
 from tests.conftest import SHARED_DATA
 
 REAL = SHARED_DATA / "real-stac-items"

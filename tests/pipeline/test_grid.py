@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from odc.geo import xy_
 from odc.geo.geom import box
 
-from pipeline.errors import GridError
-from pipeline.grid import aoi_geometry, items_anchor, output_grid, tile_grid
-from pipeline.load import load_cube
+from orbitcube.pipeline.errors import GridError
+from orbitcube.pipeline.grid import aoi_geometry, items_anchor, output_grid, tile_grid
+from orbitcube.pipeline.load import load_cube
 
 UTM21S = "EPSG:32721"
 
@@ -152,7 +152,7 @@ def test_real_landsat_native_load_equals_the_files(landsat_real_dir: Path, tmp_p
     """The real Landsat 8 rows (corners at odd multiples of 15 m, uint16): ingested, loaded on their native grid
     without crs/resolution, every pixel inside the scene equals the file's value (read with rasterio), and the
     time label is the acquisition date 2020-05-18 (a date-only file name in the western hemisphere)."""
-    from catalog.ingest import ingest
+    from orbitcube.catalog.items import ingest
 
     items = ingest(landsat_real_dir, tmp_path / "cat").items
     row77 = next(it for it in items if "224077" in it.id)

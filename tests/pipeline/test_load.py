@@ -7,10 +7,10 @@ import pytest
 import rasterio
 import xarray as xr
 
-from catalog.simulator import Mission
-from pipeline.errors import LoadError
-from pipeline.load import load_cube
-from pipeline.masks import dilate
+from orbitcube.catalog.simulator import Mission
+from orbitcube.pipeline.errors import LoadError
+from orbitcube.pipeline.load import load_cube
+from orbitcube.pipeline.masks import dilate
 
 
 def test_cube_contract(s2_mission: Mission, s2_cube: xr.Dataset) -> None:
@@ -90,7 +90,7 @@ def test_bad_inputs_are_clear_errors(s2_mission: Mission, tmp_path) -> None:
 
 
 def test_real_landsat_rows_mosaic_into_one_time_step(landsat_real_dir, tmp_path) -> None:
-    from catalog.ingest import ingest
+    from orbitcube.catalog.items import ingest
 
     res = ingest(landsat_real_dir, tmp_path / "cat")
     cube = load_cube(res.items, ["red", "green", "blue"], resolution=90, mask=None)
@@ -112,7 +112,7 @@ def baseline_mission(tmp_path_factory: pytest.TempPathFactory) -> Mission:
     offset), written without nodata in the files or items, full swaths (two UTM zone tiles per pass)."""
     import datetime as dt
 
-    from catalog.simulator import MissionConfig, simulate_mission
+    from orbitcube.catalog.simulator import MissionConfig, simulate_mission
 
     cfg = MissionConfig(
         seed=11,
@@ -253,7 +253,7 @@ def test_unknown_integer_encoding_loads_as_stored_with_a_warning(raster_item, ca
     from affine import Affine
 
     item = raster_item("x", np.full((8, 8), 7, np.uint16), Affine(10, 0, 500000, 0, -10, 5000000), _when())
-    with caplog.at_level(logging.WARNING, logger="pipeline"):
+    with caplog.at_level(logging.WARNING, logger="orbitcube.pipeline"):
         cube = load_cube([item], ["data"], crs="EPSG:32632", resolution=10, mask=None)
     assert float(cube["data"].max()) == 7.0
     msgs = [r.getMessage() for r in caplog.records if "as stored" in r.getMessage()]

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from catalog.classes import QA_CONFIDENCE_BITS, FmaskBit
-from catalog.simulator import SCL, QABit
-from pipeline.errors import LoadError
-from pipeline.masks import DEFAULT_MASK, dilate, mask_from_fmask, mask_from_qa_pixel, mask_from_scl
+from orbitcube.catalog.classes import QA_CONFIDENCE_BITS, FmaskBit
+from orbitcube.catalog.simulator import SCL, QABit
+from orbitcube.pipeline.errors import LoadError
+from orbitcube.pipeline.masks import DEFAULT_MASK, dilate, mask_from_fmask, mask_from_qa_pixel, mask_from_scl
 
 
 def test_scl_classes_by_name() -> None:

@@ -19,12 +19,12 @@ from flaky_proxy import FlakyProxy
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
-from catalog.errors import CatalogError, OrbitcubeError
-from catalog.simulator import Mission
-from catalog.storage import filesystem, gdal_options
-from pipeline.errors import LoadError, SinkError
-from pipeline.load import load_cube
-from pipeline.sink import (
+from orbitcube.catalog.errors import CatalogError, OrbitcubeError
+from orbitcube.catalog.simulator import Mission
+from orbitcube.catalog.storage import filesystem, gdal_options
+from orbitcube.pipeline.errors import LoadError, SinkError
+from orbitcube.pipeline.load import load_cube
+from orbitcube.pipeline.sink import (
     completed_tiles,
     create_store,
     mark_tile_done,
@@ -42,7 +42,7 @@ BANDS = ("B04", "B08", "SCL")
 def _upload_mission(mission: Mission, az, container: str) -> str:
     """The mission's self-contained catalog (JSON, index, and the red, nir and SCL COGs) published to Azurite;
     returns the az:// URL of its catalog.json (asset hrefs are relative, so they resolve to az:// URLs)."""
-    from catalog.publish import publish_catalog
+    from orbitcube.catalog.publish import publish_catalog
 
     fs = filesystem(f"az://{container}", az.options)
     if not fs.exists(container):
@@ -118,7 +118,7 @@ def test_recipe_from_azurite_to_s3_equals_the_local_run(
     """The batch-run recipe with its static catalog and scenes in Azurite and its output in S3, on a LocalCluster of
     worker processes (credentials reach them inside the graph only: they are in no worker's environment), writes
     the same chunks as the same recipe run on local disk; no secret anywhere in what it wrote or logged."""
-    from pipeline.run import run_recipe
+    from orbitcube.pipeline.run import run_recipe
 
     url = f"s3://{_bucket(moto_s3, 'cubes')}/run.zarr"
     doc = run_recipe_doc(url)
@@ -162,11 +162,11 @@ def test_catalog_of_azurite_scenes_loads_on_worker_processes(
 ) -> None:
     """A catalog written with az:// hrefs, searched and loaded on worker processes with the credentials in the
     graph, equals the local load; the cube written to S3 with a SAS-signed href in its provenance keeps none."""
-    from catalog.store import open_catalog, write_catalog
-    from pipeline.cluster import start_cluster
+    from orbitcube.catalog.store import open_catalog, write_catalog
+    from orbitcube.pipeline.cluster import start_cluster
 
     write_catalog(az_items, tmp_path / "stac")
-    # scenes in Azurite and in the mission folder: both outside the catalog's own folder (catalog.policy)
+    # scenes in Azurite and in the mission folder: both outside the catalog's own folder (orbitcube.catalog.policy)
     items = open_catalog(tmp_path / "stac", allow=["az", str(s2_mission.root)]).search()
     assert {it.assets["B04"].href.split("://")[0] for it in items} == {"az"}
     gbox = s2_mission.config.truth_geobox(20)
@@ -200,8 +200,8 @@ def test_published_catalog_is_searchable_in_object_storage(
     """A catalog published to Azurite is a valid static catalog there: the same search on it and on the local
     folder finds the same items, whose asset hrefs point into the container; the root went up last and the
     STAC files carry no credentials. Publishing to a missing bucket is a clear error naming the URL."""
-    from catalog.publish import publish_catalog
-    from catalog.search import search
+    from orbitcube.catalog.publish import publish_catalog
+    from orbitcube.catalog.query import search
 
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.options["connection_string"])
     query = {"bbox": run_mission.config.aoi_bbox, "datetime": "2023-05-15/2023-06-15", "max_cloud_cover": 60}
@@ -262,7 +262,7 @@ def test_run_store_in_object_storage_resumes(store_url) -> None:
 
 
 def test_object_store_lease_refuses_a_second_run_and_expires(store_url) -> None:
-    from pipeline.locks import _Lease
+    from orbitcube.pipeline.locks import _Lease
 
     url, so = store_url
     fs = filesystem(url, so)
@@ -327,7 +327,7 @@ def test_missing_container_bucket_and_wrong_credentials_are_clear_errors(
     monkeypatch.setenv("OC_TEST_S3_SECRET", "not-the-secret-0123")
     doc = run_recipe_doc("s3://cubes/recipe.zarr")
     doc["storage"] = {"s3": {**moto_s3.options, "secret": "${OC_TEST_S3_SECRET}"}}
-    from pipeline.run import run_recipe
+    from orbitcube.pipeline.run import run_recipe
 
     with pytest.raises(SinkError, match=r"s3://cubes/recipe.zarr.lock: access denied") as err:
         run_recipe(doc, progress=False)
@@ -380,10 +380,10 @@ def test_a_permanently_failing_object_gets_at_most_the_retry_policy_s_requests(
     run_recipe_doc, az_catalog, azurite, moto_s3, monkeypatch, tmp_path
 ) -> None:
     """Every asset request answered 503 once the run's store exists: GDAL, the reader and the runner retry, each
-    within its limit of catalog.defaults.RETRY_POLICY, and the run fails clearly after at most
+    within its limit of orbitcube.catalog.defaults.RETRY_POLICY, and the run fails clearly after at most
     RETRY_POLICY.max_requests (24) requests on any one object; both tile attempts went through all the retries."""
-    from catalog.defaults import RETRY_POLICY
-    from pipeline.run import run_recipe
+    from orbitcube.catalog.defaults import RETRY_POLICY
+    from orbitcube.pipeline.run import run_recipe
 
     out = tmp_path / "cube.zarr"
     with FlakyProxy(azurite.port) as proxy:
@@ -424,7 +424,7 @@ def test_server_stopped_mid_read_fails_clearly_and_the_rerun_resumes(
     """The Azure endpoint dies part-way through a run: the run fails with a LoadError naming the scene URL (no
     key), after bounded retries; the tiles written before are kept, and a rerun once the endpoint is back resumes
     and ends byte-identical to the uninterrupted local run."""
-    from pipeline.run import run_recipe
+    from orbitcube.pipeline.run import run_recipe
 
     out = tmp_path / "cube.zarr"
     with FlakyProxy(azurite.port) as proxy:

@@ -1,4 +1,4 @@
-"""COG overviews across CRSs (pipeline.resample.overview_for, used by pipeline.reader.read_asset).
+"""COG overviews across CRSs (orbitcube.pipeline.resample.overview_for, used by orbitcube.pipeline.reader.read_asset).
 
 A coarse load into another CRS must read the overview GDAL's warper would pick (issue 13 defect 11), not decode
 every full-resolution block: proven without timing by comparing with ``rasterio.warp.reproject`` from that
@@ -17,8 +17,8 @@ from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
-from pipeline.reader import AssetSpec, read_asset
-from pipeline.resample import overview_for
+from orbitcube.pipeline.reader import AssetSpec, read_asset
+from orbitcube.pipeline.resample import overview_for
 
 NODATA = -9999.0
 

@@ -18,10 +18,10 @@ import rasterio
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
-from catalog.classes import MASK_NAMES
-from pipeline.errors import LoadError
-from pipeline.load import load_cube, quality_band
-from pipeline.quality import QualityDecoder, decoder_from_fields, quality_decoder
+from orbitcube.catalog.classes import MASK_NAMES
+from orbitcube.pipeline.errors import LoadError
+from orbitcube.pipeline.load import load_cube, quality_band
+from orbitcube.pipeline.quality import QualityDecoder, decoder_from_fields, quality_decoder
 
 REAL_ITEMS = Path(__file__).resolve().parents[3] / "shared" / "data" / "real-stac-items"
 SIZE = 48  # pixels per side of the windows written on the real grids
@@ -308,7 +308,7 @@ def test_a_quality_layer_without_metadata_or_built_in_knowledge_is_a_clear_error
 
 
 def test_every_vocabulary_name_is_decodable_by_some_built_in_layer() -> None:
-    from pipeline.masks import builtin_decoder
+    from orbitcube.pipeline.masks import builtin_decoder
 
     for name in MASK_NAMES:
         ok = []
@@ -325,8 +325,8 @@ def test_every_vocabulary_name_is_decodable_by_some_built_in_layer() -> None:
 def test_recipe_validate_checks_mask_names_against_the_one_vocabulary(tmp_path, capsys) -> None:
     import yaml
 
-    from pipeline.cli import main
-    from pipeline.recipe import example_recipe
+    from orbitcube.pipeline.cli import main
+    from orbitcube.pipeline.recipe import example_recipe
 
     doc = yaml.safe_load(example_recipe())
     path = tmp_path / "recipe.yaml"
@@ -351,7 +351,7 @@ def test_run_dry_run_fails_on_a_mask_name_the_product_cannot_decode(run_recipe_d
     tile is read or written."""
     import yaml
 
-    from pipeline.cli import main
+    from orbitcube.pipeline.cli import main
 
     doc = run_recipe_doc(tmp_path / "cube.zarr")
     doc["load"]["mask"] = ["cloud", "dilated_cloud"]

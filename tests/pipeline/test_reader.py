@@ -18,9 +18,9 @@ from odc.geo.geom import Geometry
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
-from catalog.simulator import Mission
-from pipeline.errors import LoadError
-from pipeline.load import load_cube
+from orbitcube.catalog.simulator import Mission
+from orbitcube.pipeline.errors import LoadError
+from orbitcube.pipeline.load import load_cube
 
 
 def _tile_tasks(cube) -> dict:
@@ -91,7 +91,7 @@ def _strip_proj(item: pystac.Item) -> pystac.Item:
 def test_items_without_proj_metadata_fall_back_to_file_headers(s2_mission: Mission, caplog) -> None:
     items = s2_mission.items[:4]
     bare = [_strip_proj(it) for it in items]
-    with caplog.at_level(logging.WARNING, logger="pipeline.load"):
+    with caplog.at_level(logging.WARNING, logger="orbitcube.pipeline.load"):
         got = load_cube(bare, ["red"], resolution=40, mask=None).compute()
     assert "no projection metadata" in caplog.text and items[0].id in caplog.text
     want = load_cube(items, ["red"], resolution=40, mask=None).compute()
@@ -108,7 +108,10 @@ def test_an_asset_that_fails_to_read_fails_or_is_skipped(s2_mission: Mission, tm
     cube = load_cube(items, ["red"], geobox=gbox, groupby="time")
     with pytest.raises(LoadError, match=f"{items[0].id}.*B04.tif.*on_error='skip'"):
         cube.compute(scheduler="synchronous")
-    with caplog.at_level(logging.WARNING, logger="pipeline.reader"), dask.config.set(scheduler="synchronous"):
+    with (
+        caplog.at_level(logging.WARNING, logger="orbitcube.pipeline.reader"),
+        dask.config.set(scheduler="synchronous"),
+    ):
         skipped = load_cube(items, ["red"], geobox=gbox, groupby="time", on_error="skip").compute()
     assert items[0].id in caplog.text
     assert np.isnan(skipped["red"].values[0]).all()
@@ -180,7 +183,7 @@ def test_stac_nodata_the_dtype_cannot_hold_is_ignored_with_a_warning(raster_item
     data[:, :8] = 0
     rb = {"raster:bands": [{"nodata": -9999, "data_type": "uint16", "scale": 0.001}]}
     item = raster_item("odd-nodata", data, _TR, _T0, file_nodata=0, asset_fields=rb)
-    with caplog.at_level(logging.WARNING, logger="pipeline"):
+    with caplog.at_level(logging.WARNING, logger="orbitcube.pipeline"):
         cube = load_cube([item], ["data"], geobox=_grids()["native"], mask=None)
     assert any("-9999" in r.getMessage() and "uint16" in r.getMessage() for r in caplog.records)
     got = cube["data"].values[0]
@@ -271,7 +274,7 @@ def test_a_file_gone_after_planning_fails_naming_item_and_asset_or_is_skipped(
     path.unlink()
     with pytest.raises(LoadError, match=r"item 'west' asset 'data': cannot read .*west-data.tif"):
         cube.compute()
-    with caplog.at_level(logging.WARNING, logger="pipeline"):
+    with caplog.at_level(logging.WARNING, logger="orbitcube.pipeline"):
         got = skipping["data"].values[0]
     np.testing.assert_array_equal(got, 200)  # the other scene of the day fills everything
     assert any("skipping item 'west'" in r.getMessage() for r in caplog.records)
@@ -282,7 +285,7 @@ def test_open_handles_are_bounded_per_process_under_the_open_file_limit(raster_i
     import resource
     from concurrent.futures import ThreadPoolExecutor
 
-    from pipeline import reader
+    from orbitcube.pipeline import reader
 
     items = [raster_item(f"f{i}", np.full((8, 8), i, np.uint16), _TR, _T0) for i in range(30)]
     hrefs = [it.assets["data"].href for it in items]

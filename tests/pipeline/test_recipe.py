@@ -7,8 +7,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.errors import RecipeError
-from pipeline.recipe import CompositeStep, IndexStep, Recipe, example_recipe, load_recipe, step_outputs
+from orbitcube.pipeline.errors import RecipeError
+from orbitcube.pipeline.recipe import (
+    CompositeStep,
+    IndexStep,
+    Recipe,
+    example_recipe,
+    load_recipe,
+    step_outputs,
+)
 
 BASE = {"catalog": {"source": "cat"}, "output": {"path": "out.zarr"}}
 

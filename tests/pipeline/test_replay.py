@@ -32,7 +32,7 @@ from replay_refs import (
     source_uv,
 )
 
-from pipeline.load import load_cube
+from orbitcube.pipeline.load import load_cube
 
 
 def union_grid(replays: list[ReplayItem], key: str, crs: str, res, *, shrink: float = 0.0) -> GeoBox:

@@ -31,7 +31,7 @@ from pyproj import CRS, Transformer
 from replay import Field, synthetic_scene
 from replay_refs import expected, gdal_reference, nearest_source_values, source_uv
 
-from pipeline.load import load_cube
+from orbitcube.pipeline.load import load_cube
 
 PROFILE = settings(
     max_examples=16,
@@ -152,7 +152,7 @@ def _make(tmp_path_factory, s, *, item_id="scene", collection="prop-a", when="20
 
 #: how close (source pixels) to a source pixel edge an output centre may be for nearest (and inside/outside) to
 #: be decided by the coordinate approximation: GDAL's approximate transformer error threshold (0.125 px), which
-#: the loader adopts for its pixel-map lattice (pipeline.resample.MAX_LATTICE_ERROR). With 1e-3 px instead,
+#: the loader adopts for its pixel-map lattice (orbitcube.pipeline.resample.MAX_LATTICE_ERROR). With 1e-3 px instead,
 #: 23 of 17355 pixels (all within 0.003 px of an edge) differ for a geographic grid across the antimeridian.
 EDGE_PX = 0.125
 

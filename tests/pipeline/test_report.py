@@ -35,8 +35,8 @@ def test_quicklook_has_colour_bar_units_and_map_axes(reference_run, tmp_path) ->
 
     import matplotlib.figure
 
-    from pipeline.report import _quicklook_of
-    from pipeline.sink import open_cube
+    from orbitcube.pipeline.report import _quicklook_of
+    from orbitcube.pipeline.sink import open_cube
 
     calls = {}
     real = matplotlib.figure.Figure.savefig

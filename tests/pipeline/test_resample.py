@@ -9,7 +9,7 @@ from odc.geo.geobox import GeoBox
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
-from pipeline.resample import apply_map, pixel_map
+from orbitcube.pipeline.resample import apply_map, pixel_map
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,9 @@ import rioxarray  # noqa: F401
 import xarray as xr
 import yaml
 
-from pipeline.errors import SinkError
-from pipeline.run import plan_run, run_recipe
-from pipeline.sink import TILE_VAR
+from orbitcube.pipeline.errors import SinkError
+from orbitcube.pipeline.run import plan_run, run_recipe
+from orbitcube.pipeline.sink import TILE_VAR
 
 BIN = Path(sys.executable).parent
 
@@ -122,8 +122,8 @@ def test_plan_reads_no_pixels_and_counts_tiles_items_and_bytes(run_recipe_doc, t
 def test_tiled_run_equals_one_whole_cube_and_opens_with_crs(reference_run, run_mission) -> None:
     from odc.geo.xr import ODCExtensionDa  # noqa: F401
 
-    from pipeline.analytics import composite, spectral_index
-    from pipeline.load import load_cube
+    from orbitcube.pipeline.analytics import composite, spectral_index
+    from orbitcube.pipeline.load import load_cube
 
     res = reference_run
     assert (res.tiles_done, res.tiles_skipped, res.tiles_total) == (9, 0, 9)
@@ -157,7 +157,7 @@ def test_sigkill_then_resume_gives_the_identical_store(reference_run, run_recipe
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(run_recipe_doc(out, max_tiles_in_flight=1)))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "-q", "run", str(recipe)],
+        [sys.executable, "-m", "orbitcube.pipeline.cli", "-q", "run", str(recipe)],
         start_new_session=True,  # its own process group: the kill takes the local cluster's workers too
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -14,8 +14,8 @@ import zarr
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
-from pipeline.errors import SinkError
-from pipeline.sink import open_cube, write_zarr
+from orbitcube.pipeline.errors import SinkError
+from orbitcube.pipeline.sink import open_cube, write_zarr
 
 
 @pytest.fixture()
@@ -68,13 +68,13 @@ def test_cube_without_crs_or_with_irregular_chunks(cube: xr.Dataset, tmp_path: P
 
 
 def _run_store(cube: xr.Dataset, path: Path) -> Path:
-    from pipeline.sink import create_store
+    from orbitcube.pipeline.sink import create_store
 
     return create_store(cube, path, tile_shape=(8, 8), provenance={"name": "t"}, fingerprint="f1")
 
 
 def test_run_store_region_writes_markers_and_alignment(cube: xr.Dataset, tmp_path: Path) -> None:
-    from pipeline.sink import completed_tiles, mark_tile_done, store_state, write_tile
+    from orbitcube.pipeline.sink import completed_tiles, mark_tile_done, store_state, write_tile
 
     path = _run_store(cube, tmp_path / "r.zarr")
     assert store_state(path, "f1") == set()
@@ -98,7 +98,7 @@ def test_run_store_region_writes_markers_and_alignment(cube: xr.Dataset, tmp_pat
 
 
 def test_store_lock_refuses_a_second_holder(tmp_path: Path) -> None:
-    from pipeline.sink import store_lock
+    from orbitcube.pipeline.sink import store_lock
 
     with store_lock(tmp_path / "c.zarr"):
         with pytest.raises(SinkError, match=r"being written by another run \(pid \d+"):
@@ -111,7 +111,7 @@ def test_store_lock_refuses_a_second_holder(tmp_path: Path) -> None:
 def test_write_zarr_create_store_and_the_recipe_compress_alike(cube: xr.Dataset, tmp_path: Path) -> None:
     """One default compression: a store written by write_zarr, one created by create_store and a recipe's output
     all use Blosc-zstd level 1 with byte shuffle."""
-    from pipeline.recipe import OutputSpec
+    from orbitcube.pipeline.recipe import OutputSpec
 
     write_zarr(cube, tmp_path / "a.zarr")
     _run_store(cube, tmp_path / "b.zarr")

@@ -1,4 +1,4 @@
-"""Time labels (pipeline/timeaxis.py, pipeline.load.solar_day): UTC, date-only items, the antimeridian."""
+"""Time labels (pipeline/timeaxis.py, orbitcube.pipeline.load.solar_day): UTC, date-only items, the antimeridian."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pystac
 import pytest
 
-from pipeline.load import solar_day
-from pipeline.timeaxis import acquisition_utc, scene_time, time_unknown
+from orbitcube.pipeline.load import solar_day
+from orbitcube.pipeline.timeaxis import acquisition_utc, scene_time, time_unknown
 from tests.conftest import SHARED_DATA
 
 
@@ -77,7 +77,7 @@ def test_antimeridian_items_are_centred_near_180(geometry, bbox) -> None:
 def test_real_items_near_midnight_and_at_the_antimeridian() -> None:
     """Planetary Computer items: Landsat 9 at 23:46 UTC over Tasmania is the next local morning; io-lulc tiles of
     UTM zone 60 (bbox -180..180) are centred at 177 E."""
-    from catalog.antimeridian import centre_lon
+    from orbitcube.catalog.antimeridian import centre_lon
 
     landsat = [
         pystac.Item.from_dict(d)
@@ -95,7 +95,7 @@ def test_load_orders_and_labels_scenes_in_utc(tmp_path) -> None:
     """load_cube with groupby="time": an item with an offset (10:00+05:00 = 05:00 UTC) sorts before one at 08:00
     UTC and is labelled 05:00; an item with ``datetime: null`` and an interval (an annual product) sorts by its
     start instead of failing on None."""
-    from pipeline.load import load_cube
+    from orbitcube.pipeline.load import load_cube
     from tests.pipeline.test_grid import scene_item, write_scene
 
     data = np.full((20, 20), 7, np.uint16)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main as cli_main
-from pipeline.errors import SinkError
-from pipeline.export import export_cog
-from pipeline.run import run_recipe
-from pipeline.sink import TILE_VAR
-from pipeline.verify import verify_store
+from orbitcube.pipeline.cli import main as cli_main
+from orbitcube.pipeline.errors import SinkError
+from orbitcube.pipeline.export import export_cog
+from orbitcube.pipeline.run import run_recipe
+from orbitcube.pipeline.sink import TILE_VAR
+from orbitcube.pipeline.verify import verify_store
 
 
 def files(path: Path) -> dict[str, bytes]:
@@ -137,8 +137,8 @@ def test_verify_refuses_a_folder_that_is_no_run_store(tmp_path: Path) -> None:
 
 
 def test_a_codec_error_while_reading_names_the_damaged_chunk(damaged) -> None:
-    from pipeline.sink import open_cube
-    from pipeline.verify import naming_damaged_chunks
+    from orbitcube.pipeline.sink import open_cube
+    from orbitcube.pipeline.verify import naming_damaged_chunks
 
     store, keys = damaged
     key, _ = keys["truncated"]
@@ -155,8 +155,8 @@ def test_checksums_and_store_recognition_work_in_object_storage(moto_s3) -> None
     from odc.geo.geobox import GeoBox
     from odc.geo.xr import xr_coords
 
-    from catalog.storage import filesystem
-    from pipeline.sink import create_store, mark_tile_done, remove_store, write_tile
+    from orbitcube.catalog.storage import filesystem
+    from orbitcube.pipeline.sink import create_store, mark_tile_done, remove_store, write_tile
 
     so = moto_s3.options
     fs = filesystem("s3://", so)

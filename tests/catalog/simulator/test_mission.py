@@ -12,8 +12,8 @@ import pystac
 import pytest
 import rasterio
 
-from catalog.errors import SimulatorError
-from catalog.simulator import SCL, Mission, MissionConfig, QABit, simulate_mission
+from orbitcube.catalog.errors import SimulatorError
+from orbitcube.catalog.simulator import SCL, Mission, MissionConfig, QABit, simulate_mission
 
 TINY = dict(
     tile_size=64, start=dt.date(2023, 3, 1), end=dt.date(2023, 3, 20), sensors=("sentinel-2", "landsat")

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from catalog.errors import SimulatorError
-from catalog.simulator import MissionConfig, acquisition_plan
+from orbitcube.catalog.errors import SimulatorError
+from orbitcube.catalog.simulator import MissionConfig, acquisition_plan
 
 
 def test_sentinel2_revisit_every_10_days_offset_5() -> None:

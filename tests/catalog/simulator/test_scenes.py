@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import rasterio
 
-from catalog.simulator import SCL, Mission, QABit
+from orbitcube.catalog.simulator import SCL, Mission, QABit
 
 
 def _asset_path(item, key):
@@ -92,7 +92,7 @@ def test_clear_pixels_match_planted_reflectance(mixed_mission: Mission) -> None:
 def test_landsat_corners_sit_at_odd_multiples_of_15_m(mixed_mission: Mission) -> None:
     """As on real Landsat (issue 13): 30 m pixel corners at odd multiples of 15 m, not on the 60 m grid that
     Sentinel-2 uses; a native load copies the scene's pixels exactly."""
-    from pipeline.load import load_cube
+    from orbitcube.pipeline.load import load_cube
 
     ls = next(i for i in mixed_mission.items if i.collection_id.startswith("landsat"))
     with rasterio.open(_asset_path(ls, "SR_B4")) as src:

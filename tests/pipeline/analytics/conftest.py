@@ -10,7 +10,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
-from catalog.simulator import Mission, MissionConfig, Truth
+from orbitcube.catalog.simulator import Mission, MissionConfig, Truth
 
 BANDS = ("green", "red", "nir", "swir22")
 

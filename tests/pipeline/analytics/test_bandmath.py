@@ -11,9 +11,9 @@ import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.analytics import band_math
-from pipeline.analytics.bandmath import evaluate
-from pipeline.errors import ExpressionError
+from orbitcube.pipeline.analytics import band_math
+from orbitcube.pipeline.analytics.bandmath import evaluate
+from orbitcube.pipeline.errors import ExpressionError
 
 
 @pytest.fixture()

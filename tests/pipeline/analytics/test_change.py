@@ -10,9 +10,15 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from catalog.simulator import Mission
-from pipeline.analytics import composite, detect_breaks, difference_change, dnbr_severity, spectral_index
-from pipeline.analytics.score import edge_band, score_map
+from orbitcube.catalog.simulator import Mission
+from orbitcube.pipeline.analytics import (
+    composite,
+    detect_breaks,
+    difference_change,
+    dnbr_severity,
+    spectral_index,
+)
+from orbitcube.pipeline.analytics.score import edge_band, score_map
 
 REVISIT_DAYS = 5  # Sentinel-2A + 2B
 
@@ -222,13 +228,13 @@ def test_eight_dates_pure_increase_is_no_decrease() -> None:
 
 def test_notebook_03_code_path_still_finds_the_planted_events(tmp_path) -> None:
     """Notebook 03 (change detection) as code: its mission, search, load, NDVI and detect_breaks call and its
-    scoring (pipeline.analytics.score); the planted clearing, burn and flood are found (precision and recall >= 0.9,
+    scoring (orbitcube.pipeline.analytics.score); the planted clearing, burn and flood are found (precision and recall >= 0.9,
     each event >= 0.9)."""
     import datetime as dt
 
-    from catalog import search
-    from catalog.simulator import MissionConfig, simulate_mission
-    from pipeline import load_cube
+    from orbitcube.catalog import search
+    from orbitcube.catalog.simulator import MissionConfig, simulate_mission
+    from orbitcube.pipeline import load_cube
 
     config = MissionConfig(seed=5, tile_size=256, start=dt.date(2023, 5, 1), end=dt.date(2023, 8, 28))
     mission = simulate_mission(config, tmp_path / "mission")

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from catalog.simulator import Mission
-from pipeline.analytics import composite
-from pipeline.errors import AnalyticsError
+from orbitcube.catalog.simulator import Mission
+from orbitcube.pipeline.analytics import composite
+from orbitcube.pipeline.errors import AnalyticsError
 
 
 def test_median_of_a_cloudy_season_matches_clear_sky_truth(s2_mission: Mission, s2_cube: xr.Dataset) -> None:
@@ -44,7 +44,7 @@ def test_periods_stats_and_counts() -> None:
 
 
 def test_best_pixel_by_max_ndvi_takes_every_band_from_the_greenest_step(small_cube: xr.Dataset) -> None:
-    from pipeline.analytics import best_pixel_composite
+    from orbitcube.pipeline.analytics import best_pixel_composite
 
     best = best_pixel_composite(small_cube, "NDVI")
     red, nir = small_cube.red.values, small_cube.nir.values
@@ -65,7 +65,7 @@ def test_best_pixel_by_max_ndvi_takes_every_band_from_the_greenest_step(small_cu
 
 
 def test_best_pixel_by_least_cloud_prefers_the_clearest_acquisition(small_cube: xr.Dataset) -> None:
-    from pipeline.analytics import best_pixel_composite, cloud_fraction
+    from orbitcube.pipeline.analytics import best_pixel_composite, cloud_fraction
 
     ds = small_cube.copy(deep=True)
     ds["red"][2] = ds["red"][2].where(ds.x < ds.x[3])  # step 2 clear only on the west edge ...

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from catalog.simulator import Mission
-from pipeline.analytics import spectral_index
-from pipeline.analytics.events import EVENT_SIGNALS, detect_events
-from pipeline.analytics.score import score_events
+from orbitcube.catalog.simulator import Mission
+from orbitcube.pipeline.analytics import spectral_index
+from orbitcube.pipeline.analytics.events import EVENT_SIGNALS, detect_events
+from orbitcube.pipeline.analytics.score import score_events
 
 
 def test_detect_events_finds_each_planted_event_on_the_truth_observed_cube(

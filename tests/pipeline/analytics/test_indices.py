@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from pipeline.analytics import spectral_index
-from pipeline.errors import AnalyticsError
+from orbitcube.pipeline.analytics import spectral_index
+from orbitcube.pipeline.errors import AnalyticsError
 
 
 @pytest.fixture()

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from pipeline.analytics import best_pixel_composite, composite, resample_time
-from pipeline.analytics.periods import MAX_PERIODS, split_periods, stat_suffix
-from pipeline.errors import AnalyticsError
+from orbitcube.pipeline.analytics import best_pixel_composite, composite, resample_time
+from orbitcube.pipeline.analytics.periods import MAX_PERIODS, split_periods, stat_suffix
+from orbitcube.pipeline.errors import AnalyticsError
 
 GAPPY = pd.to_datetime(["2023-01-02", "2023-01-09", "2023-01-30", "2023-03-01", "2023-03-05", "2023-06-11"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.analytics.score import edge_band, score_events, score_map
+from orbitcube.pipeline.analytics.score import edge_band, score_events, score_map
 
 
 def _square(y0: int, x0: int, n: int, shape=(40, 40)) -> np.ndarray:

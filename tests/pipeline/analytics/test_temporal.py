@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from pipeline.analytics import gap_fill, resample_time
-from pipeline.errors import AnalyticsError
+from orbitcube.pipeline.analytics import gap_fill, resample_time
+from orbitcube.pipeline.errors import AnalyticsError
 
 
 def _series(values, times) -> xr.DataArray:

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from catalog.simulator import LandCover, Truth
-from pipeline.analytics import anomaly, linear_trend, seasonal_stats, spectral_index
-from pipeline.errors import AnalyticsError
+from orbitcube.catalog.simulator import LandCover, Truth
+from orbitcube.pipeline.analytics import anomaly, linear_trend, seasonal_stats, spectral_index
+from orbitcube.pipeline.errors import AnalyticsError
 
 
 def _cube(values: np.ndarray, times) -> xr.DataArray:

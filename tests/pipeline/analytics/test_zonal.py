@@ -13,9 +13,9 @@ import xarray as xr
 from odc.geo.geom import Geometry
 from rasterio.features import rasterize
 
-from catalog.simulator import Mission
-from pipeline.analytics import spectral_index, zonal_stats
-from pipeline.errors import AnalyticsError
+from orbitcube.catalog.simulator import Mission
+from orbitcube.pipeline.analytics import spectral_index, zonal_stats
+from orbitcube.pipeline.errors import AnalyticsError
 
 
 def _brute_force(values: np.ndarray, inside: np.ndarray) -> dict[str, float]:

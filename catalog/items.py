@@ -2,9 +2,9 @@
 
 What the files say (CRS, transform, shape, dtype, nodata, band count, overviews) is read with rasterio; what they
 do not say (datetime, platform, band common names, scale/offset) comes from a file-name pattern
-(:mod:`catalog.patterns`: the known Landsat, Sentinel-2 and simulator patterns, or a user's
-:class:`~catalog.patterns.CollectionConfig`). Files of one scene (one file per band) become one Item. Unreadable
-files are reported and skipped, never half-ingested; the catalog is written by :mod:`catalog.store`.
+(:mod:`orbitcube.catalog.patterns`: the known Landsat, Sentinel-2 and simulator patterns, or a user's
+:class:`~orbitcube.catalog.patterns.CollectionConfig`). Files of one scene (one file per band) become one Item. Unreadable
+files are reported and skipped, never half-ingested; the catalog is written by :mod:`orbitcube.catalog.store`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import pystac
 import rasterio
 from odc.geo.geom import box
 
-from catalog.errors import CatalogError
-from catalog.extensions import COG, EXT, GTIFF
-from catalog.patterns import KNOWN, QUALITY_KEYS, CollectionConfig, load_configs
-from catalog.products import band_encoding
+from orbitcube.catalog.errors import CatalogError
+from orbitcube.catalog.extensions import COG, EXT, GTIFF
+from orbitcube.catalog.patterns import KNOWN, QUALITY_KEYS, CollectionConfig, load_configs
+from orbitcube.catalog.products import band_encoding
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def _match(href: str, configs: Sequence[CollectionConfig]) -> tuple[CollectionCo
 def _day_interval(m: re.Match) -> dict:
     """For a file name that gives only a date: ``start_datetime``/``end_datetime`` spanning that UTC day, the
     STAC way of saying the time of day is unknown (the item's datetime is then the day's 00:00 UTC, and
-    :mod:`pipeline.timeaxis` labels the scene with the date as given instead of shifting it by longitude)."""
+    :mod:`orbitcube.pipeline.timeaxis` labels the scene with the date as given instead of shifting it by longitude)."""
     if m.groupdict().get("datetime") or not m.groupdict().get("date"):
         return {}
     start = _datetime(m)
@@ -167,7 +167,7 @@ def items_from_files(
 ) -> tuple[list[pystac.Item], list[tuple[str, str]]]:
     """Group raster files into STAC Items; returns ``(items, skipped)`` where skipped lists (href, reason).
 
-    ``config`` adds user patterns (see :func:`catalog.patterns.load_configs`) tried before the known ones.
+    ``config`` adds user patterns (see :func:`orbitcube.catalog.patterns.load_configs`) tried before the known ones.
     Asset hrefs are absolute paths or URLs; geometry and bbox are the union of the band footprints in WGS84
     (lon/lat); ``proj:*`` fields are per asset (native CRS of each file).
     """
@@ -296,10 +296,10 @@ def ingest(
     Re-ingesting the same files changes nothing (not a byte); new files add items and update collection extents
     and the ``items.parquet`` index; an item id that exists with different content raises CatalogError naming
     the id unless ``overwrite``. Files that cannot be read, have no CRS or match no pattern are skipped and
-    listed in the result (and logged). ``config``: see :func:`catalog.patterns.load_configs`; ``collection``
+    listed in the result (and logged). ``config``: see :func:`orbitcube.catalog.patterns.load_configs`; ``collection``
     puts every item into that collection instead of the pattern's.
     """
-    from catalog.store import merge_items, write_merged
+    from orbitcube.catalog.store import merge_items, write_merged
 
     root = Path(catalog)
     hrefs = expand_sources(sources)

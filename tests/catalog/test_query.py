@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from catalog.errors import CatalogError
-from catalog.search import parse_datetime, search
-from catalog.simulator import Mission
+from orbitcube.catalog.errors import CatalogError
+from orbitcube.catalog.query import parse_datetime, search
+from orbitcube.catalog.simulator import Mission
 
 
 def test_search_by_time_cloud_and_collection(mixed_mission: Mission) -> None:
@@ -50,16 +50,6 @@ def test_datetime_intervals() -> None:
         search([], bbox=(10, 1, 5, 0))
     with pytest.raises(CatalogError, match="west < east"):  # only lon/lat boxes may cross the antimeridian
         search([], bbox=(500000, 0, 400000, 10), crs="EPSG:32660")
-
-
-def test_package_search_is_the_function_even_after_the_module_is_imported() -> None:
-    import importlib
-    import sys
-
-    import catalog
-
-    importlib.import_module("catalog.search")
-    assert callable(catalog.search) and catalog.search is sys.modules["catalog.search"].search
 
 
 def _utm_box(bbox) -> object:
@@ -154,7 +144,7 @@ def antimeridian_items() -> list:
 def test_items_that_cross_the_antimeridian_are_found(where: str, tmp_path: Path) -> None:
     """A query inside an antimeridian-crossing item finds it (both sides), a query beside it does not, and a
     query bbox with west > east (STAC) crosses too; through the parquet index and in memory alike."""
-    from catalog.store import write_catalog
+    from orbitcube.catalog.store import write_catalog
 
     items = antimeridian_items()
     source = items if where == "memory" else write_catalog(items, tmp_path / "cat").root

@@ -12,10 +12,10 @@ import pystac
 import pytest
 import rasterio
 
-from catalog.errors import CatalogError
-from catalog.ingest import ingest
-from catalog.search import search
-from catalog.simulator import Mission
+from orbitcube.catalog.errors import CatalogError
+from orbitcube.catalog.items import ingest
+from orbitcube.catalog.query import search
+from orbitcube.catalog.simulator import Mission
 
 
 def test_real_landsat_rows_become_two_items(landsat_real_dir: Path, tmp_path: Path) -> None:
@@ -127,7 +127,7 @@ def test_simulator_scenes_ingest_to_equivalent_items(mixed_mission: Mission, tmp
 
 
 def test_cli_ingest_and_search(landsat_real_dir: Path, tmp_path: Path, capsys) -> None:
-    from pipeline.cli import main
+    from orbitcube.pipeline.cli import main
 
     assert main(["-q", "catalog", "ingest", str(landsat_real_dir), "--catalog", str(tmp_path / "cat")]) == 0
     assert "2 item(s) added" in capsys.readouterr().out

@@ -1,7 +1,7 @@
 """Search STAC items by area, time, collection, cloud cover and CQL2 property filters.
 
-One call for every source: a local catalog folder (or an opened :class:`~catalog.store.Catalog`), a list of
-items, a static catalog URL or a STAC API URL (:mod:`catalog.remote`). Local catalogs are searched on their
+One call for every source: a local catalog folder (or an opened :class:`~orbitcube.catalog.store.Catalog`), a list of
+items, a static catalog URL or a STAC API URL (:mod:`orbitcube.catalog.remote`). Local catalogs are searched on their
 stac-geoparquet index only: vectorised numpy/pyarrow filters on the bbox, datetime and property columns, an
 exact shapely intersection test on the few candidates, and only the matching items are materialised.
 """
@@ -20,11 +20,11 @@ import pyarrow.compute as pc
 import pystac
 import shapely
 
-from catalog.antimeridian import bbox_parts, normalize_lonlat
-from catalog.errors import CatalogError
+from orbitcube.catalog.antimeridian import bbox_parts, normalize_lonlat
+from orbitcube.catalog.errors import CatalogError
 
 if TYPE_CHECKING:
-    from catalog.index import ItemIndex
+    from orbitcube.catalog.index import ItemIndex
 
 Interval = tuple[dt.datetime | None, dt.datetime | None]
 
@@ -173,7 +173,7 @@ def make_query(
     """Check and normalise the arguments of :func:`search` (see there); CatalogError names the bad one."""
     from odc.geo.geom import Geometry, box
 
-    from catalog.filters import parse_filter
+    from orbitcube.catalog.filters import parse_filter
 
     aoi = None
     src_crs = crs if crs is not None else 4326
@@ -267,9 +267,9 @@ def search(
 ) -> pystac.ItemCollection:
     """Items of ``source`` matching every given filter, as a ``pystac.ItemCollection``.
 
-    ``source``: a catalog folder or ``catalog.json`` path, a :class:`~catalog.store.Catalog`, a list or
+    ``source``: a catalog folder or ``catalog.json`` path, a :class:`~orbitcube.catalog.store.Catalog`, a list or
     ItemCollection of items, an ``http(s)://`` URL of a static catalog or a STAC API, or the ``az://`` / ``s3://``
-    URL of a static catalog's catalog.json (e.g. one :func:`catalog.publish.publish_catalog` wrote; credentials
+    URL of a static catalog's catalog.json (e.g. one :func:`orbitcube.catalog.publish.publish_catalog` wrote; credentials
     from the environment).
     ``bbox`` (west, south, east, north) and ``intersects`` (GeoJSON dict, shapely or odc-geo geometry) are in
     ``crs`` (default EPSG:4326, lon/lat degrees; an odc-geo Geometry carries its own); items match when their
@@ -277,11 +277,11 @@ def search(
     whose footprint crosses it (split at +-180, bbox west > east, or one ring jumping across) are found from
     either side. ``datetime``: ``"2023-01-01/2023-03-31"``, ``"../2023-03"``, ``"2023-06"``,
     a date/datetime, or a (start, end) pair with None for open ends (UTC). ``max_cloud_cover`` in percent
-    (items without ``eo:cloud_cover`` do not match). ``filter``: CQL2 text or JSON (see :mod:`catalog.filters`).
+    (items without ``eo:cloud_cover`` do not match). ``filter``: CQL2 text or JSON (see :mod:`orbitcube.catalog.filters`).
     ``sortby``: field names, ``-`` prefix for descending (default ``datetime``, ties by id). At most ``limit``
     items. Local asset hrefs are absolute.
     A catalog's links and the asset hrefs of the items found must stay in the catalog's own tree (its folder, or
-    its origin for a URL) or under an ``allow`` entry (a folder, URL prefix or scheme; :mod:`catalog.policy`):
+    its origin for a URL) or under an ``allow`` entry (a folder, URL prefix or scheme; :mod:`orbitcube.catalog.policy`):
     CatalogError naming the item, asset and href otherwise. Items given as a list are not checked.
     """
     q = make_query(
@@ -296,7 +296,7 @@ def search(
         sortby=sortby,
         limit=limit,
     )
-    from catalog.store import Catalog, open_catalog
+    from orbitcube.catalog.store import Catalog, open_catalog
 
     if isinstance(source, Catalog):
         return _search_catalog(source, q, allow)
@@ -304,7 +304,7 @@ def search(
         return search_items(list(source), q)
     text = str(source)
     if "://" in text and not text.startswith("file://"):  # http(s), az://, s3:// ...
-        from catalog.remote import search_remote
+        from orbitcube.catalog.remote import search_remote
 
         return search_remote(text, q, allow=allow)
     if not isinstance(source, str | Path):
@@ -320,7 +320,7 @@ def search(
 
 def _search_catalog(cat: Any, q: Query, allow: Sequence[str] = ()) -> pystac.ItemCollection:
     """Search an opened local catalog; the items found must pass its access policy (plus ``allow``)."""
-    from catalog.policy import check_items
+    from orbitcube.catalog.policy import check_items
 
     found = cat.materialise(select_rows(cat, q))
     check_items(found, cat.policy.allowing(allow) if allow and cat.policy else cat.policy)
@@ -332,8 +332,8 @@ def search_items(items: list[pystac.Item], q: Query, *, strict: bool = True) -> 
     ``strict=False``: a filter may name properties none of the items has (for results a server filtered)."""
     if not items:
         return pystac.ItemCollection([])
-    from catalog.index import ItemIndex, index_table
-    from catalog.store import item_records
+    from orbitcube.catalog.index import ItemIndex, index_table
+    from orbitcube.catalog.store import item_records
 
     index = ItemIndex(table=index_table(item_records(items)))
     return pystac.ItemCollection([items[i] for i in select_rows(index, q, strict=strict)], clone_items=False)
@@ -389,9 +389,9 @@ def select_rows(index: ItemIndex, q: Query, *, strict: bool = True) -> np.ndarra
 
     Reads only the index columns the query needs (bbox, time, cloud cover, collection/id, the filter's
     properties, the geometry of the candidates). ``strict``: CatalogError when the filter compares a property
-    no item has (:func:`catalog.filters.check_properties`)."""
+    no item has (:func:`orbitcube.catalog.filters.check_properties`)."""
     if strict and q.filter is not None and index.num_rows:
-        from catalog.filters import check_properties
+        from orbitcube.catalog.filters import check_properties
 
         check_properties(q.filter, index.schema)
     if strict and q.collections is not None and index.num_rows:
@@ -420,7 +420,7 @@ def select_rows(index: ItemIndex, q: Query, *, strict: bool = True) -> np.ndarra
         mask &= pc.is_in(index.column("id"), pa.array(q.ids, pa.string())).to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(mask)
     if q.filter is not None and rows.size:
-        from catalog.filters import apply_filter, filter_properties
+        from orbitcube.catalog.filters import apply_filter, filter_properties
 
         names = ["id", *(n for n in filter_properties(q.filter) if n in index.schema.names)]
         rows = rows[apply_filter(index.take(rows, names), q.filter)]
