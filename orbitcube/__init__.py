@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # A source checkout run without installing (``PYTHONPATH=.``): the subpackages live beside this folder, not in
 # it. An installed orbitcube (wheel or editable) maps them with ``package-dir`` and never takes this branch.
@@ -26,25 +26,34 @@ _ROOT = Path(__file__).resolve().parent.parent
 if (_ROOT / "pyproject.toml").is_file() and (_ROOT / "catalog" / "__init__.py").is_file():
     __path__.append(str(_ROOT))  # type: ignore[name-defined]  # noqa: F821
 
-from orbitcube.catalog import __all__ as _catalog_all  # noqa: E402
-from orbitcube.catalog._version import __version__  # noqa: E402
-from orbitcube.pipeline import __all__ as _pipeline_all  # noqa: E402
+from orbitcube.catalog._version import __version__ as __version__  # noqa: E402
 
-_SOURCE: dict[str, str] = {
-    **{n: "orbitcube.catalog" for n in _catalog_all if n != "__version__"},
-    **{n: "orbitcube.pipeline" for n in _pipeline_all if n != "__version__"},
-}
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names resolve lazily below
+    from orbitcube.catalog import *  # noqa: F403
+    from orbitcube.pipeline import *  # noqa: F403
 
-__all__ = ["__version__", *sorted(_SOURCE)]
+_PACKAGES = ("orbitcube.catalog", "orbitcube.pipeline")
+
+
+def _source() -> dict[str, str]:
+    """Public name -> the subpackage that defines it (importing a subpackage's __init__ only: its modules load
+    when a name is used, and ``import orbitcube.catalog`` never loads the pipeline)."""
+    out: dict[str, str] = {}
+    for pkg in _PACKAGES:
+        out.update({n: pkg for n in importlib.import_module(pkg).__all__ if n != "__version__"})
+    return out
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__all__":
+        return ["__version__", *sorted(_source())]
     if name in ("catalog", "pipeline"):
         return importlib.import_module(f"orbitcube.{name}")
-    if name in _SOURCE:
-        return getattr(importlib.import_module(_SOURCE[name]), name)
-    raise AttributeError(f"module 'orbitcube' has no attribute {name!r}")
+    src = _source().get(name)
+    if src is None:
+        raise AttributeError(f"module 'orbitcube' has no attribute {name!r}")
+    return getattr(importlib.import_module(src), name)
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return ["__version__", *sorted(_source())]
