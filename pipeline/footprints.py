@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 import shapely
-from odc.geo.geobox import GeoBox
+from odc.geo.geobox import GeoBox, GeoboxTiles
 from pyproj import Transformer
 from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
@@ -74,3 +74,28 @@ def footprint_on(geometry: dict | None, gbox: GeoBox) -> BaseGeometry | None:
 def items_on_grid(geometries: list[dict | None], gbox: GeoBox) -> list[BaseGeometry | None]:
     """:func:`footprint_on` for each of ``geometries`` (aligned; None where an item misses the grid)."""
     return [footprint_on(g, gbox) for g in geometries]
+
+
+#: pixels a footprint is grown by before it is matched to tiles: resampling kernels (bilinear, cubic, average
+#: over a coarser output pixel) reach a little beyond a scene's edge
+TILE_PAD_PX = 2
+
+
+def scenes_per_tile(
+    footprints: list[BaseGeometry], tiles: GeoboxTiles, pad_px: float = TILE_PAD_PX
+) -> list[tuple[int, ...]]:
+    """Which scenes touch which tile: for each tile of ``tiles`` in row-major order (tile (i, j) at
+    ``i * tiles.shape.x + j``), the sorted indices into ``footprints`` (shapely geometries in the tiles' CRS, as
+    :func:`footprint_on` returns them) that intersect it once grown by ``pad_px`` output pixels. One STRtree
+    query for all tiles: the one answer the loader's graph and the batch plan both use."""
+    ny, nx = tiles.shape.yx
+    hits: list[list[int]] = [[] for _ in range(ny * nx)]
+    if not footprints:
+        return [()] * (ny * nx)
+    pad = pad_px * abs(tiles.base.resolution.x)
+    tree = shapely.STRtree(shapely.buffer(np.asarray(footprints, dtype=object), pad))
+    tile_polys = [tiles[i, j].extent.geom for i in range(ny) for j in range(nx)]
+    tile_idx, scene_idx = tree.query(tile_polys, predicate="intersects")
+    for t, s in zip(tile_idx.tolist(), scene_idx.tolist(), strict=True):
+        hits[t].append(s)
+    return [tuple(sorted(h)) for h in hits]

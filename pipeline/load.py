@@ -13,7 +13,7 @@ band's chunks), so the Dask dashboard reads ``load-tile`` and ``red`` rather tha
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from orbitcube.pipeline.bands import (
     with_user_encoding,
 )
 from orbitcube.pipeline.errors import LoadError
-from orbitcube.pipeline.footprints import footprint_on
+from orbitcube.pipeline.footprints import footprint_on, scenes_per_tile
 from orbitcube.pipeline.grid import output_grid
 from orbitcube.pipeline.masks import DEFAULT_MASK
 from orbitcube.pipeline.quality import quality_asset_key, quality_decoder
@@ -217,8 +217,10 @@ def load_cube(
     (``{band: (scale, offset)}``, by requested name or asset key) overrides both for every item. What was
     applied is recorded in ``attrs["scale_offset"]``: per band, a list of ``{"collection", "scale", "offset",
     "source"}`` groups (``source`` is ``"item"``, ``"product-table"``, ``"user"`` or ``"none"``), with
-    ``"items"`` listing the item ids when a group is not a whole collection. ``chunks`` (pixels, default 512 x 512) sets the tiles, one read task each, with the
-    whole time axis per chunk. ``on_error="skip"`` skips scenes whose assets are missing (listed in
+    ``"items"`` listing the item ids when a group is not a whole collection. ``chunks``
+    (``{"y": px, "x": px, "time": steps}``, default 512 x 512 pixels and the whole time axis) sets the read tasks,
+    one per chunk: a task holds bands x time-chunk x y x x float32 values, so a time chunk bounds its memory
+    whatever the time span. ``on_error="skip"`` skips scenes whose assets are missing (listed in
     ``attrs["skipped_items"]``) or fail to read (logged). ``gdal_env``: extra GDAL config options for the reads.
     """
     if on_error not in ("fail", "skip"):
@@ -241,15 +243,19 @@ def load_cube(
     items = fill_proj_from_headers(items, bands)
     if geobox is None:
         geobox = output_grid(items, crs=crs, resolution=resolution, aoi=aoi, bands=list(bands))
-    items = [it for it in items if footprint_on(it.geometry, geobox) is not None]  # antimeridian/pole-safe
+    on_grid = [(it, fp) for it in items if (fp := footprint_on(it.geometry, geobox)) is not None]
+    items = [it for it, _ in on_grid]  # antimeridian/pole-safe
     if not items:
         extent = geobox.extent.to_crs(4326)
         raise LoadError(
             f"the AOI/grid (lon/lat bounds {tuple(round(v, 5) for v in extent.boundingbox)}) intersects no item; "
             "check the AOI and its CRS or search the catalog with this AOI"
         )
-    items.sort(key=lambda i: (timeaxis.acquisition_utc(i), i.id))  # UTC; datetime null: start_datetime
-    chunks = {"y": 512, "x": 512, **(chunks or {})}
+    on_grid.sort(
+        key=lambda p: (timeaxis.acquisition_utc(p[0]), p[0].id)
+    )  # UTC; datetime null: start_datetime
+    items = [it for it, _ in on_grid]
+    chunks = _check_chunks(chunks)
     scenes, refs = _scenes(items, bands, mask, resampling, geobox, scale_offset)
     if groupby == "solar_day":
         days = [solar_day(it) for it in items]
@@ -273,7 +279,9 @@ def load_cube(
         on_error=on_error,
         gdal_env=tuple(sorted((gdal_env or {}).items())),
     )
-    data = _tile_graph(items, scenes, members, geobox, (chunks["y"], chunks["x"]), spec)
+    tiles = GeoboxTiles(geobox, (chunks["y"], chunks["x"]))
+    touching = scenes_per_tile([fp for _, fp in on_grid], tiles)
+    data = _tile_graph(scenes, members, tiles, touching, chunks["time"], spec)
     ds = xr.Dataset(
         {
             b: (("time", "y", "x"), arr, {"units": "1", "grid_mapping": "spatial_ref"})
@@ -354,47 +362,64 @@ def _applied(items: Sequence[pystac.Item], bands: Sequence[str], refs: list[list
     return out
 
 
-def _tile_graph(items, scenes, members, geobox: GeoBox, tile_shape, spec: ReadSpec) -> dict:
-    """Dask arrays (time, y, x) per band, backed by one ``read_tile`` task per tile of ``geobox``."""
+def _check_chunks(chunks: Mapping[str, int | None] | None) -> dict[str, int | None]:
+    """``{"time": n | None, "y": px, "x": px}`` from the user's ``chunks`` (LoadError on unknown dims or sizes
+    that are not positive integers; ``time`` None or -1: the whole time axis in one chunk)."""
+    out: dict[str, int | None] = {"time": None, "y": 512, "x": 512}
+    for dim, n in (chunks or {}).items():
+        if dim not in out:
+            raise LoadError(
+                f"chunks={dict(chunks or {})}: unknown dimension {dim!r}; chunk 'time', 'y' and 'x'"
+            )
+        if dim == "time" and n in (None, -1):
+            continue
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            unit = "time steps" if dim == "time" else "pixels"
+            raise LoadError(f"chunks[{dim!r}]={n!r} must be a positive whole number of {unit}")
+        out[dim] = int(n)
+    return out
+
+
+def _tile_graph(
+    scenes: list[SceneSpec],
+    members: list[list[int]],
+    tiles: GeoboxTiles,
+    touching: list[tuple[int, ...]],
+    time_chunk: int | None,
+    spec: ReadSpec,
+) -> dict:
+    """Dask arrays (time, y, x) per band, backed by one ``read_tile`` task per (time chunk, tile of the grid):
+    ``members`` lists the scenes of each time step, ``touching`` those that touch each tile (row-major, see
+    :func:`~orbitcube.pipeline.footprints.scenes_per_tile`)."""
     import operator
 
     import dask.array as da
-    import shapely
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
 
-    tiles = GeoboxTiles(geobox, tile_shape)
     ny, nx = tiles.shape.yx
-    pad = 2 * abs(geobox.resolution.x)  # resampling kernels reach a little beyond a footprint
-    footprints = [footprint_on(it.geometry, geobox).buffer(pad) for it in items]
-    tree = shapely.STRtree(footprints)
-    tile_polys = [tiles[i, j].extent.geom for i in range(ny) for j in range(nx)]
-    tile_idx, scene_idx = tree.query(tile_polys, predicate="intersects")
-    hits: list[set[int]] = [set() for _ in tile_polys]
-    for t, s in zip(tile_idx.tolist(), scene_idx.tolist(), strict=True):
-        hits[t].add(s)
-    token = tokenize(geobox, tile_shape, spec, scenes, members)
+    nt = len(members)
+    step = time_chunk or max(nt, 1)
+    t_bounds = [(t0, min(t0 + step, nt)) for t0 in range(0, nt, step)] or [(0, 0)]
+    token = tokenize(tiles.base, tiles.chunk_shape((0, 0)), step, spec, scenes, members)
     load_name = f"load-tile-{token}"
     layer = {}
     for i in range(ny):
         for j in range(nx):
-            h = hits[i * nx + j]
-            steps = tuple(tuple(scenes[n] for n in step if n in h) for step in members)
-            layer[(load_name, i, j)] = (read_tile, tiles[i, j], steps, spec)
+            h = set(touching[i * nx + j])
+            for k, (t0, t1) in enumerate(t_bounds):
+                steps = tuple(tuple(scenes[n] for n in members[t] if n in h) for t in range(t0, t1))
+                layer[(load_name, k, i, j)] = (read_tile, tiles[i, j], steps, spec)
     chunks = (
-        (len(members),),
+        tuple(t1 - t0 for t0, t1 in t_bounds),
         tuple(tiles[i, 0].shape.y for i in range(ny)),
         tuple(tiles[0, j].shape.x for j in range(nx)),
     )
-    layers: dict = {load_name: layer}
+    keys = [(k, i, j) for k in range(len(t_bounds)) for i in range(ny) for j in range(nx)]
     out = {}
     for b, band in enumerate(spec.bands):
         name = f"{band}-{token}"
-        layers[name] = {
-            (name, 0, i, j): (operator.getitem, (load_name, i, j), b) for i in range(ny) for j in range(nx)
-        }
-        graph = HighLevelGraph(
-            {load_name: layers[load_name], name: layers[name]}, {load_name: set(), name: {load_name}}
-        )
+        layer_b = {(name, *key): (operator.getitem, (load_name, *key), b) for key in keys}
+        graph = HighLevelGraph({load_name: layer, name: layer_b}, {load_name: set(), name: {load_name}})
         out[band] = da.Array(graph, name, chunks, dtype=np.float32)
     return out

@@ -74,6 +74,22 @@ def test_groupby_time_keeps_every_scene(s2_mission: Mission) -> None:
     assert cube.sizes["time"] == 6
 
 
+def test_time_chunks_split_the_read_tasks_not_the_values(s2_mission: Mission, s2_cube: xr.Dataset) -> None:
+    """chunks={"time": n}: one read task per (n steps, tile), so a task's memory is bounded by n whatever the
+    time span; the values are those of the whole-axis load."""
+    gbox = s2_mission.config.truth_geobox(10)
+    cube = load_cube(s2_mission.items, ["red", "nir", "swir22"], geobox=gbox, chunks={"time": 3, "y": 128})
+    nt = s2_cube.sizes["time"]
+    assert cube["red"].chunks[0] == (3,) * (nt // 3) + ((nt % 3,) if nt % 3 else ())
+    assert set(cube["red"].chunks[1]) <= {128, gbox.shape.y % 128}
+    reads = [k for k in cube["red"].__dask_graph__() if isinstance(k, tuple) and k[0].startswith("load-tile")]
+    assert len(reads) == cube["red"].data.npartitions
+    xr.testing.assert_identical(cube.compute(), s2_cube)
+    for bad in ({"time": 0}, {"y": 1.5}, {"band": 2}):
+        with pytest.raises(LoadError, match="chunks"):
+            load_cube(s2_mission.items[:2], ["red"], geobox=gbox, chunks=bad)
+
+
 def test_bad_inputs_are_clear_errors(s2_mission: Mission, tmp_path) -> None:
     with pytest.raises(LoadError, match="no band 'thermal'"):
         load_cube(s2_mission.items[:2], ["thermal"], crs="EPSG:32632", resolution=20)
