@@ -264,13 +264,14 @@ def search(
     sortby: str | Sequence[str] | None = "datetime",
     limit: int | None = None,
     allow: Sequence[str] = (),
+    storage_options: dict[str, Any] | None = None,
 ) -> pystac.ItemCollection:
     """Items of ``source`` matching every given filter, as a ``pystac.ItemCollection``.
 
     ``source``: a catalog folder or ``catalog.json`` path, a :class:`~orbitcube.catalog.store.Catalog`, a list or
     ItemCollection of items, an ``http(s)://`` URL of a static catalog or a STAC API, or the ``az://`` / ``s3://``
     URL of a static catalog's catalog.json (e.g. one :func:`orbitcube.catalog.publish.publish_catalog` wrote; credentials
-    from the environment).
+    from ``storage_options``, else from the environment).
     ``bbox`` (west, south, east, north) and ``intersects`` (GeoJSON dict, shapely or odc-geo geometry) are in
     ``crs`` (default EPSG:4326, lon/lat degrees; an odc-geo Geometry carries its own); items match when their
     geometry intersects the area; a lon/lat ``bbox`` with west > east crosses the antimeridian (STAC), and items
@@ -306,7 +307,7 @@ def search(
     if "://" in text and not text.startswith("file://"):  # http(s), az://, s3:// ...
         from orbitcube.catalog.remote import search_remote
 
-        return search_remote(text, q, allow=allow)
+        return search_remote(text, q, allow=allow, storage_options=storage_options)
     if not isinstance(source, str | Path):
         raise CatalogError(
             f"cannot search a {type(source).__name__}; give a catalog path, a Catalog, a list of items or a URL"

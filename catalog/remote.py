@@ -128,18 +128,24 @@ def _api_filter(q: Any) -> dict | None:
 
 
 def search_remote(
-    url: str, q: Any, *, headers: dict[str, str] | None = None, allow: Any = ()
+    url: str,
+    q: Any,
+    *,
+    headers: dict[str, str] | None = None,
+    allow: Any = (),
+    storage_options: dict[str, Any] | None = None,
 ) -> pystac.ItemCollection:
     """Run the normalised query ``q`` (:class:`orbitcube.catalog.query.Query`) against a remote static catalog or STAC
     API; asset hrefs come back absolute. The same local filter runs on what the server returns. Links and the
-    asset hrefs of the items found must be under the URL's origin or an ``allow`` entry (CatalogError)."""
+    asset hrefs of the items found must be under the URL's origin or an ``allow`` entry (CatalogError).
+    ``storage_options``: credentials of an ``az://`` / ``s3://`` static catalog (see :mod:`orbitcube.catalog.storage`)."""
     from pystac_client import Client
     from shapely.geometry import mapping
 
     from orbitcube.catalog.query import format_interval, search_items
 
     policy = AccessPolicy.for_catalog(url, allow)
-    src = open_remote(url, headers=headers, policy=policy)
+    src = open_remote(url, headers=headers, policy=policy, storage_options=storage_options)
     if not isinstance(src, Client):  # (a Client is a pystac.Catalog too)
         with refusals():
             items = list(src.get_items(recursive=True))

@@ -54,7 +54,7 @@ _LAZY: dict[str, str] = {
     "load_recipe": "orbitcube.pipeline.recipe",
     "example_recipe": "orbitcube.pipeline.recipe",
     "run_recipe": "orbitcube.pipeline.run",
-    "plan_run": "orbitcube.pipeline.run",
+    "plan_run": "orbitcube.pipeline.plan",
     "export_cog": "orbitcube.pipeline.export",
     "verify_store": "orbitcube.pipeline.verify",
     "run_demo": "orbitcube.pipeline.demo",

@@ -136,8 +136,9 @@ def cmd_recipe_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from orbitcube.pipeline.plan import plan_run
     from orbitcube.pipeline.recipe import load_recipe
-    from orbitcube.pipeline.run import plan_run, run_recipe
+    from orbitcube.pipeline.run import run_recipe
 
     if args.scheduler:
         from orbitcube.pipeline.cluster import check_scheduler_address

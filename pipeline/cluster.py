@@ -3,7 +3,7 @@ way JupyterHub-based platforms hand out clusters); the dashboard link is always 
 
 No global client is created behind the user's back: :func:`start_cluster` is a context manager that closes what it
 started. Nothing is installed on the workers: GDAL settings (:mod:`orbitcube.catalog.defaults`) and credentials reach the
-reads inside the graph (:func:`orbitcube.pipeline.run.read_env`, ``load_cube(gdal_env=...)``), so a shared cluster keeps no
+reads inside the graph (:attr:`orbitcube.pipeline.plan.RunPlan.read_env`, ``load_cube(gdal_env=...)``), so a shared cluster keeps no
 credential of a run in its workers' environment afterwards.
 """
 

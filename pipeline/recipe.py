@@ -59,7 +59,11 @@ class SearchSpec(_Model):
     datetime: str | None = Field(None, description="STAC datetime interval, e.g. 2023-05-01/2023-06-30")
     collections: list[str] | None = None
     max_cloud_cover: float | None = Field(None, ge=0, le=100, description="percent (eo:cloud_cover)")
-    filter: dict[str, Any] | None = Field(None, description="item property equality filters {name: value}")
+    filter: str | dict[str, Any] | None = Field(
+        None,
+        description="CQL2 filter on item properties, as text (\"platform = 'sentinel-2a' AND eo:cloud_cover < 20\") "
+        "or CQL2 JSON; the same language for local catalogs, static catalogs and STAC APIs",
+    )
 
     @field_validator("datetime")
     @classmethod
@@ -69,6 +73,24 @@ class SearchSpec(_Model):
 
         try:
             parse_datetime(v)  # the same check as catalog search: ISO 8601, start before end
+        except CatalogError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("filter")
+    @classmethod
+    def _cql2(cls, v: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        from orbitcube.catalog.errors import CatalogError
+        from orbitcube.catalog.filters import parse_filter
+
+        if isinstance(v, dict) and v and "op" not in v:
+            example = " AND ".join(f"{k} = {val!r}" for k, val in list(v.items())[:2])
+            raise ValueError(
+                f"{v!r} is a map of property values; search.filter is CQL2, the language of catalog search and "
+                f'STAC APIs: write it as text, e.g. filter: "{example}"'
+            )
+        try:
+            parse_filter(v)  # the same check as catalog search
         except CatalogError as exc:
             raise ValueError(str(exc)) from None
         return v
@@ -548,49 +570,9 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
     return recipe.model_copy(update={"catalog": cat, "output": out})
 
 
-EXAMPLE = """\
-# orbitcube recipe: SCL-masked NDVI and its monthly median composite, written tile by tile to Zarr v3.
-name: ndvi-monthly
-catalog:
-  source: mission/catalog/catalog.json   # catalog.json or its folder (relative to this file), or a URL
-  kind: local                            # local | static | api
-  # allow: [/data/scenes, https://example.org/cogs]  # what the catalog may reference besides its own folder
-  #                                                  # (or its URL's origin) and the object stores of `storage`
-search:
-  aoi: [11.96, 45.49, 12.04, 45.51]      # west, south, east, north (WGS84 degrees), GeoJSON, or a tile id; this one
-                                         # straddles UTM 32/33 in the default `orbitcube simulate` mission
-  datetime: 2023-05-01/2023-06-30
-  collections: [sentinel-2-l2a-sim]
-  max_cloud_cover: 80                    # percent
-grid:
-  crs: EPSG:32632                        # default: the items' most common CRS
-  resolution: 20                         # CRS units (metres)
-  tile_shape: [256, 256]                 # y, x pixels per tile = per Zarr chunk
-load:
-  bands: [red, nir]
-  mask: [nodata, saturated, cloud, shadow, cirrus]
-analytics:
-  - {op: index, index: NDVI}                                   # -> ndvi (time, y, x)
-  - {op: composite, input: ndvi, stat: median, freq: 1MS}     # -> ndvi_median (month, y, x)
-output:
-  path: ndvi.zarr
-  variables: [ndvi, ndvi_median]
-  compression: blosc-zstd
-  level: 1
-cluster:
-  n_workers: 2
-  threads_per_worker: 1
-  memory_limit: auto
-  max_tiles_in_flight: 4
-  # scheduler: tcp://127.0.0.1:8786     # use an existing Dask cluster instead of a local one
-# Object storage (scenes, static catalogs or output.path as az:// or s3:// URLs): options per scheme or URL
-# prefix; ${VAR} is read from the environment when the run starts, so no secret is written here.
-# storage:
-#   az: {connection_string: "${AZURE_STORAGE_CONNECTION_STRING}"}
-#   s3: {key: "${AWS_ACCESS_KEY_ID}", secret: "${AWS_SECRET_ACCESS_KEY}", endpoint_url: "https://s3.example.com"}
-"""
-
-
 def example_recipe() -> str:
-    """A commented example recipe (YAML text) that validates with :func:`load_recipe`."""
-    return EXAMPLE
+    """A commented example recipe (YAML text, ``pipeline/example_recipe.yaml``) that validates with
+    :func:`load_recipe`."""
+    from importlib import resources
+
+    return resources.files("orbitcube.pipeline").joinpath("example_recipe.yaml").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -107,6 +108,7 @@ def test_one_import_name_and_typed() -> None:
         capture_output=True,
         text=True,
         cwd="/",
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
     assert proc.stdout.strip() == "None None", proc.stdout
     assert importlib.util.find_spec("orbitcube.catalog").origin == str(ROOT / "catalog" / "__init__.py")

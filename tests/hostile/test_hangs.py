@@ -17,7 +17,7 @@ from orbitcube.catalog.errors import CatalogError
 from orbitcube.catalog.filters import parse_filter
 from orbitcube.pipeline.errors import AnalyticsError, RecipeError
 from orbitcube.pipeline.limits import LargePlanError
-from orbitcube.pipeline.run import plan_run
+from orbitcube.pipeline.plan import plan_run
 
 #: seconds any refused input may take, interpreter start included (the machine is shared and slow)
 BOUND = 45

@@ -273,8 +273,8 @@ def test_loopback_catalog_references_its_own_origin_and_an_allowed_second_one(mi
 
 
 def test_recipe_allow_list_and_cli_allow(mission, tmp_path) -> None:
+    from orbitcube.pipeline.plan import catalog_policy
     from orbitcube.pipeline.recipe import load_recipe
-    from orbitcube.pipeline.run import catalog_policy
 
     (tmp_path / "scenes").mkdir()
     doc = _recipe(str(mission.catalog_path), tmp_path / "o.zarr", allow=["scenes", "s3://bucket/cogs"])

@@ -77,7 +77,7 @@ def _shift_raster(item_file: Path, metres: float) -> str:
 
 
 def test_raster_outside_footprint_is_reported_at_plan_time(mission_copy: Path, make_recipe, caplog) -> None:
-    from orbitcube.pipeline.run import plan_run
+    from orbitcube.pipeline.plan import plan_run
 
     moved = _shift_raster(item_json(mission_copy, 1), 500_000)
     recipe = make_recipe(catalog=mission_copy)

@@ -63,10 +63,10 @@ def test_remote_read_settings_and_environment_credentials_reach_the_read_tasks(
     client's environment (as a session rasterio opens them with) and cluster.gdal_env."""
     import pystac
 
+    from orbitcube.catalog.access import Storage
     from orbitcube.catalog.defaults import FAST_COG_READS
     from orbitcube.catalog.storage import Secret
     from orbitcube.pipeline.recipe import load_recipe
-    from orbitcube.pipeline.run import read_env
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "client-key")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CANARY)
@@ -74,7 +74,9 @@ def test_remote_read_settings_and_environment_credentials_reach_the_read_tasks(
     doc["cluster"]["gdal_env"] = {"GDAL_HTTP_TIMEOUT": "7"}
     item = pystac.Item("a", None, None, datetime.datetime(2023, 6, 1), {})
     item.add_asset("red", pystac.Asset("s3://bucket/a/red.tif"))
-    env = read_env(load_recipe(doc), [item])
+    recipe = load_recipe(doc)
+    storage = Storage.resolve(recipe.storage, recipe.cluster.gdal_env)
+    env = storage.read_env([item.assets["red"].href])
     for k, v in FAST_COG_READS.items():
         assert env[k] == (v if k != "GDAL_HTTP_TIMEOUT" else "7"), k
     creds = env["session"].credentials
@@ -82,7 +84,9 @@ def test_remote_read_settings_and_environment_credentials_reach_the_read_tasks(
     assert isinstance(creds["AWS_SECRET_ACCESS_KEY"], Secret) and CANARY not in repr(env)
     local = pystac.Item("b", None, None, item.datetime, {})
     local.add_asset("red", pystac.Asset(str(tmp_path / "red.tif")))
-    assert read_env(load_recipe(doc), [local]) == {"GDAL_HTTP_TIMEOUT": "7"}  # local: the reader's defaults
+    assert storage.read_env([local.assets["red"].href]) == {
+        "GDAL_HTTP_TIMEOUT": "7"
+    }  # local: the reader's defaults
 
 
 def test_unreachable_scheduler_is_a_cluster_error() -> None:

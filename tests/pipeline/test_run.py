@@ -22,7 +22,8 @@ import xarray as xr
 import yaml
 
 from orbitcube.pipeline.errors import SinkError
-from orbitcube.pipeline.run import plan_run, run_recipe
+from orbitcube.pipeline.plan import plan_run
+from orbitcube.pipeline.run import run_recipe
 from orbitcube.pipeline.sink import TILE_VAR
 
 BIN = Path(sys.executable).parent

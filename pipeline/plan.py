@@ -1,0 +1,332 @@
+"""The plan of a batch run: what ``orbitcube run RECIPE`` will do, resolved once from the recipe without reading a
+pixel, and printed by ``orbitcube run --dry-run``.
+
+recipe -> storage resolved (:class:`~orbitcube.catalog.access.Storage`) -> catalog search
+(:func:`orbitcube.catalog.query.search`, CQL2 filter) -> items screened -> output grid and tiles -> items per
+tile (:func:`~orbitcube.pipeline.footprints.scenes_per_tile`) -> output template (lazy load + analytics steps)
+-> bytes to read and write. The result, :class:`RunPlan`, is a frozen, picklable value: the runner
+(:mod:`orbitcube.pipeline.execute`) executes it tile by tile, and tests inspect it without a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pystac
+import xarray as xr
+from odc.geo.geobox import GeoBox, GeoboxTiles
+
+from orbitcube.catalog.access import Storage
+from orbitcube.pipeline.errors import LoadError, RecipeError
+from orbitcube.pipeline.recipe import Recipe, load_recipe
+
+__all__ = [
+    "SUMMARY_TILES",
+    "RunPlan",
+    "Tile",
+    "TilePlan",
+    "catalog_policy",
+    "load_items",
+    "plan_run",
+    "search_items",
+]
+
+#: a tile's (row, column) index in the output grid's tiling
+Tile = tuple[int, int]
+#: tiles listed one per line by :meth:`RunPlan.summary` (the rest are counted)
+SUMMARY_TILES = 12
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """One output tile: its (tile_y, tile_x) index, pixel shape (y, x) and the ids of the items touching it."""
+
+    index: Tile
+    shape: tuple[int, int]
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run will do: the recipe, the output grid (``geobox``, any CRS, y decreasing) and its ``tiles``, the
+    items of each tile, the output template (lazy Dataset of the output variables), the time axis (UTC), the
+    estimated bytes read (uncompressed, on the output grid) and written, and the run's storage access."""
+
+    recipe: Recipe
+    geobox: GeoBox
+    tiles: GeoboxTiles
+    tile_plans: tuple[TilePlan, ...]
+    items: tuple[pystac.Item, ...]
+    skipped_items: tuple[tuple[str, str], ...]
+    template: xr.Dataset
+    time_axis: np.ndarray
+    bytes_read: int
+    bytes_written: int
+    storage: Storage
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        """Item id -> why it is not in the cube."""
+        return dict(self.skipped_items)
+
+    @property
+    def store(self) -> Path | str:
+        """The output store: a local Path, or the ``az://`` / ``s3://`` URL."""
+        from orbitcube.catalog.storage import is_remote
+
+        p = self.recipe.output.path
+        return p.rstrip("/") if is_remote(p) else Path(p)
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """Options of the output store (``${ENV}`` expanded, credentials as Secret strings)."""
+        return self.storage.options(self.recipe.output.path)
+
+    @cached_property
+    def read_env(self) -> dict[str, Any]:
+        """GDAL options every read task runs under (:meth:`Storage.read_env` of the items' asset hrefs). Small and
+        picklable: it travels inside the Dask graph, so that remote workers get the credentials."""
+        return self.storage.read_env(
+            a.get_absolute_href() or a.href for it in self.items for a in it.assets.values()
+        )
+
+    @property
+    def output_shape(self) -> dict[str, dict[str, int]]:
+        """Per output variable its dims and sizes."""
+        return {
+            str(k): {str(d): int(n) for d, n in zip(v.dims, v.shape, strict=True)}
+            for k, v in self.template.data_vars.items()
+        }
+
+    def tile_plan(self, tile: Tile) -> TilePlan:
+        """The plan of tile ``(row, column)``."""
+        return self.tile_plans[tile[0] * self.tiles.shape[1] + tile[1]]
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """What makes two runs write the same store: the recipe's fingerprint and the item ids (sha256 hex)."""
+        import hashlib
+        import json
+
+        doc = {"recipe": self.recipe.fingerprint(), "items": sorted(it.id for it in self.items)}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+    def provenance(self) -> dict[str, Any]:
+        """Provenance recorded in the store: recipe, items, grid, software versions (no timestamps, no storage
+        options or credentials, no cluster settings, no output location: the same recipe run anywhere records
+        the same provenance, and a resumed store stays byte-identical)."""
+        from orbitcube.pipeline.recipe import NOT_IN_FINGERPRINT
+        from orbitcube.pipeline.sink import software_versions
+
+        g = self.geobox
+        return {
+            "name": self.recipe.name,
+            "recipe": self.recipe.model_dump(mode="json", exclude=NOT_IN_FINGERPRINT),
+            "items": sorted(it.id for it in self.items),
+            "skipped_items": self.skipped,
+            "grid": {
+                "crs": str(g.crs),
+                "transform": list(g.transform)[:6],
+                "shape_yx": [g.shape.y, g.shape.x],
+                "tile_shape_yx": list(self.recipe.grid.tile_shape),
+            },
+            "software": software_versions(),
+        }
+
+    def summary(self) -> str:
+        """Human-readable plan: grid, tiles with item counts, output shapes, estimated bytes read and written."""
+        from orbitcube.pipeline.limits import confirmation_needed
+
+        g, (ny, nx) = self.geobox, self.tiles.shape
+        lines = [
+            f"recipe {self.recipe.name!r}: {len(self.items)} items"
+            + (f" ({len(self.skipped_items)} skipped)" if self.skipped_items else ""),
+            f"grid: {g.crs} at {abs(g.resolution.x):g} CRS units, {g.shape.y} x {g.shape.x} px (y, x)",
+            f"tiles: {ny} x {nx} = {ny * nx} of {tuple(self.recipe.grid.tile_shape)} px",
+        ]
+        for tp in self.tile_plans[:SUMMARY_TILES]:
+            lines.append(
+                f"  tile {tp.index[0]}-{tp.index[1]}: {tp.shape[0]} x {tp.shape[1]} px, {len(tp.items)} items"
+            )
+        if len(self.tile_plans) > SUMMARY_TILES:
+            empty = sum(not tp.items for tp in self.tile_plans)
+            lines.append(
+                f"  ... and {len(self.tile_plans) - SUMMARY_TILES} more tiles ({empty} of all without items)"
+            )
+        lines.append(f"output: {self.store}")
+        for name, dims in self.output_shape.items():
+            lines.append(f"  {name}: " + ", ".join(f"{d}={n}" for d, n in dims.items()))
+        lines.append(f"estimated read : {_human(self.bytes_read)} (uncompressed, on the output grid)")
+        lines.append(f"estimated write: {_human(self.bytes_written)} (uncompressed)")
+        lines += [f"skipped {iid}: {why}" for iid, why in self.skipped_items]
+        reason = confirmation_needed(self.bytes_written, len(self.tile_plans))
+        if reason:
+            lines.append(f"large plan: it {reason}; a run needs --yes (or output.allow_large: true)")
+        return "\n".join(lines)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+def catalog_policy(recipe: Recipe):
+    """What the recipe's catalog may reference (:class:`orbitcube.catalog.policy.AccessPolicy`): its own tree
+    (folder, or the URL's origin), ``catalog.allow`` and the object stores of ``storage``."""
+    from orbitcube.catalog.policy import AccessPolicy
+
+    return AccessPolicy.for_catalog(recipe.catalog.source, recipe.catalog.allow, stores=list(recipe.storage))
+
+
+def search_items(recipe: Recipe, storage: Storage | None = None) -> list[pystac.Item]:
+    """Items matching ``recipe.search`` in ``recipe.catalog``: one call of :func:`orbitcube.catalog.query.search`
+    (local catalog, static catalog URL or STAC API; the CQL2 ``filter`` means the same everywhere), with the
+    catalog's credentials from ``storage``. Links are followed, and asset hrefs accepted, only where
+    :func:`catalog_policy` allows (CatalogError)."""
+    from orbitcube.catalog.query import search
+
+    s, source = recipe.search, recipe.catalog.source
+    storage = storage or Storage.resolve(recipe.storage, recipe.cluster.gdal_env)
+    found = search(
+        source,
+        bbox=s.aoi if isinstance(s.aoi, tuple) else None,
+        intersects=s.aoi if isinstance(s.aoi, dict) else None,
+        datetime=s.datetime,
+        collections=s.collections,
+        max_cloud_cover=s.max_cloud_cover,
+        filter=s.filter,
+        allow=[str(e) for e in catalog_policy(recipe).allow],
+        storage_options=storage.options(source),
+    )
+    return list(found)
+
+
+def load_items(
+    recipe: Recipe, items: Sequence[pystac.Item], geobox: GeoBox, gdal_env: dict[str, Any]
+) -> xr.Dataset:
+    """The lazy cube of ``items`` on ``geobox`` as the recipe's ``load`` block asks (dims (time, y, x), chunks of
+    the recipe's tile shape), reading under ``gdal_env``."""
+    from orbitcube.pipeline.load import load_cube
+
+    ty, tx = recipe.grid.tile_shape
+    return load_cube(
+        items,
+        recipe.load.bands,
+        geobox=geobox,
+        mask=recipe.load.mask,
+        dilate_m=recipe.load.dilate_m,
+        groupby=recipe.load.groupby,
+        resampling=recipe.load.resampling,
+        scale_offset=recipe.load.scale_offset,
+        chunks={"y": ty, "x": tx},
+        gdal_env=gdal_env,
+    )
+
+
+def _screened(recipe: Recipe, storage: Storage) -> tuple[list[pystac.Item], dict[str, str]]:
+    """The items found, less those that cannot be loaded (id -> why)."""
+    from orbitcube.pipeline.preflight import screen_items
+
+    found = search_items(recipe, storage)
+    if not found:
+        s = recipe.search
+        raise RecipeError(
+            f"search: no items in {recipe.catalog.source} match the search "
+            f"(aoi={s.aoi}, datetime={s.datetime}, collections={s.collections}); widen the dates, AOI or cloud cover"
+        )
+    items, skipped = screen_items(found, recipe.load.bands, bool(recipe.load.mask))
+    if not items:
+        first = next(iter(skipped.items()))
+        raise RecipeError(
+            f"search: every one of the {len(found)} found items is skipped, e.g. {first[0]}: {first[1]}"
+        )
+    return items, skipped
+
+
+def _tile_plans(
+    items: list[pystac.Item], geobox: GeoBox, tiles: GeoboxTiles, skipped: dict[str, str]
+) -> tuple[list[pystac.Item], tuple[TilePlan, ...]]:
+    """The items on the grid (the others are added to ``skipped``) and each tile's items, row-major."""
+    from orbitcube.pipeline.footprints import footprint_on, scenes_per_tile
+
+    inside, footprints = [], []
+    for it in items:
+        fp = footprint_on(it.geometry, geobox)  # antimeridian- and pole-safe, in the grid's CRS
+        if fp is None:
+            skipped[it.id] = "outside the output grid"
+        else:
+            inside.append(it)
+            footprints.append(fp)
+    if not inside:
+        raise RecipeError("search: no item overlaps the output grid; check search.aoi and grid.crs")
+    touching = scenes_per_tile(footprints, tiles)
+    ny, nx = tiles.shape
+    plans = tuple(
+        TilePlan((i, j), tiles[i, j].shape.yx, tuple(inside[n].id for n in touching[i * nx + j]))
+        for i in range(ny)
+        for j in range(nx)
+    )
+    return inside, plans
+
+
+def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
+    """Resolve ``recipe`` (a Recipe, a YAML path or text, or a dict) into its :class:`RunPlan`: storage, search,
+    grid, tiles and their items, output template and I/O estimate, without reading any pixel (RecipeError or
+    CatalogError naming the problem)."""
+    from orbitcube.pipeline.grid import output_grid, tile_grid
+    from orbitcube.pipeline.limits import check_grid_size
+    from orbitcube.pipeline.steps import apply_steps
+
+    recipe = load_recipe(recipe)
+    storage = Storage.resolve(recipe.storage, recipe.cluster.gdal_env)
+    items, skipped = _screened(recipe, storage)
+    bands = recipe.load.bands
+    geobox = output_grid(
+        items, crs=recipe.grid.crs, resolution=recipe.grid.resolution, aoi=recipe.search.aoi, bands=bands
+    )
+    check_grid_size(geobox.shape.yx, tuple(recipe.grid.tile_shape), abs(geobox.resolution.x))
+    tiles = tile_grid(geobox, tuple(recipe.grid.tile_shape))
+    inside, plans = _tile_plans(items, geobox, tiles, skipped)
+    try:
+        cube = load_items(recipe, inside, geobox, {})
+        template = apply_steps(cube, recipe)
+    except (LoadError, KeyError) as exc:
+        raise RecipeError(f"the recipe cannot be applied to the found items: {exc}") from exc
+    per_pixel = sum(_band_bytes(inside[0], b) for b in bands) + (2 if recipe.load.mask else 0)
+    read = sum(len(tp.items) * tp.shape[0] * tp.shape[1] * per_pixel for tp in plans)
+    written = sum(int(v.size) * v.dtype.itemsize for v in template.data_vars.values())
+    return RunPlan(
+        recipe=recipe,
+        geobox=geobox,
+        tiles=tiles,
+        tile_plans=plans,
+        items=tuple(inside),
+        skipped_items=tuple(skipped.items()),
+        template=template,
+        time_axis=cube["time"].values,
+        bytes_read=int(read),
+        bytes_written=int(written),
+        storage=storage,
+    )
+
+
+def _band_bytes(item: pystac.Item, band: str) -> int:
+    from orbitcube.pipeline.bands import asset_band, resolve_band
+
+    try:
+        ref = resolve_band(item, band)
+    except LoadError:
+        return 2
+    dtype = asset_band(item.assets[ref.key]).get("data_type", "uint16")
+    try:
+        return np.dtype(dtype).itemsize
+    except TypeError:
+        return 2
