@@ -245,7 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
         "by default they log warnings only",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_demo_and_simulate, _add_catalog, _add_recipe_and_run, _add_export_and_verify):
+        add(sub)
+    return p
 
+
+def _add_demo_and_simulate(sub) -> None:
     d = sub.add_parser("demo", help="simulate a mission and run the whole pipeline (no network)")
     d.add_argument(
         "--out", type=Path, default=Path("orbitcube-demo"), help="output folder (default ./orbitcube-demo)"
@@ -270,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=cmd_simulate)
 
+
+def _add_catalog(sub) -> None:
     c = sub.add_parser("catalog", help="ingest raster files into STAC catalogs and search them")
     csub = c.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
     ci = csub.add_parser("ingest", help="turn GeoTIFF/COG files (folder, glob, URLs) into a STAC catalog")
@@ -314,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
         "url", help="destination prefix, e.g. az://container/catalogs/mission or s3://bucket/prefix"
     )
     cp.set_defaults(func=cmd_catalog_publish)
+
+
+def _add_recipe_and_run(sub) -> None:
     r = sub.add_parser("recipe", help="write and check recipe files")
     rsub = r.add_subparsers(dest="recipe_command", metavar="ACTION", required=True)
     rsub.add_parser("example", help="print a commented example recipe").set_defaults(func=cmd_recipe_example)
@@ -346,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     _allow_option(run)
     run.set_defaults(func=cmd_run)
 
+
+def _add_export_and_verify(sub) -> None:
     e = sub.add_parser("export", help="export a variable/time slice of a cube as a Cloud-Optimized GeoTIFF")
     e.add_argument("store", help="Zarr store path")
     e.add_argument("--to-cog", required=True, type=Path, help="output .tif")
@@ -364,7 +376,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("store", help="Zarr store written by `orbitcube run` (folder, az:// or s3:// URL)")
     v.set_defaults(func=cmd_verify)
-    return p
 
 
 #: third-party loggers held at WARNING whatever -v says (the cloud SDKs log every HTTP request, with headers and

@@ -238,8 +238,6 @@ def create_store(
     are written now, and a ``tile_done`` (tile_y, tile_x) uint8 array records completed tiles (all 0). An existing
     path is refused.
     """
-    import dask.array as dsa
-    import zarr
 
     from orbitcube.catalog.storage import is_remote, redact
 
@@ -247,7 +245,31 @@ def create_store(
     if exists(path, storage_options, ""):
         raise SinkError(f"{shown} already exists; remove it, choose another output path, or resume the run")
     ty, tx = tile_shape
-    ds = _grid_mapping(template)
+    out, encoding = _placeholders(_grid_mapping(template), tile_shape, compression, level, time_chunk)
+    out.attrs = _store_attrs(provenance, fingerprint, tile_shape)
+    try:
+        out.to_zarr(target, mode="w-", zarr_format=3, consolidated=False, encoding=encoding, compute=False)
+        ny, nx = -(-out.sizes["y"] // ty), -(-out.sizes["x"] // tx)
+        _create_tile_done(target, (ny, nx), tile_shape)
+    except ValueError as exc:
+        raise SinkError(f"cannot create Zarr store {shown}: {redact(exc)}") from exc
+    except Exception as exc:  # fsspec and the cloud SDKs raise many types; _fail names the cause
+        raise _fail(exc, path, "create Zarr store") from exc
+    log.info(
+        "created %s (%s; tiles %d x %d of %s px)", shown, ", ".join(map(str, out.data_vars)), ny, nx, (ty, tx)
+    )
+    return str(path).rstrip("/") if is_remote(str(path)) else Path(path)
+
+
+def _placeholders(
+    ds: xr.Dataset, tile_shape: tuple[int, int], compression: str, level: int, time_chunk: int | None
+) -> tuple[xr.Dataset, dict[str, dict]]:
+    """``ds`` with every variable replaced by lazy zeros chunked as the store (``time_chunk`` along the leading
+    dims, ``tile_shape`` in (y, x)), and the Zarr encoding; nothing is computed: ``to_zarr(compute=False)``
+    writes metadata only."""
+    import dask.array as dsa
+
+    ty, tx = tile_shape
     encoding: dict[str, dict] = {}
     data = {}
     for name, var in ds.data_vars.items():
@@ -264,9 +286,19 @@ def create_store(
         # a placeholder graph with the store's chunking: nothing is computed, to_zarr(compute=False) writes metadata
         data[name] = var.copy(data=dsa.zeros(var.shape, dtype=var.dtype, chunks=chunks))
         data[name].encoding = {}
-    out = ds.assign(data)
+    return ds.assign(data), encoding
+
+
+def _store_attrs(
+    provenance: Mapping[str, Any], fingerprint: str, tile_shape: tuple[int, int]
+) -> dict[str, Any]:
+    """The store's root attributes: CF conventions, provenance (secrets redacted), fingerprint, tile shape and
+    the marker of a store orbitcube created."""
+    from orbitcube.catalog.storage import redact
+
+    ty, tx = tile_shape
     prov = json.dumps(dict(provenance), sort_keys=True, default=str)
-    out.attrs = {
+    return {
         "Conventions": "CF-1.8",
         "title": str(provenance.get("name", "orbitcube cube")),
         "orbitcube:provenance": redact(prov),  # no SAS tokens, signatures or keys in stored metadata
@@ -279,33 +311,30 @@ def create_store(
             "checksums": "sha256 per chunk in tile_done/checksums/<tile_y>.<tile_x>.json",
         },
     }
-    try:
-        out.to_zarr(target, mode="w-", zarr_format=3, consolidated=False, encoding=encoding, compute=False)
-        ny, nx = -(-out.sizes["y"] // ty), -(-out.sizes["x"] // tx)
-        group = zarr.open_group(target, mode="r+", zarr_format=3)
-        arr = group.create_array(
-            TILE_VAR,
-            shape=(ny, nx),
-            chunks=(1, 1),
-            dtype="uint8",
-            fill_value=0,
-            dimension_names=("tile_y", "tile_x"),
-            compressors=None,
-        )
-        arr.attrs.update(
-            long_name="1 where output tile (tile_y, tile_x) is completely written (resumable runs)",
-            tile_shape=[ty, tx],
-            checksums="tile_done/checksums/<tile_y>.<tile_x>.json: sha256 and size of each chunk of the tile "
-            "(orbitcube verify)",
-        )
-    except ValueError as exc:
-        raise SinkError(f"cannot create Zarr store {shown}: {redact(exc)}") from exc
-    except Exception as exc:  # fsspec and the cloud SDKs raise many types; _fail names the cause
-        raise _fail(exc, path, "create Zarr store") from exc
-    log.info(
-        "created %s (%s; tiles %d x %d of %s px)", shown, ", ".join(map(str, out.data_vars)), ny, nx, (ty, tx)
+
+
+def _create_tile_done(target: Any, tiles: tuple[int, int], tile_shape: tuple[int, int]) -> None:
+    """The ``tile_done`` (tile_y, tile_x) uint8 array of the store at ``target``: all 0 (no tile complete)."""
+    import zarr
+
+    ny, nx = tiles
+    ty, tx = tile_shape
+    group = zarr.open_group(target, mode="r+", zarr_format=3)
+    arr = group.create_array(
+        TILE_VAR,
+        shape=(ny, nx),
+        chunks=(1, 1),
+        dtype="uint8",
+        fill_value=0,
+        dimension_names=("tile_y", "tile_x"),
+        compressors=None,
     )
-    return str(path).rstrip("/") if is_remote(str(path)) else Path(path)
+    arr.attrs.update(
+        long_name="1 where output tile (tile_y, tile_x) is completely written (resumable runs)",
+        tile_shape=[ty, tx],
+        checksums="tile_done/checksums/<tile_y>.<tile_x>.json: sha256 and size of each chunk of the tile "
+        "(orbitcube verify)",
+    )
 
 
 def store_state(

@@ -112,3 +112,39 @@ def test_one_import_name_and_typed() -> None:
     )
     assert proc.stdout.strip() == "None None", proc.stdout
     assert importlib.util.find_spec("orbitcube.catalog").origin == str(ROOT / "catalog" / "__init__.py")
+
+
+def _layout_names() -> set[str]:
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    modules = re.findall(r"(?<![\w/.])([a-z_][a-z0-9_]*\.py)\b", block)
+    folders = re.findall(r"^\s*([a-z_]+/)\s{2,}", block, flags=re.M)
+    return set(modules) | set(folders)
+
+
+def test_readme_layout_lists_every_module_and_only_modules_that_exist() -> None:
+    """The README's layout section matches the code: every module of catalog/ and pipeline/ (and every
+    subpackage) is named there, and every name there exists."""
+    names = _layout_names()
+    code = set()
+    for pkg in ("catalog", "pipeline"):
+        for f in (ROOT / pkg).rglob("*.py"):
+            rel = f.relative_to(ROOT / pkg)
+            if f.name != "__init__.py" and len(rel.parts) == 1:
+                code.add(f.name)
+            elif len(rel.parts) == 2 and f.name == "__init__.py":
+                code.add(rel.parts[0] + "/")
+    nested = {f.name for pkg in ("catalog", "pipeline") for f in (ROOT / pkg).glob("*/*.py")}
+    top = {
+        "catalog/",
+        "pipeline/",
+        "orbitcube/",
+        "notebooks/",
+        "tests/",
+        "benchmarks/",
+        "conftest.py",
+    } | nested
+    assert code - names == set(), f"modules missing from the README layout: {sorted(code - names)}"
+    assert names - code - top == set(), (
+        f"README layout names what does not exist: {sorted(names - code - top)}"
+    )
