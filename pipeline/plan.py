@@ -51,7 +51,7 @@ class TilePlan:
     items: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds a lazy Dataset
 class RunPlan:
     """What a run will do: the recipe, the output grid (``geobox``, any CRS, y decreasing) and its ``tiles``, the
     items of each tile, the output template (lazy Dataset of the output variables), the time axis (UTC), the
