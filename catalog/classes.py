@@ -195,3 +195,27 @@ def unknown_mask_names(names) -> list[str]:
 def canonical_mask_name(name: str) -> str:
     """``name`` with aliases resolved (``fill`` -> ``nodata``); the caller checked it is in :data:`MASK_NAMES`."""
     return MASK_ALIASES.get(name, name)
+
+
+__all__ = [
+    "BUILTIN_LAYERS",
+    "DEFAULT_MASK",
+    "FMASK_AEROSOL",
+    "FMASK_AEROSOL_LEVELS",
+    "FmaskBit",
+    "MASK_ALIASES",
+    "MASK_NAMES",
+    "MASK_SYNONYMS",
+    "OPTIONAL_MASK_NAMES",
+    "QABit",
+    "QA_CONFIDENCE_BITS",
+    "QA_CONFIDENCE_LEVELS",
+    "SCL",
+    "builtin_layer",
+    "canonical_mask_name",
+    "fmask_bitfields",
+    "normalise_name",
+    "qa_pixel_bitfields",
+    "scl_classes",
+    "unknown_mask_names",
+]

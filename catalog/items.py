@@ -318,3 +318,13 @@ def ingest(
     plan = merge_items(root, items, overwrite=overwrite)
     cat = write_merged(plan)
     return IngestResult(cat.catalog_file, plan.added, plan.unchanged, skipped, cat.items)
+
+
+__all__ = [
+    "IngestResult",
+    "RASTER_SUFFIXES",
+    "expand_sources",
+    "ingest",
+    "items_from_files",
+    "read_header",
+]

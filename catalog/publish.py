@@ -84,3 +84,9 @@ def publish_catalog(
     out = f"{prefix}/catalog.json"
     log.info("published %d files of %s to %s", total, root, redact(out))
     return out
+
+
+__all__ = [
+    "PUBLISH_SCHEMES",
+    "publish_catalog",
+]

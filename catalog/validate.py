@@ -252,3 +252,14 @@ def violation_of_file(f: Path, policy) -> str | None:
 
     why = violation(str(f), policy)
     return None if why is None else f"a link to a file {why}; not read"
+
+
+__all__ = [
+    "CORE_VERSION",
+    "Problem",
+    "reference_problems",
+    "validate_catalog",
+    "validate_dict",
+    "validate_items",
+    "violation_of_file",
+]

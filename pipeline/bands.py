@@ -283,3 +283,15 @@ def resampling_for(resampling, ref: BandRef, item: pystac.Item, geobox: GeoBox) 
         return chosen
     c = coarsening(item, ref.key, geobox)
     return "average" if c is not None and c >= 1.5 else "bilinear"
+
+
+__all__ = [
+    "BandRef",
+    "CLASS_RESAMPLING",
+    "asset_band",
+    "check_encoding",
+    "coarsening",
+    "resampling_for",
+    "resolve_band",
+    "with_user_encoding",
+]

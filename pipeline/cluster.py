@@ -216,3 +216,14 @@ def start_cluster(
     finally:
         client.close()
         cluster.close()
+
+
+__all__ = [
+    "GATEWAY_SCHEMES",
+    "SCHEDULER_SCHEMES",
+    "check_scheduler_address",
+    "close_gateway",
+    "gateway_http_address",
+    "is_gateway",
+    "start_cluster",
+]

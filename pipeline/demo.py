@@ -274,3 +274,14 @@ def _same_mission(mission_dir: Path, cfg) -> bool:
         str(meta.get(k)) == str(v) if not isinstance(v, tuple) else list(meta.get(k, [])) == list(v)
         for k, v in want.items()
     )
+
+
+__all__ = [
+    "DEMO_BANDS",
+    "DEMO_OUTPUTS",
+    "DEMO_STEPS",
+    "DemoResult",
+    "RECIPE_HEADER",
+    "demo_recipe",
+    "run_demo",
+]

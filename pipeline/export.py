@@ -118,3 +118,8 @@ def export_cog(
             os.replace(local, target)
     log.info("wrote %s (%s)", redact(target), variable)
     return target if remote else Path(target)
+
+
+__all__ = [
+    "export_cog",
+]

@@ -252,3 +252,13 @@ def tile_grid(geobox: GeoBox, tile_shape: tuple[int, int] = (512, 512)) -> Geobo
     if ty <= 0 or tx <= 0:
         raise GridError(f"tile_shape {tile_shape} must be positive (y, x) pixel counts, e.g. (512, 512)")
     return GeoboxTiles(geobox, (ty, tx))
+
+
+__all__ = [
+    "ALIGN_TOL",
+    "AOI",
+    "aoi_geometry",
+    "items_anchor",
+    "output_grid",
+    "tile_grid",
+]

@@ -299,3 +299,11 @@ def _precondition_failed(exc: BaseException) -> bool:
             return True
         e = e.__cause__ or e.__context__
     return False
+
+
+__all__ = [
+    "LOCK_TTL_S",
+    "StoreLock",
+    "lock_url",
+    "store_lock",
+]

@@ -231,3 +231,11 @@ def event_quicklook(
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+__all__ = [
+    "event_quicklook",
+    "quicklook",
+    "run_report",
+    "write_html_report",
+]

@@ -377,3 +377,20 @@ def check_before_read(
     if not exists(f"{str(path).rstrip('/')}/{TILE_VAR}", storage_options):
         return
     verify_store(path, storage_options, variables).raise_for_problems()
+
+
+__all__ = [
+    "ALGORITHM",
+    "CHECKSUM_PREFIX",
+    "ChunkProblem",
+    "READ_THREADS",
+    "Tile",
+    "VerifyReport",
+    "check_before_read",
+    "naming_damaged_chunks",
+    "recheck_tiles",
+    "record_tile_checksums",
+    "tile_chunk_keys",
+    "verify_store",
+    "verify_tiles",
+]

@@ -339,3 +339,15 @@ class StaticLayers:
     landcover: np.ndarray
     texture: np.ndarray
     event_masks: tuple[np.ndarray, ...]
+
+
+__all__ = [
+    "BANDS",
+    "Event",
+    "GridPoints",
+    "LandCover",
+    "Landscape",
+    "PlaneWaves",
+    "SPECTRA",
+    "StaticLayers",
+]

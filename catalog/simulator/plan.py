@@ -295,3 +295,12 @@ def _snap1(v: float) -> float:
 
 def _snap(b: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
     return (_snap1(b[0]), _snap1(b[1]), _snap1(b[2]), _snap1(b[3]))
+
+
+__all__ = [
+    "Acquisition",
+    "GRID_SNAP_M",
+    "MissionConfig",
+    "Tile",
+    "acquisition_plan",
+]

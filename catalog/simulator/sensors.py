@@ -134,3 +134,13 @@ def sensor(name: str) -> SensorSpec:
     if name not in SENSORS:
         raise SimulatorError(f"unknown sensor {name!r}; choose one of {sorted(SENSORS)}")
     return SENSORS[name]
+
+
+__all__ = [
+    "BandSpec",
+    "LANDSAT",
+    "SENSORS",
+    "SENTINEL2",
+    "SensorSpec",
+    "sensor",
+]

@@ -127,3 +127,8 @@ def _cube(geobox: GeoBox, days: Sequence[dt.date], data: dict[str, np.ndarray], 
     for v in ds.data_vars:
         ds[v].attrs.update(units="1", grid_mapping="spatial_ref")
     return ds
+
+
+__all__ = [
+    "Truth",
+]

@@ -141,3 +141,11 @@ def detect_breaks(
     out = xr.Dataset({"break_date": date, "magnitude": mag.where(changed), "changed": changed})
     out.attrs.update(threshold=threshold, window=window, direction=direction, index=str(series.name))
     return out
+
+
+__all__ = [
+    "DNBR_CLASSES",
+    "detect_breaks",
+    "difference_change",
+    "dnbr_severity",
+]

@@ -232,3 +232,12 @@ def _best(ds: xr.Dataset, score: xr.DataArray, bounds: list[tuple[int, int]]) ->
         output_dtypes=["datetime64[ns]"],
     )
     return xr.Dataset(out)
+
+
+__all__ = [
+    "STATS",
+    "best_pixel_composite",
+    "cloud_fraction",
+    "composite",
+    "nanquantile",
+]

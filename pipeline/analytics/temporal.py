@@ -106,3 +106,9 @@ def _fill_last_axis(values: np.ndarray, days: np.ndarray, method: str, max_gap: 
         else:
             filled = np.where((t - tp) <= (tq - t), vp, vq)
     return np.where(inside, filled, values).astype(values.dtype, copy=False)
+
+
+__all__ = [
+    "gap_fill",
+    "resample_time",
+]

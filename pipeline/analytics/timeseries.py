@@ -250,3 +250,10 @@ def _season_last_axis(v: np.ndarray, times: np.ndarray, doy: np.ndarray) -> tupl
     trough = nanreduce(np.nanmin, v).astype(np.float32)
     mean = nanreduce(np.nanmean, v).astype(np.float32)
     return peak, peak_t, peak_doy, trough, mean
+
+
+__all__ = [
+    "anomaly",
+    "linear_trend",
+    "seasonal_stats",
+]

@@ -301,3 +301,11 @@ def _table(zid: Any, npix: int, red: dict[str, xr.Dataset] | None, ds: xr.Datase
         df.insert(2 + int("time" in cols), "pixels", npix)
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
+
+
+__all__ = [
+    "STATS",
+    "Zones",
+    "read_zones",
+    "zonal_stats",
+]
