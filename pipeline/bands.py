@@ -257,7 +257,9 @@ def coarsening(item: pystac.Item, key: str, geobox: GeoBox) -> float | None:
     return size / native[0] if math.isfinite(size) else None
 
 
-def resampling_for(resampling, ref: BandRef, item: pystac.Item, geobox: GeoBox) -> str:
+def resampling_for(
+    resampling: str | dict[str, str] | None, ref: BandRef, item: pystac.Item, geobox: GeoBox
+) -> str:
     """The resampling of band ``ref`` of ``item`` onto ``geobox``: bit-flag layers nearest; class layers nearest,
     or mode when the output is at least 1.5x coarser (never averaged); else the caller's choice (one name, or
     ``{band: name}``); else average when the output is at least 1.5x coarser than the band's native pixels

@@ -25,10 +25,13 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orbitcube.catalog.errors import OrbitcubeError
 from orbitcube.pipeline.errors import SinkError
+
+if TYPE_CHECKING:
+    import zarr
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +193,7 @@ def _open_group(path: str | Path, storage_options: Mapping[str, Any] | None):
     return group
 
 
-def tile_chunk_keys(group, tile: Tile) -> list[tuple[str, str]]:
+def tile_chunk_keys(group: zarr.Group, tile: Tile) -> list[tuple[str, str]]:
     """(variable, store key) of every chunk of tile ``tile`` = (tile_y, tile_x), over all the store's (..., y, x)
     arrays and all chunks along their leading axes."""
     import itertools
