@@ -26,7 +26,7 @@ _LAZY: dict[str, str] = {
     "items_from_files": "orbitcube.catalog.items",
     "Catalog": "orbitcube.catalog.store",
     "open_catalog": "orbitcube.catalog.store",
-    "write_catalog": "orbitcube.catalog.store",
+    "write_catalog": "orbitcube.catalog.merge",
     "catalog_info": "orbitcube.catalog.store",
     "open_remote": "orbitcube.catalog.remote",
     "publish_catalog": "orbitcube.catalog.publish",

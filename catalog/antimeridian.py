@@ -117,3 +117,11 @@ def centre_lon(geometry: dict | BaseGeometry | None, bbox: Sequence[float] | Non
     start, end = s[(i + 1) % s.size], s[i]
     end = end if end >= start else end + 360.0
     return float(((start + end) / 2 + 180.0) % 360.0 - 180.0)
+
+
+__all__ = [
+    "bbox_parts",
+    "centre_lon",
+    "normalize_lonlat",
+    "unwrap_lons",
+]

@@ -27,7 +27,9 @@ This module has no dependency on :mod:`pipeline`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from enum import IntEnum
+from typing import Literal, get_args
 
 
 class SCL(IntEnum):
@@ -173,12 +175,33 @@ MASK_ALIASES: dict[str, str] = {
     "cloud_shadow": "shadow",
     "snow_ice": "snow",
 }
-#: every accepted mask name
-MASK_NAMES: tuple[str, ...] = tuple(sorted({*MASK_SYNONYMS, *MASK_ALIASES}))
+#: every accepted mask name: the keys of MASK_SYNONYMS and MASK_ALIASES, sorted (tests/catalog/test_classes.py)
+MaskName = Literal[
+    "adjacent",
+    "cirrus",
+    "cloud",
+    "cloud_high",
+    "cloud_medium",
+    "cloud_shadow",
+    "dark",
+    "dilated_cloud",
+    "fill",
+    "no_data",
+    "nodata",
+    "not_vegetated",
+    "saturated",
+    "shadow",
+    "snow",
+    "snow_ice",
+    "unclassified",
+    "vegetation",
+    "water",
+]
+MASK_NAMES: tuple[MaskName, ...] = get_args(MaskName)
 #: masked where the layer has such a class, silently skipped where it has none
 OPTIONAL_MASK_NAMES = frozenset({"nodata", "saturated"})
 #: what is masked unless the caller says otherwise
-DEFAULT_MASK: tuple[str, ...] = ("nodata", "saturated", "cloud", "shadow", "cirrus")
+DEFAULT_MASK: tuple[MaskName, ...] = ("nodata", "saturated", "cloud", "shadow", "cirrus")
 
 
 def normalise_name(name: str) -> str:
@@ -187,7 +210,7 @@ def normalise_name(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_")
 
 
-def unknown_mask_names(names) -> list[str]:
+def unknown_mask_names(names: Iterable[str]) -> list[str]:
     """The names among ``names`` that are not in :data:`MASK_NAMES`."""
     return [n for n in names if n not in MASK_NAMES]
 
@@ -195,3 +218,28 @@ def unknown_mask_names(names) -> list[str]:
 def canonical_mask_name(name: str) -> str:
     """``name`` with aliases resolved (``fill`` -> ``nodata``); the caller checked it is in :data:`MASK_NAMES`."""
     return MASK_ALIASES.get(name, name)
+
+
+__all__ = [
+    "BUILTIN_LAYERS",
+    "DEFAULT_MASK",
+    "FMASK_AEROSOL",
+    "FMASK_AEROSOL_LEVELS",
+    "FmaskBit",
+    "MASK_ALIASES",
+    "MASK_NAMES",
+    "MASK_SYNONYMS",
+    "MaskName",
+    "OPTIONAL_MASK_NAMES",
+    "QABit",
+    "QA_CONFIDENCE_BITS",
+    "QA_CONFIDENCE_LEVELS",
+    "SCL",
+    "builtin_layer",
+    "canonical_mask_name",
+    "fmask_bitfields",
+    "normalise_name",
+    "qa_pixel_bitfields",
+    "scl_classes",
+    "unknown_mask_names",
+]

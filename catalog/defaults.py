@@ -75,3 +75,11 @@ FAST_COG_READS: dict[str, Any] = {
 LOCAL_READS: dict[str, Any] = {
     k: FAST_COG_READS[k] for k in ("GDAL_DISABLE_READDIR_ON_OPEN", "GDAL_CACHEMAX")
 }
+
+
+__all__ = [
+    "FAST_COG_READS",
+    "LOCAL_READS",
+    "RETRY_POLICY",
+    "RetryPolicy",
+]

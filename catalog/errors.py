@@ -24,3 +24,11 @@ class SimulatorError(OrbitcubeError):
 
 class ValidationError(CatalogError):
     """STAC items or collections violate the core or extension schemas."""
+
+
+__all__ = [
+    "CatalogError",
+    "OrbitcubeError",
+    "SimulatorError",
+    "ValidationError",
+]

@@ -14,3 +14,10 @@ EXT = {
 }
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 GTIFF = "image/tiff; application=geotiff"
+
+
+__all__ = [
+    "COG",
+    "EXT",
+    "GTIFF",
+]

@@ -300,3 +300,16 @@ def apply_filter(table: pa.Table, cql2_json: dict) -> np.ndarray:
     mask = np.zeros(rows.num_rows, bool)
     mask[kept.to_numpy()] = True
     return mask
+
+
+__all__ = [
+    "MAX_FILTER_DEPTH",
+    "MAX_FILTER_LENGTH",
+    "apply_filter",
+    "check_filter_size",
+    "check_properties",
+    "filter_properties",
+    "filter_text",
+    "parse_filter",
+    "to_expression",
+]

@@ -207,3 +207,15 @@ def atomic_write_index(table: pa.Table, path: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+__all__ = [
+    "CELL_DEGREES",
+    "ItemIndex",
+    "ROW_GROUP_ROWS",
+    "atomic_write_index",
+    "index_table",
+    "sort_order",
+    "sort_table",
+    "write_index",
+]

@@ -4,7 +4,7 @@ What the files say (CRS, transform, shape, dtype, nodata, band count, overviews)
 do not say (datetime, platform, band common names, scale/offset) comes from a file-name pattern
 (:mod:`orbitcube.catalog.patterns`: the known Landsat, Sentinel-2 and simulator patterns, or a user's
 :class:`~orbitcube.catalog.patterns.CollectionConfig`). Files of one scene (one file per band) become one Item. Unreadable
-files are reported and skipped, never half-ingested; the catalog is written by :mod:`orbitcube.catalog.store`.
+files are reported and skipped, never half-ingested; the catalog is written by :mod:`orbitcube.catalog.merge`.
 """
 
 from __future__ import annotations
@@ -299,7 +299,7 @@ def ingest(
     listed in the result (and logged). ``config``: see :func:`orbitcube.catalog.patterns.load_configs`; ``collection``
     puts every item into that collection instead of the pattern's.
     """
-    from orbitcube.catalog.store import merge_items, write_merged
+    from orbitcube.catalog.merge import merge_items, write_merged
 
     root = Path(catalog)
     hrefs = expand_sources(sources)
@@ -318,3 +318,13 @@ def ingest(
     plan = merge_items(root, items, overwrite=overwrite)
     cat = write_merged(plan)
     return IngestResult(cat.catalog_file, plan.added, plan.unchanged, skipped, cat.items)
+
+
+__all__ = [
+    "IngestResult",
+    "RASTER_SUFFIXES",
+    "expand_sources",
+    "ingest",
+    "items_from_files",
+    "read_header",
+]

@@ -147,3 +147,13 @@ KNOWN: tuple[CollectionConfig, ...] = (
         None, "oli", _SR, *LANDSAT_C2_SR, 0, _QA,
     ),
 )  # fmt: skip
+
+
+__all__ = [
+    "CollectionConfig",
+    "KNOWN",
+    "MSI",
+    "OLI",
+    "QUALITY_KEYS",
+    "load_configs",
+]

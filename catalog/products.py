@@ -165,3 +165,22 @@ def item_encoding(item: pystac.Item, key: str, common_name: str | None = None) -
     """:func:`band_encoding` for asset ``key`` of a pystac ``item``."""
     when = item.datetime or item.common_metadata.start_datetime
     return band_encoding(item.collection_id, item.properties, when.date() if when else None, key, common_name)
+
+
+__all__ = [
+    "AS_STORED_COLLECTIONS",
+    "CLASS_COLLECTIONS",
+    "Encoding",
+    "LANDSAT_C2_L2_COLLECTIONS",
+    "LANDSAT_C2_SR",
+    "LANDSAT_C2_ST",
+    "S2_BASELINE_0400_DATE",
+    "S2_L2A_BOA_OFFSET",
+    "S2_L2A_COLLECTIONS",
+    "S2_L2A_SCALE",
+    "band_encoding",
+    "is_class_product",
+    "item_encoding",
+    "product_of",
+    "s2_l2a_offset",
+]

@@ -41,7 +41,8 @@ def publish_catalog(
     ``"s2/S2A_.../B04.tif"``; JSON and the index are always copied); ``progress(done, total)`` is called after
     each file. Returns the URL of the published ``catalog.json``. Raises CatalogError (URL redacted) when the
     folder is no catalog or the store refuses a write."""
-    from orbitcube.catalog.storage import filesystem, is_remote, redact, retry, scheme
+    from orbitcube.catalog.failures import retry
+    from orbitcube.catalog.storage import filesystem, is_remote, redact, scheme
 
     src = Path(source)
     root = src.parent if src.is_file() else src
@@ -84,3 +85,9 @@ def publish_catalog(
     out = f"{prefix}/catalog.json"
     log.info("published %d files of %s to %s", total, root, redact(out))
     return out
+
+
+__all__ = [
+    "PUBLISH_SCHEMES",
+    "publish_catalog",
+]

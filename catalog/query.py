@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +22,19 @@ import shapely
 
 from orbitcube.catalog.antimeridian import bbox_parts, normalize_lonlat
 from orbitcube.catalog.errors import CatalogError
+
+__all__ = [
+    "Interval",
+    "Query",
+    "SearchArgs",
+    "format_interval",
+    "make_query",
+    "parse_bbox",
+    "parse_datetime",
+    "search",
+    "search_items",
+    "select_rows",
+]
 
 if TYPE_CHECKING:
     from orbitcube.catalog.index import ItemIndex
@@ -157,20 +170,38 @@ class Query:
     limit: int | None = None
 
 
-def make_query(
-    *,
-    bbox: Sequence[float] | None = None,
-    intersects: Any = None,
-    crs: Any = None,
-    datetime: Any = None,
-    collections: str | Sequence[str] | None = None,
-    ids: str | Sequence[str] | None = None,
-    max_cloud_cover: float | None = None,
-    filter: str | dict | None = None,
-    sortby: str | Sequence[str] | None = "datetime",
-    limit: int | None = None,
-) -> Query:
-    """Check and normalise the arguments of :func:`search` (see there); CatalogError names the bad one."""
+class SearchArgs(TypedDict, total=False):
+    """The filters :func:`search` takes as keyword arguments (the one list of them; see there for their meaning).
+    Each one left out is None, except ``sortby`` (default ``"datetime"``)."""
+
+    bbox: Sequence[float] | None
+    intersects: Any
+    crs: Any
+    datetime: Any
+    collections: str | Sequence[str] | None
+    ids: str | Sequence[str] | None
+    max_cloud_cover: float | None
+    filter: str | dict | None
+    sortby: str | Sequence[str] | None
+    limit: int | None
+
+
+#: the value of each :class:`SearchArgs` key that is not given
+_SEARCH_DEFAULTS: dict[str, Any] = {**dict.fromkeys(SearchArgs.__annotations__), "sortby": "datetime"}
+
+
+def make_query(**kwargs: Unpack[SearchArgs]) -> Query:
+    """Check and normalise the arguments of :func:`search` (see there); CatalogError names the bad one,
+    TypeError an unknown keyword."""
+    unknown = sorted(set(kwargs) - set(_SEARCH_DEFAULTS))
+    if unknown:
+        raise TypeError(
+            f"search() got an unexpected keyword argument {unknown[0]!r}; the filters are "
+            f"{', '.join(_SEARCH_DEFAULTS)} (and allow)"
+        )
+    a = {**_SEARCH_DEFAULTS, **kwargs}
+    bbox, intersects, crs, max_cloud_cover = a["bbox"], a["intersects"], a["crs"], a["max_cloud_cover"]
+    limit, sortby = a["limit"], a["sortby"]
     from odc.geo.geom import Geometry, box
 
     from orbitcube.catalog.filters import parse_filter
@@ -220,11 +251,11 @@ def make_query(
     return Query(
         aoi=aoi,
         aoi_bbox=aoi_bbox,
-        interval=parse_datetime(datetime),
-        collections=tup(collections),
-        ids=tup(ids),
+        interval=parse_datetime(a["datetime"]),
+        collections=tup(a["collections"]),
+        ids=tup(a["ids"]),
         max_cloud_cover=None if max_cloud_cover is None else float(max_cloud_cover),
-        filter=parse_filter(filter),
+        filter=parse_filter(a["filter"]),
         sortby=tuple(keys),
         limit=limit,
     )
@@ -253,18 +284,9 @@ def _lonlat_bbox(geom) -> tuple[float, float, float, float]:
 def search(
     source: Any,
     *,
-    bbox: Sequence[float] | None = None,
-    intersects: Any = None,
-    crs: Any = None,
-    datetime: Any = None,
-    collections: str | Sequence[str] | None = None,
-    ids: str | Sequence[str] | None = None,
-    max_cloud_cover: float | None = None,
-    filter: str | dict | None = None,
-    sortby: str | Sequence[str] | None = "datetime",
-    limit: int | None = None,
     allow: Sequence[str] = (),
     storage_options: dict[str, Any] | None = None,
+    **query: Unpack[SearchArgs],
 ) -> pystac.ItemCollection:
     """Items of ``source`` matching every given filter, as a ``pystac.ItemCollection``.
 
@@ -285,18 +307,7 @@ def search(
     its origin for a URL) or under an ``allow`` entry (a folder, URL prefix or scheme; :mod:`orbitcube.catalog.policy`):
     CatalogError naming the item, asset and href otherwise. Items given as a list are not checked.
     """
-    q = make_query(
-        bbox=bbox,
-        intersects=intersects,
-        crs=crs,
-        datetime=datetime,
-        collections=collections,
-        ids=ids,
-        max_cloud_cover=max_cloud_cover,
-        filter=filter,
-        sortby=sortby,
-        limit=limit,
-    )
+    q = make_query(**query)
     from orbitcube.catalog.store import Catalog, open_catalog
 
     if isinstance(source, Catalog):

@@ -26,6 +26,8 @@ import pystac
 from orbitcube.catalog.errors import CatalogError
 from orbitcube.catalog.policy import AccessPolicy, check_items, guarded_stac_io, refusals, request_guard
 
+__all__ = ["fetch_json", "open_remote", "safe_url", "search_remote"]
+
 log = logging.getLogger(__name__)
 
 

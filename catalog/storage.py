@@ -25,12 +25,10 @@ a bounded number of times when the error is transient (connection reset or refus
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import re
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -38,7 +36,27 @@ from urllib.parse import urlsplit, urlunsplit
 import rasterio.session
 
 from orbitcube.catalog.defaults import FAST_COG_READS
-from orbitcube.catalog.errors import CatalogError, OrbitcubeError
+from orbitcube.catalog.errors import CatalogError
+
+__all__ = [
+    "AZURE_SCHEMES",
+    "GdalCredentials",
+    "RedactingFilter",
+    "SECRET_GDAL_KEYS",
+    "Secret",
+    "StorageURL",
+    "filesystem",
+    "from_gdal_path",
+    "fsspec_options",
+    "gdal_options",
+    "is_remote",
+    "parse_url",
+    "redact",
+    "resolve_options",
+    "scheme",
+    "stac_io",
+    "to_gdal_path",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -348,12 +366,16 @@ def stac_io(storage_options: Mapping[str, Any] | None = None):
     class FsspecStacIO(pystac.stac_io.DefaultStacIO):
         def read_text_from_href(self, href: str) -> str:
             if scheme(href) in (*_VSI, *AZURE_SCHEMES):
+                from orbitcube.catalog.failures import retry
+
                 fs = filesystem(href, storage_options)
                 return retry(lambda: fs.cat_file(href).decode("utf-8"), url=href, action="read STAC file")
             return super().read_text_from_href(href)
 
         def write_text_to_href(self, href: str, txt: str) -> None:
             if scheme(href) in (*_VSI, *AZURE_SCHEMES):
+                from orbitcube.catalog.failures import retry
+
                 fs = filesystem(href, storage_options)
                 retry(lambda: fs.pipe_file(href, txt.encode("utf-8")), url=href, action="write STAC file")
                 return
@@ -408,172 +430,3 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
-
-
-# ----- errors and retries -------------------------------------------------------------------------------------------
-_MISSING = {
-    "NoSuchBucket",
-    "NoSuchKey",
-    "ContainerNotFound",
-    "BlobNotFound",
-    "ResourceNotFound",
-    "NotFound",
-    "404",
-}
-_DENIED = {
-    "AccessDenied",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "AuthenticationFailed",
-    "AuthorizationFailure",
-    "AuthorizationPermissionMismatch",
-    "InvalidClientTokenId",
-    "ExpiredToken",
-    "403",
-    "401",
-}
-_TRANSIENT_TYPES = {
-    "ConnectionError",
-    "ConnectionResetError",
-    "ConnectionRefusedError",
-    "ConnectionAbortedError",
-    "BrokenPipeError",
-    "TimeoutError",
-    "ServerDisconnectedError",
-    "ClientConnectionError",
-    "ClientConnectorError",
-    "ClientOSError",
-    "ClientPayloadError",
-    "ServerTimeoutError",
-    "EndpointConnectionError",
-    "ConnectionClosedError",
-    "ReadTimeoutError",
-    "ConnectTimeoutError",
-    "ServiceRequestError",
-    "ServiceResponseError",
-    "IncompleteReadError",
-    "ResponseStreamingError",
-}
-_TRANSIENT_CODES = {
-    "429",
-    "500",
-    "502",
-    "503",
-    "504",
-    "SlowDown",
-    "ServiceUnavailable",
-    "InternalError",
-    "ServerBusy",
-}
-_TRANSIENT_ERRNOS = {errno.ECONNRESET, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EPIPE, errno.ECONNABORTED}
-_TRANSIENT_TEXT = re.compile(
-    r"(?i)connection (reset|refused|aborted|closed)|timed out|temporarily unavailable|service unavailable|"
-    r"server disconnected|\b(429|50[234])\b|couldn't connect|could not connect|cannot connect"
-)
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    out, seen = [], set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        out.append(e)
-        e = e.__cause__ or e.__context__
-    return out
-
-
-def _codes(e: BaseException) -> set[str]:
-    """Error codes and HTTP statuses an SDK exception carries (botocore ClientError, azure HttpResponseError)."""
-    codes: set[str] = set()
-    resp = getattr(e, "response", None)
-    if isinstance(resp, Mapping):  # botocore ClientError
-        err = resp.get("Error") or {}
-        codes.add(str(err.get("Code", "")))
-        codes.add(str((resp.get("ResponseMetadata") or {}).get("HTTPStatusCode", "")))
-    for attr in ("status_code", "status", "error_code"):
-        v = getattr(e, attr, None)
-        if v is not None and not callable(v):
-            codes.add(str(getattr(v, "value", v)))
-    return codes - {"", "None"}
-
-
-def classify(exc: BaseException) -> str:
-    """What an object-storage error means: ``"missing"`` (no such bucket/container/object), ``"denied"`` (wrong
-    or missing credentials), ``"transient"`` (worth retrying: connection reset/refused, timeouts, HTTP 429/5xx),
-    or ``"other"``."""
-    chain = _chain(exc)
-    for e in chain:
-        names = {t.__name__ for t in type(e).__mro__}
-        codes = _codes(e)
-        if isinstance(e, FileNotFoundError) or names & {"ResourceNotFoundError"} or codes & _MISSING:
-            return "missing"
-        if isinstance(e, PermissionError) or names & {"ClientAuthenticationError"} or codes & _DENIED:
-            return "denied"
-        if names & _TRANSIENT_TYPES or codes & _TRANSIENT_CODES:
-            return "transient"
-        if isinstance(e, OSError) and e.errno in _TRANSIENT_ERRNOS:
-            return "transient"
-    if any(_TRANSIENT_TEXT.search(str(e)) for e in chain):
-        return "transient"
-    return "other"
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True when retrying the call that raised ``exc`` may succeed (see :func:`classify`)."""
-    return classify(exc) == "transient"
-
-
-_HINTS = {
-    "missing": "the bucket/container or object does not exist; create the bucket/container or fix the URL",
-    "denied": "access denied; check the credentials (storage options or AZURE_*/AWS_* environment variables)",
-    "transient": "the storage service did not answer (connection refused/reset, timeout or HTTP 5xx); check the "
-    "endpoint and that the service is up, then run again",
-    "other": "check the URL, the endpoint and the credentials",
-}
-
-
-def storage_error(
-    exc: BaseException, url: str, action: str = "access", error: type[OrbitcubeError] = CatalogError
-) -> OrbitcubeError:
-    """An ``error`` saying that ``action`` on ``url`` failed, why (see :func:`classify`) and how to fix it; the
-    URL and the underlying message are redacted."""
-    kind = classify(exc)
-    detail = redact(f"{type(exc).__name__}: {exc}")[:400]
-    return error(f"cannot {action} {redact(url)}: {_HINTS[kind]} ({detail})")
-
-
-def retry(
-    call: Callable[[], T],
-    *,
-    url: str,
-    action: str = "access",
-    attempts: int = 4,
-    delay: float = 0.25,
-    error: type[OrbitcubeError] = CatalogError,
-    passthrough: tuple[type[BaseException], ...] = (),
-) -> T:
-    """Run ``call()``; retry it up to ``attempts`` times in all (delay ``delay`` s, doubling) while it fails with
-    a transient error (:func:`is_transient`). Any other failure, or the last transient one, is raised as
-    ``error`` via :func:`storage_error` naming ``url`` (redacted). OrbitcubeErrors and ``passthrough`` exception
-    types are re-raised unchanged."""
-    if attempts < 1:
-        raise ValueError(f"attempts={attempts}; use 1 or more")
-    for n in range(1, attempts + 1):
-        try:
-            return call()
-        except (OrbitcubeError, *passthrough):
-            raise
-        except Exception as exc:  # the SDKs raise many types; classify() sorts them out
-            if n < attempts and is_transient(exc):
-                log.warning(
-                    "%s %s failed (%s), retry %d of %d",
-                    action,
-                    redact(url),
-                    redact(type(exc).__name__),
-                    n,
-                    attempts - 1,
-                )
-                time.sleep(delay * 2 ** (n - 1))
-                continue
-            raise storage_error(exc, url, action, error) from exc
-    raise AssertionError("unreachable")  # pragma: no cover

@@ -20,10 +20,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pystac
 
 from orbitcube.catalog.errors import CatalogError
+
+if TYPE_CHECKING:
+    from orbitcube.catalog.policy import AccessPolicy
 
 CORE_VERSION = "1.1.0"
 _CORE = "https://schemas.stacspec.org/v1.1.0/{kind}-spec/json-schema/{kind}.json"
@@ -178,7 +182,7 @@ def validate_items(items: Iterable[pystac.Item | dict]) -> list[Problem]:
 _FOLLOWED = ("child", "item", "parent", "root", "collection")
 
 
-def reference_problems(doc: dict, where: str, policy) -> list[Problem]:
+def reference_problems(doc: dict, where: str, policy: AccessPolicy) -> list[Problem]:
     """Links that walking the document would follow, and asset hrefs, that leave what ``policy``
     (:class:`orbitcube.catalog.policy.AccessPolicy`) allows; ``where`` is the document's own path or URL (relative hrefs
     are resolved against it)."""
@@ -246,9 +250,20 @@ def validate_catalog(path: str | Path, *, allow: Iterable[str] = ()) -> list[Pro
     return out
 
 
-def violation_of_file(f: Path, policy) -> str | None:
+def violation_of_file(f: Path, policy: AccessPolicy) -> str | None:
     """Why the file ``f`` found under a catalog folder must not be read (a symlink out of it), or None."""
     from orbitcube.catalog.policy import violation
 
     why = violation(str(f), policy)
     return None if why is None else f"a link to a file {why}; not read"
+
+
+__all__ = [
+    "CORE_VERSION",
+    "Problem",
+    "reference_problems",
+    "validate_catalog",
+    "validate_dict",
+    "validate_items",
+    "violation_of_file",
+]

@@ -9,16 +9,8 @@ import importlib
 from typing import Any
 
 from orbitcube.catalog._version import __version__
-from orbitcube.pipeline.errors import (
-    AnalyticsError,
-    ClusterError,
-    ExpressionError,
-    GridError,
-    LoadError,
-    OrbitcubeError,
-    RecipeError,
-    SinkError,
-)
+from orbitcube.pipeline.errors import *  # noqa: F403 (the error classes, public here too)
+from orbitcube.pipeline.errors import __all__ as _ERRORS
 
 _LAZY: dict[str, str] = {
     # grid
@@ -60,18 +52,7 @@ _LAZY: dict[str, str] = {
     "run_demo": "orbitcube.pipeline.demo",
 }
 
-__all__ = [
-    "AnalyticsError",
-    "ClusterError",
-    "ExpressionError",
-    "GridError",
-    "LoadError",
-    "OrbitcubeError",
-    "RecipeError",
-    "SinkError",
-    "__version__",
-    *_LAZY,
-]
+__all__ = [*_ERRORS, "__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

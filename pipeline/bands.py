@@ -257,7 +257,9 @@ def coarsening(item: pystac.Item, key: str, geobox: GeoBox) -> float | None:
     return size / native[0] if math.isfinite(size) else None
 
 
-def resampling_for(resampling, ref: BandRef, item: pystac.Item, geobox: GeoBox) -> str:
+def resampling_for(
+    resampling: str | dict[str, str] | None, ref: BandRef, item: pystac.Item, geobox: GeoBox
+) -> str:
     """The resampling of band ``ref`` of ``item`` onto ``geobox``: bit-flag layers nearest; class layers nearest,
     or mode when the output is at least 1.5x coarser (never averaged); else the caller's choice (one name, or
     ``{band: name}``); else average when the output is at least 1.5x coarser than the band's native pixels
@@ -283,3 +285,15 @@ def resampling_for(resampling, ref: BandRef, item: pystac.Item, geobox: GeoBox) 
         return chosen
     c = coarsening(item, ref.key, geobox)
     return "average" if c is not None and c >= 1.5 else "bilinear"
+
+
+__all__ = [
+    "BandRef",
+    "CLASS_RESAMPLING",
+    "asset_band",
+    "check_encoding",
+    "coarsening",
+    "resampling_for",
+    "resolve_band",
+    "with_user_encoding",
+]

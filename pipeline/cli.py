@@ -14,6 +14,8 @@ from pathlib import Path
 from orbitcube.catalog._version import __version__
 from orbitcube.catalog.errors import OrbitcubeError
 
+__all__ = ["build_parser", "main"]
+
 log = logging.getLogger("orbitcube")
 
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orbitcube.pipeline.errors import ClusterError
+
+if TYPE_CHECKING:
+    from dask_gateway import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +112,7 @@ def _gateway_client(url: str, n_workers: int, options: Mapping[str, Any], timeou
             close_gateway(gw)
 
 
-def close_gateway(gateway) -> None:
+def close_gateway(gateway: Gateway) -> None:
     """Close a ``dask_gateway.Gateway`` client for good (idempotent): its ``__del__`` closes it again, and a second
     close raises "Accessing the loop property while the loop is not running" (printed as an ignored exception at
     exit)."""
@@ -216,3 +219,14 @@ def start_cluster(
     finally:
         client.close()
         cluster.close()
+
+
+__all__ = [
+    "GATEWAY_SCHEMES",
+    "SCHEDULER_SCHEMES",
+    "check_scheduler_address",
+    "close_gateway",
+    "gateway_http_address",
+    "is_gateway",
+    "start_cluster",
+]

@@ -11,7 +11,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orbitcube.catalog.simulator import MissionConfig
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +80,7 @@ or:  from pipeline import open_cube; ds = open_cube("{self.store}")
 """
 
 
-def demo_recipe(cfg, workers: int) -> dict[str, Any]:
+def demo_recipe(cfg: MissionConfig, workers: int) -> dict[str, Any]:
     """The example recipe (:func:`orbitcube.pipeline.recipe.example_recipe`) for the simulated mission ``cfg``: its AOI and
     dates, the truth CRS at 20 m, the bands and indices that show the planted events. Paths are relative to the
     recipe file's folder (the demo's ``out``): the catalog ``mission/catalog/catalog.json``, the cube
@@ -274,3 +277,14 @@ def _same_mission(mission_dir: Path, cfg) -> bool:
         str(meta.get(k)) == str(v) if not isinstance(v, tuple) else list(meta.get(k, [])) == list(v)
         for k, v in want.items()
     )
+
+
+__all__ = [
+    "DEMO_BANDS",
+    "DEMO_OUTPUTS",
+    "DEMO_STEPS",
+    "DemoResult",
+    "RECIPE_HEADER",
+    "demo_recipe",
+    "run_demo",
+]

@@ -128,7 +128,8 @@ def _run_tiles(client, plan: RunPlan, todo: list[Tile], lock, bar) -> list[dict[
 def _retry(client, fut, plan: RunPlan, tile: Tile, attempts: dict[Tile, int]) -> bool:
     """Whether the finished tile must be run again (a transient error within :data:`TILE_ATTEMPTS`); raises the
     tile's error otherwise (see :func:`tile_error`); False when it succeeded."""
-    from orbitcube.catalog.storage import is_transient, redact
+    from orbitcube.catalog.failures import is_transient
+    from orbitcube.catalog.storage import redact
 
     try:
         fut.result()  # re-raises the tile's error
@@ -167,7 +168,8 @@ def tile_error(exc: BaseException, plan: RunPlan, tile: Tile) -> Exception:
     """The error a failed tile raises: an OrbitcubeError as it is (secrets redacted from its message), anything
     else (storage SDK errors from the workers' writes) as a SinkError naming the store and the cause."""
     from orbitcube.catalog.errors import OrbitcubeError
-    from orbitcube.catalog.storage import redact, storage_error
+    from orbitcube.catalog.failures import storage_error
+    from orbitcube.catalog.storage import redact
     from orbitcube.pipeline.errors import SinkError
 
     if isinstance(exc, OrbitcubeError):

@@ -36,7 +36,8 @@ def export_cog(
     (``time``, ``month``, ...) or a date/datetime64/ISO string that must match one of its coordinate values.
     The COG (GDAL COG driver) keeps the cube's CRS and transform, float32 with NaN nodata, deflate, 256 px tiles.
     """
-    from orbitcube.catalog.storage import filesystem, is_remote, redact, retry
+    from orbitcube.catalog.failures import retry
+    from orbitcube.catalog.storage import filesystem, is_remote, redact
     from orbitcube.pipeline.safety import check_cog_target
     from orbitcube.pipeline.sink import open_cube
     from orbitcube.pipeline.verify import check_before_read, naming_damaged_chunks
@@ -118,3 +119,8 @@ def export_cog(
             os.replace(local, target)
     log.info("wrote %s (%s)", redact(target), variable)
     return target if remote else Path(target)
+
+
+__all__ = [
+    "export_cog",
+]

@@ -22,6 +22,8 @@ from shapely.geometry.base import BaseGeometry
 
 from orbitcube.catalog.antimeridian import normalize_lonlat
 
+__all__ = ["TILE_PAD_PX", "footprint_on", "grid_lonlat", "items_on_grid", "scenes_per_tile"]
+
 #: points traced along each side of a grid's boundary
 _SIDE_POINTS = 128
 #: longest segment (degrees) of a lon/lat footprint before it is projected

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import pystac
 from odc.geo import XY, xy_
@@ -20,6 +20,9 @@ from orbitcube.pipeline.errors import GridError
 log = logging.getLogger(__name__)
 
 AOI = tuple[float, float, float, float] | dict | Geometry | str
+#: named grid alignments of :func:`output_grid` (pixel edges, or pixel centres, on multiples of the resolution)
+Anchor = Literal["edge", "center"]
+ANCHORS: tuple[Anchor, ...] = get_args(Anchor)
 
 
 def aoi_geometry(aoi: AOI, items: Sequence[pystac.Item] = ()) -> Geometry:
@@ -176,7 +179,7 @@ def output_grid(
     resolution: float | None = None,
     aoi: AOI | None = None,
     bands: Sequence[str] | None = None,
-    anchor: str | XY[float] | None = None,
+    anchor: Anchor | XY[float] | None = None,
 ) -> GeoBox:
     """The output grid as an odc-geo GeoBox (north-up, square pixels, y decreasing).
 
@@ -220,7 +223,7 @@ def output_grid(
         )
     except (KeyError, AssertionError) as exc:
         raise GridError(
-            f"anchor {anchor!r} is not 'edge', 'center' or xy_(fx, fy) with fractions in [0, 1)"
+            f"anchor {anchor!r} is not one of {list(ANCHORS)} or xy_(fx, fy) with fractions in [0, 1)"
         ) from exc
     if gbox.shape.x == 0 or gbox.shape.y == 0:
         raise GridError(
@@ -252,3 +255,15 @@ def tile_grid(geobox: GeoBox, tile_shape: tuple[int, int] = (512, 512)) -> Geobo
     if ty <= 0 or tx <= 0:
         raise GridError(f"tile_shape {tile_shape} must be positive (y, x) pixel counts, e.g. (512, 512)")
     return GeoboxTiles(geobox, (ty, tx))
+
+
+__all__ = [
+    "ANCHORS",
+    "Anchor",
+    "ALIGN_TOL",
+    "AOI",
+    "aoi_geometry",
+    "items_anchor",
+    "output_grid",
+    "tile_grid",
+]

@@ -38,6 +38,16 @@ from orbitcube.pipeline.masks import DEFAULT_MASK
 from orbitcube.pipeline.quality import quality_asset_key, quality_decoder
 from orbitcube.pipeline.reader import AssetSpec, ReadSpec, SceneSpec, read_tile
 
+__all__ = [
+    "check_items",
+    "fill_proj_from_headers",
+    "load_cube",
+    "local_path",
+    "quality_band",
+    "requested_keys",
+    "solar_day",
+]
+
 log = logging.getLogger(__name__)
 
 

@@ -184,7 +184,7 @@ class _Lease(StoreLock):
 
     # -- life cycle
     def acquire(self) -> None:
-        from orbitcube.catalog.storage import retry
+        from orbitcube.catalog.failures import retry
 
         def create() -> None:
             self._put(create=True)
@@ -233,7 +233,8 @@ class _Lease(StoreLock):
         log.warning("took over the abandoned lease %s (%s; silent for %.0f s)", self.where, holder, age)
 
     def _beat(self) -> None:
-        from orbitcube.catalog.storage import is_transient, redact
+        from orbitcube.catalog.failures import is_transient
+        from orbitcube.catalog.storage import redact
 
         while not self._stop.wait(self.ttl / 4):
             try:
@@ -299,3 +300,11 @@ def _precondition_failed(exc: BaseException) -> bool:
             return True
         e = e.__cause__ or e.__context__
     return False
+
+
+__all__ = [
+    "LOCK_TTL_S",
+    "StoreLock",
+    "lock_url",
+    "store_lock",
+]

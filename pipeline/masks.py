@@ -17,7 +17,14 @@ import numpy as np
 import xarray as xr
 from scipy.ndimage import binary_dilation
 
-from orbitcube.catalog.classes import BUILTIN_LAYERS, DEFAULT_MASK, MASK_NAMES, MASK_SYNONYMS, builtin_layer
+from orbitcube.catalog.classes import (
+    BUILTIN_LAYERS,
+    DEFAULT_MASK,
+    MASK_NAMES,
+    MASK_SYNONYMS,
+    MaskName,
+    builtin_layer,
+)
 from orbitcube.pipeline.errors import LoadError
 from orbitcube.pipeline.quality import QualityDecoder, layer_decoder
 
@@ -25,6 +32,7 @@ __all__ = [
     "DEFAULT_MASK",
     "MASK_NAMES",
     "MASK_SYNONYMS",
+    "MaskName",
     "builtin_decoder",
     "dilate",
     "mask_from_fmask",
@@ -52,14 +60,14 @@ def _apply(layer: xr.DataArray | np.ndarray, decoder: QualityDecoder) -> xr.Data
 
 
 def mask_from_scl(
-    scl: xr.DataArray | np.ndarray, classes: Sequence[str] = DEFAULT_MASK
+    scl: xr.DataArray | np.ndarray, classes: Sequence[MaskName] = DEFAULT_MASK
 ) -> xr.DataArray | np.ndarray:
     """True where the Sentinel-2 scene classification ``scl`` is one of the named ``classes``; same dims as ``scl``."""
     return _apply(scl, builtin_decoder("SCL", classes))
 
 
 def mask_from_qa_pixel(
-    qa: xr.DataArray | np.ndarray, flags: Sequence[str] = DEFAULT_MASK
+    qa: xr.DataArray | np.ndarray, flags: Sequence[MaskName] = DEFAULT_MASK
 ) -> xr.DataArray | np.ndarray:
     """True where the Landsat QA_PIXEL bit of any named flag is set; same dims as ``qa``.
 
@@ -69,7 +77,7 @@ def mask_from_qa_pixel(
 
 
 def mask_from_fmask(
-    fmask: xr.DataArray | np.ndarray, flags: Sequence[str] = DEFAULT_MASK
+    fmask: xr.DataArray | np.ndarray, flags: Sequence[MaskName] = DEFAULT_MASK
 ) -> xr.DataArray | np.ndarray:
     """True where the HLS v2.0 Fmask bit of any named flag is set (bit 1 cloud, 2 adjacent, 3 shadow, 4 snow,
     5 water; bit 0 cirrus is reserved and never set); same dims as ``fmask``."""

@@ -52,6 +52,21 @@ from orbitcube.pipeline.masks import dilate
 from orbitcube.pipeline.quality import QualityDecoder
 from orbitcube.pipeline.resample import apply_map, overview_for, pixel_map
 
+__all__ = [
+    "AssetSpec",
+    "MAX_HANDLES",
+    "READ_ATTEMPTS",
+    "READ_RETRY_DELAY_S",
+    "ReadSpec",
+    "SceneSpec",
+    "gdal_env",
+    "handle_budget",
+    "open_handles",
+    "read_asset",
+    "read_tile",
+    "usable_nodata",
+]
+
 log = logging.getLogger(__name__)
 
 _TOL = 1e-6
@@ -427,8 +442,9 @@ def _read(
     asset: AssetSpec, gbox: GeoBox, resampling: str | None = None
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """:func:`read_asset`, retried for object-store/HTTP hrefs that fail with a transient error (connection
-    refused or reset, timeout, HTTP 5xx: :func:`orbitcube.catalog.storage.is_transient`), reopening the file each time."""
-    from orbitcube.catalog.storage import is_transient, redact
+    refused or reset, timeout, HTTP 5xx: :func:`orbitcube.catalog.failures.is_transient`), reopening the file each time."""
+    from orbitcube.catalog.failures import is_transient
+    from orbitcube.catalog.storage import redact
 
     remote = asset.href.startswith("/vsi") or "://" in asset.href
     for n in range(1, READ_ATTEMPTS):

@@ -19,7 +19,33 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orbitcube.pipeline.errors import RecipeError
 from orbitcube.pipeline.masks import DEFAULT_MASK, MASK_NAMES
+from orbitcube.pipeline.safeyaml import safe_yaml
 from orbitcube.pipeline.sink import COMPRESSION, COMPRESSION_LEVEL
+
+__all__ = [
+    "BandMathStep",
+    "COMPOSITE_STATS",
+    "CatalogSpec",
+    "ClusterSpec",
+    "CompositeStep",
+    "GatewaySpec",
+    "GridSpec",
+    "IndexStep",
+    "LoadSpec",
+    "NOT_IN_FINGERPRINT",
+    "OutputSpec",
+    "RESERVED_NAMES",
+    "Recipe",
+    "STEP_OPS",
+    "STORAGE_OPTIONS",
+    "STORAGE_SCHEMES",
+    "SearchSpec",
+    "Step",
+    "TrendStep",
+    "example_recipe",
+    "load_recipe",
+    "step_outputs",
+]
 
 COMPOSITE_STATS = ("median", "mean", "min", "max", "std", "count", "percentile")
 
@@ -484,7 +510,7 @@ def load_recipe(source: str | Path | Mapping[str, Any] | Recipe) -> Recipe:
                 raise RecipeError(
                     f"recipe file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8 YAML"
                 ) from None
-        doc = _safe_yaml(text, where)
+        doc = safe_yaml(text, where)
     if not isinstance(doc, dict):
         raise RecipeError(
             f"recipe {where} must be a mapping with keys catalog, search, grid, load, analytics, output"
@@ -496,63 +522,6 @@ def load_recipe(source: str | Path | Mapping[str, Any] | Recipe) -> Recipe:
     if base is not None:
         recipe = _resolve_paths(recipe, base)
     return recipe
-
-
-#: largest recipe text accepted (characters)
-MAX_RECIPE_CHARS = 2_000_000
-#: most YAML nodes that aliases (``*name``) may add when they are replaced by their anchors' content
-MAX_ALIAS_NODES = 10_000
-
-
-def _alias_nodes(root: yaml.Node) -> int:
-    """How many nodes expanding the aliases of the YAML graph ``root`` adds (shared nodes counted each time they
-    are used, minus the distinct nodes), computed without expanding: each node's size once, children first."""
-    size: dict[int, int] = {}
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, ready = stack.pop()
-        if id(node) in size:
-            continue
-        children = (
-            [c for pair in node.value for c in pair]
-            if isinstance(node, yaml.MappingNode)
-            else (node.value if isinstance(node, yaml.SequenceNode) else [])
-        )
-        if ready:
-            size[id(node)] = 1 + sum(size.get(id(c), 1) for c in children)
-        else:
-            stack.append((node, True))
-            stack.extend((c, False) for c in children if id(c) not in size)
-    return size[id(root)] - len(size)
-
-
-def _safe_yaml(text: str, where: str) -> Any:
-    """``yaml.safe_load`` of a recipe, refusing documents that are too long, nest too deep or expand (through
-    anchors and aliases, "billion laughs") by more than :data:`MAX_ALIAS_NODES` nodes."""
-    if len(text) > MAX_RECIPE_CHARS:
-        raise RecipeError(
-            f"recipe {where} is {len(text)} characters long; the limit is {MAX_RECIPE_CHARS}: keep large AOIs "
-            "in a GeoJSON file and simplify them"
-        )
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-        if root is None:
-            return None
-        n = _alias_nodes(root)
-        if n > MAX_ALIAS_NODES:
-            raise RecipeError(
-                f"recipe {where} expands by {n} values through YAML anchors and aliases (limit {MAX_ALIAS_NODES}) "
-                "(&name / *name); write the values out, or use fewer aliases"
-            )
-        return loader.construct_document(root)
-    except yaml.YAMLError as exc:
-        why = " ".join(str(exc).split())  # one line: YAML's messages span several
-        raise RecipeError(f"recipe {where} is not valid YAML: {why}") from exc
-    except RecursionError:
-        raise RecipeError(f"recipe {where} nests too deeply; flatten its lists and mappings") from None
-    finally:
-        loader.dispose()
 
 
 def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:

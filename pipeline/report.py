@@ -7,11 +7,15 @@ import html
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
 import xarray as xr
 from odc.geo.geobox import GeoBox
+
+if TYPE_CHECKING:
+    from orbitcube.pipeline.run import RunResult
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +140,7 @@ def _quicklook_of(da: xr.DataArray, path: Path, max_px: int = 600) -> Path:
     )
 
 
-def run_report(result, out_dir: Path) -> Path:
+def run_report(result: RunResult, out_dir: Path) -> Path:
     """The HTML report of a :func:`orbitcube.pipeline.run.run_recipe` run in ``out_dir``: facts, one quicklook per output
     variable (map axes in km of the cube CRS, colour bar with units), per-tile timings, scenes used and skipped,
     and a link to the Dask performance report (``dask-performance.html``) and the log. Returns index.html."""
@@ -231,3 +235,11 @@ def event_quicklook(
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+__all__ = [
+    "event_quicklook",
+    "quicklook",
+    "run_report",
+    "write_html_report",
+]

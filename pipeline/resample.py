@@ -20,6 +20,8 @@ from functools import lru_cache
 import numpy as np
 from affine import Affine
 
+__all__ = ["MAX_LATTICE_ERROR", "PixelMap", "apply_map", "overview_for", "pixel_map"]
+
 
 @dataclass(frozen=True)
 class PixelMap:

@@ -200,3 +200,14 @@ def recipe_path(recipe: Any) -> Path | None:
         p = Path(recipe)
         return p if p.is_file() else None
     return None
+
+
+__all__ = [
+    "LEGACY_MARKERS",
+    "STORE_MARKER",
+    "check_cog_target",
+    "check_removable",
+    "is_orbitcube_store",
+    "protected_paths",
+    "recipe_path",
+]

@@ -71,3 +71,12 @@ def solar_day(item: pystac.Item) -> np.datetime64:
 def scene_time(item: pystac.Item) -> np.datetime64:
     """The item's acquisition time in UTC as datetime64[ns] (the ``time`` label of ``groupby="time"``)."""
     return np.datetime64(acquisition_utc(item), "ns")
+
+
+__all__ = [
+    "UNKNOWN_TIME_SPAN",
+    "acquisition_utc",
+    "scene_time",
+    "solar_day",
+    "time_unknown",
+]

@@ -25,10 +25,13 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orbitcube.catalog.errors import OrbitcubeError
 from orbitcube.pipeline.errors import SinkError
+
+if TYPE_CHECKING:
+    import zarr
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +123,7 @@ class _Keys:
 
     def get(self, key: str) -> bytes | None:
         """The bytes stored under ``key``, or None when there is no such key."""
-        from orbitcube.catalog.storage import retry
+        from orbitcube.catalog.failures import retry
 
         if self.fs is None:
             try:
@@ -139,7 +142,7 @@ class _Keys:
 
     def put(self, key: str, data: bytes) -> None:
         """Write ``key`` atomically (local: a ``*.partial`` file renamed into place; object stores: one PUT)."""
-        from orbitcube.catalog.storage import retry
+        from orbitcube.catalog.failures import retry
 
         if self.fs is None:
             dest = Path(self.root) / key
@@ -190,7 +193,7 @@ def _open_group(path: str | Path, storage_options: Mapping[str, Any] | None):
     return group
 
 
-def tile_chunk_keys(group, tile: Tile) -> list[tuple[str, str]]:
+def tile_chunk_keys(group: zarr.Group, tile: Tile) -> list[tuple[str, str]]:
     """(variable, store key) of every chunk of tile ``tile`` = (tile_y, tile_x), over all the store's (..., y, x)
     arrays and all chunks along their leading axes."""
     import itertools
@@ -377,3 +380,20 @@ def check_before_read(
     if not exists(f"{str(path).rstrip('/')}/{TILE_VAR}", storage_options):
         return
     verify_store(path, storage_options, variables).raise_for_problems()
+
+
+__all__ = [
+    "ALGORITHM",
+    "CHECKSUM_PREFIX",
+    "ChunkProblem",
+    "READ_THREADS",
+    "Tile",
+    "VerifyReport",
+    "check_before_read",
+    "naming_damaged_chunks",
+    "recheck_tiles",
+    "record_tile_checksums",
+    "tile_chunk_keys",
+    "verify_store",
+    "verify_tiles",
+]

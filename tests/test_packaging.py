@@ -1,4 +1,5 @@
-"""Packaging promises: environment.yml matches pyproject, the CLI answers --help/--version, errors are clean."""
+"""Packaging promises: environment.yml matches pyproject, the CLI answers --help/--version, errors are clean,
+every module says what is public (__all__) and none is over 600 lines."""
 
 from __future__ import annotations
 
@@ -148,3 +149,48 @@ def test_readme_layout_lists_every_module_and_only_modules_that_exist() -> None:
     assert names - code - top == set(), (
         f"README layout names what does not exist: {sorted(names - code - top)}"
     )
+
+
+#: the most lines one module of catalog/ or pipeline/ may have (project guide)
+MAX_MODULE_LINES = 600
+
+
+def _source_modules() -> list[tuple[Path, str]]:
+    """Every module file of catalog/ and pipeline/ with its import name (``orbitcube.catalog.store``, ...)."""
+    out = []
+    for folder in ("catalog", "pipeline"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(("orbitcube", *parts)).removesuffix(".__init__")
+            out.append((path, name))
+    return out
+
+
+def test_every_module_declares_its_public_names() -> None:
+    """Each module of catalog/ and pipeline/ says what is public (``__all__``), and every name listed resolves."""
+    import importlib
+
+    missing, broken = [], []
+    for _, name in _source_modules():
+        module = importlib.import_module(name)
+        names = getattr(module, "__all__", None)
+        if names is None:
+            missing.append(name)
+            continue
+        assert len(set(names)) == len(names), f"{name}.__all__ lists a name twice"
+        for n in names:
+            try:
+                getattr(module, n)
+            except (ImportError, AttributeError) as exc:
+                broken.append(f"{name}.{n}: {exc}")
+    assert not missing, f"modules without __all__: {missing}"
+    assert not broken, f"names in __all__ that do not resolve: {broken}"
+
+
+def test_no_module_is_over_600_lines() -> None:
+    too_long = {
+        str(path.relative_to(ROOT)): n
+        for path, _ in _source_modules()
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    }
+    assert not too_long, f"modules over {MAX_MODULE_LINES} lines (split them by what they hold): {too_long}"

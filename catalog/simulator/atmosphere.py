@@ -106,3 +106,13 @@ class PassAtmosphere:
         """Additive haze reflectance for common band ``band`` given :meth:`haze_base`, dims (y, x)."""
         k = _HAZE_PER_BAND.get(band, 0.0) * self.haze_level
         return np.float32(k) * base if k else 0.0
+
+
+__all__ = [
+    "CLOUD_REFLECTANCE",
+    "MEDIUM_CLOUD",
+    "PassAtmosphere",
+    "SHADOW_FACTOR",
+    "THIN_CLOUD",
+    "pass_seed",
+]

@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Literal, get_args
 
 import numpy as np
 from odc.geo.geobox import GeoBox
@@ -62,6 +63,11 @@ _CLASS_BIAS = {  # added to each class field before the arg-max: sets how common
 }
 
 
+#: the planted changes
+EventKind = Literal["deforestation", "burn", "flood"]
+EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
+
+
 @dataclass(frozen=True)
 class Event:
     """A planted change: ``kind`` in {"deforestation", "burn", "flood"}, a polygon in WGS84, and its dates.
@@ -70,7 +76,7 @@ class Event:
     ``None`` for permanent ones.
     """
 
-    kind: str
+    kind: EventKind
     geometry: Geometry
     start: dt.date
     end: dt.date | None
@@ -230,7 +236,7 @@ class Landscape:
             [(geom.geom, 1)], out_shape=geobox.shape.yx, transform=geobox.transform, fill=0, dtype="uint8"
         ).astype(bool)
 
-    def event_masks(self, geobox: GeoBox, kind: str) -> np.ndarray:
+    def event_masks(self, geobox: GeoBox, kind: EventKind) -> np.ndarray:
         """True where any event of ``kind`` ("deforestation", "burn", "flood") covers the pixel, dims (y, x)."""
         out = np.zeros(geobox.shape.yx, dtype=bool)
         for ev in self.events:
@@ -339,3 +345,17 @@ class StaticLayers:
     landcover: np.ndarray
     texture: np.ndarray
     event_masks: tuple[np.ndarray, ...]
+
+
+__all__ = [
+    "EVENT_KINDS",
+    "EventKind",
+    "BANDS",
+    "Event",
+    "GridPoints",
+    "LandCover",
+    "Landscape",
+    "PlaneWaves",
+    "SPECTRA",
+    "StaticLayers",
+]

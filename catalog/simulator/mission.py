@@ -191,3 +191,10 @@ def _write_truth(config: MissionConfig, truth: Truth, truth_dir: Path) -> Path:
                 dst.write(arr)
                 dst.descriptions = BANDS
     return truth_dir
+
+
+__all__ = [
+    "Mission",
+    "ProgressCallback",
+    "simulate_mission",
+]

@@ -19,7 +19,7 @@ from odc.geo.geom import Geometry, polygon
 from pyproj import Transformer
 
 from orbitcube.catalog.errors import SimulatorError
-from orbitcube.catalog.simulator.sensors import SENSORS, SensorSpec
+from orbitcube.catalog.simulator.sensors import SENSORS, SensorName, SensorSpec
 
 #: grids are snapped to this many metres so that 10, 20 and 30 m pixels share edges
 GRID_SNAP_M = 60.0
@@ -55,7 +55,7 @@ class MissionConfig:
     seed: int = 0
     start: dt.date = dt.date(2023, 1, 1)
     end: dt.date = dt.date(2023, 12, 31)
-    sensors: tuple[str, ...] = ("sentinel-2",)
+    sensors: tuple[SensorName, ...] = ("sentinel-2",)
     tile_size: int = 512
     center_lon: float = 12.0
     center_lat: float = 45.5
@@ -204,7 +204,7 @@ class Tile:
     ``footprint`` is the valid-data polygon in the tile CRS when it is smaller than the tile (Landsat paths).
     """
 
-    sensor: str
+    sensor: SensorName
     tile_id: str
     epsg: int
     x0: float
@@ -225,7 +225,7 @@ class Tile:
 class Acquisition:
     """One scene: a sensor's platform over one tile at one time (UTC)."""
 
-    sensor: str
+    sensor: SensorName
     platform: str
     tile: Tile
     datetime: dt.datetime
@@ -295,3 +295,12 @@ def _snap1(v: float) -> float:
 
 def _snap(b: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
     return (_snap1(b[0]), _snap1(b[1]), _snap1(b[2]), _snap1(b[3]))
+
+
+__all__ = [
+    "Acquisition",
+    "GRID_SNAP_M",
+    "MissionConfig",
+    "Tile",
+    "acquisition_plan",
+]

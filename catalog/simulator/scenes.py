@@ -217,3 +217,18 @@ def render_scene(
     rec.files = {b.key: rec.files[b.key] for b in spec.bands}
     rec.geoboxes = {b.key: rec.geoboxes[b.key] for b in spec.bands}
     return rec
+
+
+__all__ = [
+    "NOISE_SIGMA",
+    "SceneRecord",
+    "coverage",
+    "coverage_geometry",
+    "encode",
+    "qa_pixel_layer",
+    "render_scene",
+    "s2_processing_baseline",
+    "scene_band",
+    "scl_layer",
+    "write_cog",
+]

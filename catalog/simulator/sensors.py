@@ -13,8 +13,12 @@ The quality layers' classes and bits come from :mod:`orbitcube.catalog.classes` 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from orbitcube.catalog.classes import QA_CONFIDENCE_BITS, SCL, QABit  # noqa: F401  (re-exported: the simulator's names)
+from orbitcube.catalog.classes import QA_CONFIDENCE_BITS, SCL, QABit  # re-exported: the simulator's names
+
+#: the simulated sensors (the keys of :data:`SENSORS`)
+SensorName = Literal["sentinel-2", "landsat"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ class BandSpec:
 class SensorSpec:
     """A sensor family: its platforms, revisit, bands and the STAC collection it publishes to."""
 
-    name: str
+    name: SensorName
     collection_id: str
     title: str
     instrument: str
@@ -124,13 +128,27 @@ LANDSAT = SensorSpec(
     mask_band="QA_PIXEL",
 )
 
-SENSORS: dict[str, SensorSpec] = {SENTINEL2.name: SENTINEL2, LANDSAT.name: LANDSAT}
+SENSORS: dict[SensorName, SensorSpec] = {SENTINEL2.name: SENTINEL2, LANDSAT.name: LANDSAT}
 
 
-def sensor(name: str) -> SensorSpec:
+def sensor(name: SensorName) -> SensorSpec:
     """The sensor called ``name`` ("sentinel-2" or "landsat")."""
     from orbitcube.catalog.errors import SimulatorError
 
     if name not in SENSORS:
         raise SimulatorError(f"unknown sensor {name!r}; choose one of {sorted(SENSORS)}")
     return SENSORS[name]
+
+
+__all__ = [
+    "QA_CONFIDENCE_BITS",
+    "SCL",
+    "QABit",
+    "BandSpec",
+    "LANDSAT",
+    "SENSORS",
+    "SENTINEL2",
+    "SensorName",
+    "SensorSpec",
+    "sensor",
+]

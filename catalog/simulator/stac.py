@@ -137,3 +137,9 @@ def sensor_collection(config: MissionConfig, spec: SensorSpec, items: list[pysta
         ia[b.key].properties.update(extra)
     coll.item_assets = ia
     return coll
+
+
+__all__ = [
+    "scene_item",
+    "sensor_collection",
+]

@@ -11,9 +11,10 @@ from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
 from orbitcube.catalog.simulator.atmosphere import PassAtmosphere, pass_seed
-from orbitcube.catalog.simulator.landscape import BANDS, Event, Landscape
+from orbitcube.catalog.simulator.landscape import BANDS, Event, EventKind, Landscape
 from orbitcube.catalog.simulator.plan import Acquisition, MissionConfig, acquisition_plan
 from orbitcube.catalog.simulator.scenes import NOISE_SIGMA, coverage
+from orbitcube.catalog.simulator.sensors import SensorName
 
 
 class Truth:
@@ -33,7 +34,7 @@ class Truth:
         """The planted events (deforestation, burn, flood) with WGS84 polygons and dates."""
         return self.landscape.events
 
-    def event(self, kind: str) -> Event:
+    def event(self, kind: EventKind) -> Event:
         """The planted event of ``kind``."""
         for ev in self.events:
             if ev.kind == kind:
@@ -44,7 +45,7 @@ class Truth:
         """Land cover class per pixel (``LandCover`` values, uint8)."""
         return self.landscape.landcover(geobox)
 
-    def event_mask(self, geobox: GeoBox, kind: str) -> np.ndarray:
+    def event_mask(self, geobox: GeoBox, kind: EventKind) -> np.ndarray:
         """True where the planted event ``kind`` covers the pixel centre."""
         return self.landscape.event_masks(geobox, kind)
 
@@ -54,7 +55,7 @@ class Truth:
         """Clear-sky surface reflectance per common band name on ``day`` (no haze, no noise), float32."""
         return self.landscape.reflectance(geobox, day, bands)
 
-    def passes(self, sensor: str = "sentinel-2") -> dict[dt.date, list[Acquisition]]:
+    def passes(self, sensor: SensorName = "sentinel-2") -> dict[dt.date, list[Acquisition]]:
         """Acquisitions of ``sensor`` grouped by solar day (the two tiles of one pass share a day)."""
         out: dict[dt.date, list[Acquisition]] = {}
         for a in self.acquisitions:
@@ -91,7 +92,7 @@ class Truth:
         self,
         geobox: GeoBox,
         bands: Sequence[str] = ("red", "nir"),
-        sensor: str = "sentinel-2",
+        sensor: SensorName = "sentinel-2",
         *,
         noise: bool = True,
     ) -> xr.Dataset:
@@ -127,3 +128,8 @@ def _cube(geobox: GeoBox, days: Sequence[dt.date], data: dict[str, np.ndarray], 
     for v in ds.data_vars:
         ds[v].attrs.update(units="1", grid_mapping="spatial_ref")
     return ds
+
+
+__all__ = [
+    "Truth",
+]

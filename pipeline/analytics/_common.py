@@ -107,3 +107,17 @@ def as_dataarray(data: Data, func: str) -> xr.DataArray:
             "or compute an index first with spectral_index(ds, 'NDVI')"
         )
     return data[names[0]]
+
+
+__all__ = [
+    "DAYS_PER_YEAR",
+    "Data",
+    "as_dataarray",
+    "full_time",
+    "keep_attrs_from",
+    "name_of",
+    "nanreduce",
+    "quiet",
+    "require_time",
+    "years_since",
+]

@@ -203,3 +203,18 @@ def band_math(ds: xr.Dataset, expression: str, name: str = "band_math", **consta
     out = out.astype("float32").rename(name)
     out.attrs = {"long_name": name, "expression": expression, "units": "1", "grid_mapping": "spatial_ref"}
     return out
+
+
+__all__ = [
+    "ALLOWED",
+    "ARITY",
+    "FUNCTIONS",
+    "MAX_CONSTANT",
+    "MAX_DEPTH",
+    "MAX_EXPONENT",
+    "MAX_LENGTH",
+    "MAX_NODES",
+    "band_math",
+    "evaluate",
+    "parse_expression",
+]

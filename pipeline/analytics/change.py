@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 import xarray as xr
 
@@ -18,6 +20,11 @@ DNBR_CLASSES = (
     (0.66, "moderate_high"),
     (np.inf, "high"),
 )
+
+
+#: which way a break in :func:`detect_breaks` must go
+BreakDirection = Literal["decrease", "increase", "both"]
+BREAK_DIRECTIONS: tuple[BreakDirection, ...] = get_args(BreakDirection)
 
 
 def difference_change(before: xr.DataArray, after: xr.DataArray, threshold: float) -> xr.Dataset:
@@ -87,7 +94,7 @@ def detect_breaks(
     threshold: float = 0.3,
     window: int = 4,
     min_valid: int = 2,
-    direction: str = "decrease",
+    direction: BreakDirection = "decrease",
 ) -> xr.Dataset:
     """Per-pixel break detection on an index time series (dims (time, y, x), NaN where unobserved).
 
@@ -104,8 +111,8 @@ def detect_breaks(
     """
     if "time" not in series.dims:
         raise AnalyticsError(f"detect_breaks needs a 'time' dimension; got {tuple(series.dims)}")
-    if direction not in ("decrease", "increase", "both"):
-        raise AnalyticsError(f"direction={direction!r}; use 'decrease', 'increase' or 'both'")
+    if direction not in BREAK_DIRECTIONS:
+        raise AnalyticsError(f"direction={direction!r}; use one of {list(BREAK_DIRECTIONS)}")
     if series.sizes["time"] < 2 * min_valid:
         raise AnalyticsError(
             f"detect_breaks needs at least {2 * min_valid} time steps; got {series.sizes['time']}"
@@ -141,3 +148,13 @@ def detect_breaks(
     out = xr.Dataset({"break_date": date, "magnitude": mag.where(changed), "changed": changed})
     out.attrs.update(threshold=threshold, window=window, direction=direction, index=str(series.name))
     return out
+
+
+__all__ = [
+    "BREAK_DIRECTIONS",
+    "BreakDirection",
+    "DNBR_CLASSES",
+    "detect_breaks",
+    "difference_change",
+    "dnbr_severity",
+]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import bottleneck as bn
 import numpy as np
 import xarray as xr
@@ -10,11 +12,23 @@ from orbitcube.pipeline.analytics._common import nanreduce
 from orbitcube.pipeline.analytics.periods import period_offset, split_periods, stat_suffix
 from orbitcube.pipeline.errors import AnalyticsError
 
-STATS = ("median", "mean", "min", "max", "count", "std")
+#: reductions over time that need no parameter
+ReduceStat = Literal["median", "mean", "min", "max", "count", "std"]
+STATS: tuple[ReduceStat, ...] = get_args(ReduceStat)
+#: every statistic :func:`composite` (and :func:`~orbitcube.pipeline.analytics.temporal.resample_time`) takes
+CompositeStat = Literal[ReduceStat, "percentile"]
+COMPOSITE_STATS: tuple[CompositeStat, ...] = get_args(CompositeStat)
+#: which end of the score :func:`best_pixel_composite` takes
+BestPixelMode = Literal["max", "min"]
+BEST_PIXEL_MODES: tuple[BestPixelMode, ...] = get_args(BestPixelMode)
 
 
 def composite(
-    data: xr.DataArray | xr.Dataset, stat: str = "median", *, freq: str | None = None, q: float | None = None
+    data: xr.DataArray | xr.Dataset,
+    stat: CompositeStat = "median",
+    *,
+    freq: str | None = None,
+    q: float | None = None,
 ) -> xr.DataArray | xr.Dataset:
     """Reduce over ``time`` ignoring NaN: ``stat`` in median, mean, min, max, std, count (clear observations) or
     percentile (with ``q`` in 0..100). ``freq`` (pandas offset, e.g. "1MS" monthly, "QS-DEC" seasons, "YS", or
@@ -25,8 +39,8 @@ def composite(
     """
     if "time" not in data.dims:
         raise AnalyticsError(f"composite needs a 'time' dimension; got dims {tuple(data.dims)}")
-    if stat not in (*STATS, "percentile"):
-        raise AnalyticsError(f"unknown composite statistic {stat!r}; choose one of {[*STATS, 'percentile']}")
+    if stat not in COMPOSITE_STATS:
+        raise AnalyticsError(f"unknown composite statistic {stat!r}; choose one of {list(COMPOSITE_STATS)}")
     if stat == "percentile" and (q is None or not 0 <= q <= 100):
         raise AnalyticsError("percentile composites need q between 0 and 100, e.g. q=25")
     data = data if _is_sorted(data["time"].values) else data.sortby("time")
@@ -118,7 +132,7 @@ def best_pixel_composite(
     ds: xr.Dataset,
     by: str | xr.DataArray = "least-cloud",
     *,
-    mode: str | None = None,
+    mode: BestPixelMode | None = None,
     freq: str | None = None,
 ) -> xr.Dataset:
     """Per pixel, take every band from the one clear observation that scores best.
@@ -137,8 +151,8 @@ def best_pixel_composite(
     if not isinstance(ds, xr.Dataset) or "time" not in ds.dims:
         raise AnalyticsError("best_pixel_composite needs a Dataset of bands with a 'time' dimension")
     mode = mode or ("min" if isinstance(by, str) and by == "least-cloud" else "max")
-    if mode not in ("max", "min"):
-        raise AnalyticsError(f"best_pixel_composite: mode={mode!r}; use 'max' or 'min'")
+    if mode not in BEST_PIXEL_MODES:
+        raise AnalyticsError(f"best_pixel_composite: mode={mode!r}; use one of {list(BEST_PIXEL_MODES)}")
     if isinstance(by, xr.DataArray):
         score = by
     elif by == "least-cloud":
@@ -232,3 +246,17 @@ def _best(ds: xr.Dataset, score: xr.DataArray, bounds: list[tuple[int, int]]) ->
         output_dtypes=["datetime64[ns]"],
     )
     return xr.Dataset(out)
+
+
+__all__ = [
+    "BEST_PIXEL_MODES",
+    "COMPOSITE_STATS",
+    "STATS",
+    "BestPixelMode",
+    "CompositeStat",
+    "ReduceStat",
+    "best_pixel_composite",
+    "cloud_fraction",
+    "composite",
+    "nanquantile",
+]

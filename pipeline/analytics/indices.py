@@ -80,3 +80,9 @@ def spectral_index(
     out = band_math(xr.Dataset(variables), spec.formula, name=index.lower(), **values)
     out.attrs.update(long_name=spec.long_name, reference=spec.reference, formula=spec.formula)
     return out
+
+
+__all__ = [
+    "SYMBOLS",
+    "spectral_index",
+]

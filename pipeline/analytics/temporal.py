@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import Literal, get_args
 
 import numpy as np
 import xarray as xr
 
 from orbitcube.pipeline.analytics._common import Data, full_time, keep_attrs_from, require_time
-from orbitcube.pipeline.analytics.composites import composite
+from orbitcube.pipeline.analytics.composites import CompositeStat, composite
 from orbitcube.pipeline.analytics.periods import period_offset
 from orbitcube.pipeline.errors import AnalyticsError
 
@@ -17,8 +18,14 @@ log = logging.getLogger(__name__)
 
 _SEASON_OF_MONTH = {12: "DJF", 3: "MAM", 6: "JJA", 9: "SON"}
 
+#: how :func:`gap_fill` fills a gap
+FillMethod = Literal["linear", "nearest"]
+FILL_METHODS: tuple[FillMethod, ...] = get_args(FillMethod)
 
-def resample_time(data: Data, freq: str = "monthly", stat: str = "median", *, q: float | None = None) -> Data:
+
+def resample_time(
+    data: Data, freq: str = "monthly", stat: CompositeStat = "median", *, q: float | None = None
+) -> Data:
     """One composite per calendar period: :func:`composite` with ``freq`` (the same periods), plus season labels.
 
     ``freq`` is "monthly" ("1MS"), "seasonal" ("QS-DEC": DJF, MAM, JJA, SON; December counts with the following
@@ -41,7 +48,7 @@ def resample_time(data: Data, freq: str = "monthly", stat: str = "median", *, q:
 def gap_fill(
     data: Data,
     *,
-    method: str = "linear",
+    method: FillMethod = "linear",
     max_gap: float | dt.timedelta | np.timedelta64 | None = None,
 ) -> Data:
     """Fill NaN (masked) observations of each pixel by interpolating in time between its clear observations.
@@ -53,8 +60,8 @@ def gap_fill(
     Needs the full time axis per chunk (dask data split along time is rechunked). Lazy on dask-backed data.
     """
     require_time(data, "gap_fill")
-    if method not in ("linear", "nearest"):
-        raise AnalyticsError(f"gap_fill: unknown method {method!r}; use 'linear' or 'nearest'")
+    if method not in FILL_METHODS:
+        raise AnalyticsError(f"gap_fill: unknown method {method!r}; use one of {list(FILL_METHODS)}")
     if max_gap is None:
         gap_days = np.inf
     elif isinstance(max_gap, dt.timedelta | np.timedelta64):
@@ -106,3 +113,11 @@ def _fill_last_axis(values: np.ndarray, days: np.ndarray, method: str, max_gap: 
         else:
             filled = np.where((t - tp) <= (tq - t), vp, vq)
     return np.where(inside, filled, values).astype(values.dtype, copy=False)
+
+
+__all__ = [
+    "FILL_METHODS",
+    "FillMethod",
+    "gap_fill",
+    "resample_time",
+]

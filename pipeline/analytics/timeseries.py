@@ -9,6 +9,7 @@ input, keep the (y, x) coords and the ``spatial_ref`` CRS coordinate, and are na
 from __future__ import annotations
 
 import logging
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,12 @@ from orbitcube.pipeline.errors import AnalyticsError
 
 log = logging.getLogger(__name__)
 
-_CLIMATOLOGY_GROUPS = ("month", "season", "dayofyear")
+#: the groups :func:`anomaly` builds its climatology per
+ClimatologyGroup = Literal["month", "season", "dayofyear"]
+CLIMATOLOGY_GROUPS: tuple[ClimatologyGroup, ...] = get_args(ClimatologyGroup)
+#: how :func:`anomaly` compares an observation with the climatology
+AnomalyKind = Literal["difference", "zscore", "percent"]
+ANOMALY_KINDS: tuple[AnomalyKind, ...] = get_args(AnomalyKind)
 
 
 # ----- trend ----------------------------------------------------------------------------------------------------
@@ -107,8 +113,8 @@ def anomaly(
     data: Data,
     *,
     reference: tuple[str, str] | slice | None = None,
-    groupby: str = "month",
-    kind: str = "difference",
+    groupby: ClimatologyGroup = "month",
+    kind: AnomalyKind = "difference",
 ) -> Data:
     """Anomaly of each observation against a per-pixel climatology of earlier years.
 
@@ -120,10 +126,10 @@ def anomaly(
     Dims (time, y, x), names ``<name>_anomaly``; lazy on dask input.
     """
     require_time(data, "anomaly")
-    if groupby not in _CLIMATOLOGY_GROUPS:
-        raise AnalyticsError(f"anomaly: groupby={groupby!r} is not one of {list(_CLIMATOLOGY_GROUPS)}")
-    if kind not in ("difference", "zscore", "percent"):
-        raise AnalyticsError(f"anomaly: kind={kind!r} is not one of ['difference', 'zscore', 'percent']")
+    if groupby not in CLIMATOLOGY_GROUPS:
+        raise AnalyticsError(f"anomaly: groupby={groupby!r} is not one of {list(CLIMATOLOGY_GROUPS)}")
+    if kind not in ANOMALY_KINDS:
+        raise AnalyticsError(f"anomaly: kind={kind!r} is not one of {list(ANOMALY_KINDS)}")
     times = pd.DatetimeIndex(data["time"].values)
     if reference is None:
         last = times.year.max()
@@ -250,3 +256,14 @@ def _season_last_axis(v: np.ndarray, times: np.ndarray, doy: np.ndarray) -> tupl
     trough = nanreduce(np.nanmin, v).astype(np.float32)
     mean = nanreduce(np.nanmean, v).astype(np.float32)
     return peak, peak_t, peak_doy, trough, mean
+
+
+__all__ = [
+    "ANOMALY_KINDS",
+    "AnomalyKind",
+    "CLIMATOLOGY_GROUPS",
+    "ClimatologyGroup",
+    "anomaly",
+    "linear_trend",
+    "seasonal_stats",
+]

@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import dask
 import numpy as np
@@ -30,7 +30,9 @@ from orbitcube.pipeline.errors import AnalyticsError
 
 log = logging.getLogger(__name__)
 
-STATS = ("mean", "median", "std", "min", "max", "count")
+#: the statistics :func:`zonal_stats` computes (all of them by default, as columns in this order)
+ZonalStat = Literal["mean", "median", "std", "min", "max", "count"]
+STATS: tuple[ZonalStat, ...] = get_args(ZonalStat)
 Zones = str | Path | dict | Geometry | shapely.Geometry | Sequence[Any] | Any
 
 
@@ -40,7 +42,7 @@ def zonal_stats(
     *,
     id_column: str | None = None,
     crs: Any = None,
-    stats: Sequence[str] = STATS,
+    stats: Sequence[ZonalStat] = STATS,
     all_touched: bool = False,
 ) -> pd.DataFrame:
     """Summaries of ``data`` inside each polygon of ``zones``, one row per polygon, date and variable.
@@ -301,3 +303,12 @@ def _table(zid: Any, npix: int, red: dict[str, xr.Dataset] | None, ds: xr.Datase
         df.insert(2 + int("time" in cols), "pixels", npix)
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
+
+
+__all__ = [
+    "ZonalStat",
+    "STATS",
+    "Zones",
+    "read_zones",
+    "zonal_stats",
+]

@@ -1,4 +1,4 @@
-"""Fixtures of the catalog tests: the mixed mission written through orbitcube.catalog.store (with its parquet index)."""
+"""Fixtures of the catalog tests: the mixed mission written through orbitcube.catalog.merge (with its parquet index)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import orbitcube.catalog.index
+from orbitcube.catalog.merge import write_catalog
 from orbitcube.catalog.simulator import Mission
-from orbitcube.catalog.store import write_catalog
 
 #: row-group size of the indexed fixture: small, so that every search reads across several row groups
 SMALL_ROW_GROUPS = 4

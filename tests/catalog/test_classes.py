@@ -111,7 +111,7 @@ def test_built_in_layers_by_asset_key_any_case(key: str) -> None:
 
 def test_vocabulary() -> None:
     assert set(DEFAULT_MASK) <= set(MASK_NAMES)
-    assert set(MASK_NAMES) == set(MASK_SYNONYMS) | set(MASK_ALIASES)
+    assert list(MASK_NAMES) == sorted(set(MASK_SYNONYMS) | set(MASK_ALIASES))  # MaskName lists them all
     assert all(v in MASK_SYNONYMS for v in MASK_ALIASES.values())
     # synonyms are normalised names, each mask name is its own synonym where products use it as is
     for name, syn in MASK_SYNONYMS.items():

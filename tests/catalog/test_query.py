@@ -144,7 +144,7 @@ def antimeridian_items() -> list:
 def test_items_that_cross_the_antimeridian_are_found(where: str, tmp_path: Path) -> None:
     """A query inside an antimeridian-crossing item finds it (both sides), a query beside it does not, and a
     query bbox with west > east (STAC) crosses too; through the parquet index and in memory alike."""
-    from orbitcube.catalog.store import write_catalog
+    from orbitcube.catalog.merge import write_catalog
 
     items = antimeridian_items()
     source = items if where == "memory" else write_catalog(items, tmp_path / "cat").root

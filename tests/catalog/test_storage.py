@@ -9,19 +9,17 @@ import pickle
 import pytest
 
 from orbitcube.catalog.errors import CatalogError
+from orbitcube.catalog.failures import classify, retry, storage_error
 from orbitcube.catalog.storage import (
     FAST_COG_READS,
     GdalCredentials,
     Secret,
-    classify,
     from_gdal_path,
     fsspec_options,
     gdal_options,
     is_remote,
     parse_url,
     redact,
-    retry,
-    storage_error,
     to_gdal_path,
 )
 

@@ -162,7 +162,8 @@ def test_catalog_of_azurite_scenes_loads_on_worker_processes(
 ) -> None:
     """A catalog written with az:// hrefs, searched and loaded on worker processes with the credentials in the
     graph, equals the local load; the cube written to S3 with a SAS-signed href in its provenance keeps none."""
-    from orbitcube.catalog.store import open_catalog, write_catalog
+    from orbitcube.catalog.merge import write_catalog
+    from orbitcube.catalog.store import open_catalog
     from orbitcube.pipeline.cluster import start_cluster
 
     write_catalog(az_items, tmp_path / "stac")
