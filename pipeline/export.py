@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
+import xarray as xr
 
 from orbitcube.pipeline.errors import SinkError
 
@@ -47,40 +48,7 @@ def export_cog(
         raise SinkError(
             f"{redact(store)} has no variable {variable!r}; it has {sorted(map(str, ds.data_vars))}"
         )
-    da = ds[variable]
-    steps = [d for d in da.dims if d not in ("y", "x")]
-    if len(steps) > 1:
-        raise SinkError(
-            f"{variable!r} has dims {da.dims}; only (y, x) and (t, y, x) variables can be exported"
-        )
-    if steps:
-        dim = steps[0]
-        values = [str(v)[:10] for v in da[dim].values]
-        if time is None:
-            if da.sizes[dim] != 1:
-                raise SinkError(
-                    f"{variable!r} has {da.sizes[dim]} steps along {dim!r}; pick one with time= from {values}"
-                )
-            time = 0
-        if isinstance(time, int | np.integer):
-            if not -da.sizes[dim] <= int(time) < da.sizes[dim]:
-                raise SinkError(f"time index {time} is out of range for {dim!r} of length {da.sizes[dim]}")
-            da = da.isel({dim: int(time)})
-        else:
-            try:
-                key = np.datetime64(
-                    str(time)[:10] if isinstance(time, str) and len(str(time)) == 10 else time, "ns"
-                )
-            except ValueError:
-                raise SinkError(
-                    f"time {str(time)!r} is neither an index nor an ISO date; choose one of {values}"
-                ) from None
-            hits = np.nonzero(da[dim].values == key)[0]
-            if not hits.size:
-                raise SinkError(
-                    f"{variable!r} has no step {str(time)!r} along {dim!r}; choose one of {values}"
-                )
-            da = da.isel({dim: int(hits[0])})
+    da = _one_step(ds[variable], variable, time)
     target = str(out) if out else str(store).rstrip("/").removesuffix(".zarr") + f"-{variable}.tif"
     remote = is_remote(target)
     fs = filesystem(target, storage_options) if remote else None
@@ -119,6 +87,47 @@ def export_cog(
             os.replace(local, target)
     log.info("wrote %s (%s)", redact(target), variable)
     return target if remote else Path(target)
+
+
+def _one_step(
+    da: xr.DataArray, variable: str, time: int | str | dt.date | np.datetime64 | None
+) -> xr.DataArray:
+    """The (y, x) slice of ``da`` that ``time`` names (an index along its one non-spatial dim, or a date that
+    matches one of its values); ``da`` itself when it is (y, x). SinkError listing the choices otherwise."""
+    steps = [d for d in da.dims if d not in ("y", "x")]
+    if len(steps) > 1:
+        raise SinkError(
+            f"{variable!r} has dims {da.dims}; only (y, x) and (t, y, x) variables can be exported"
+        )
+    if steps:
+        dim = steps[0]
+        values = [str(v)[:10] for v in da[dim].values]
+        if time is None:
+            if da.sizes[dim] != 1:
+                raise SinkError(
+                    f"{variable!r} has {da.sizes[dim]} steps along {dim!r}; pick one with time= from {values}"
+                )
+            time = 0
+        if isinstance(time, int | np.integer):
+            if not -da.sizes[dim] <= int(time) < da.sizes[dim]:
+                raise SinkError(f"time index {time} is out of range for {dim!r} of length {da.sizes[dim]}")
+            da = da.isel({dim: int(time)})
+        else:
+            try:
+                key = np.datetime64(
+                    str(time)[:10] if isinstance(time, str) and len(str(time)) == 10 else time, "ns"
+                )
+            except ValueError:
+                raise SinkError(
+                    f"time {str(time)!r} is neither an index nor an ISO date; choose one of {values}"
+                ) from None
+            hits = np.nonzero(da[dim].values == key)[0]
+            if not hits.size:
+                raise SinkError(
+                    f"{variable!r} has no step {str(time)!r} along {dim!r}; choose one of {values}"
+                )
+            da = da.isel({dim: int(hits[0])})
+    return da
 
 
 __all__ = [
