@@ -185,7 +185,7 @@ def test_library_loggers_stay_at_warning_unless_raised(tmp_path) -> None:
     probe = (
         "import logging, sys; from orbitcube.pipeline.cli import _configure_logging as c; "
         "c(2, False, '--debug-libs' in sys.argv); "
-        "print([logging.getLogger(n).getEffectiveLevel() for n in ('botocore', 'azure', 's3fs', 'pipeline')])"
+        "print([logging.getLogger(n).getEffectiveLevel() for n in ('botocore', 'azure', 's3fs', 'orbitcube.pipeline')])"
     )
     import subprocess
     import sys
