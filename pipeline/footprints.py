@@ -112,7 +112,7 @@ def footprints_on(geometries: Sequence[dict | None], gbox: GeoBox) -> list[BaseG
     present = [i for i, g in enumerate(geometries) if g]
     if not present:
         return out
-    lonlat = np.array([normalize_lonlat(geometries[i]) for i in present], dtype=object)
+    lonlat = _lonlat_array([geometries[i] for i in present])
     parts = shapely.intersection(lonlat, grid_lonlat(gbox))
     keep = ~shapely.is_empty(parts) & (shapely.area(parts) > 0)
     if not keep.any():
@@ -124,6 +124,24 @@ def footprints_on(geometries: Sequence[dict | None], gbox: GeoBox) -> list[BaseG
     for i, geom in zip(np.asarray(present)[keep].tolist(), projected, strict=True):
         out[i] = None if geom.is_empty else geom
     return out
+
+
+def _lonlat_array(geometries: Sequence[dict | BaseGeometry]) -> np.ndarray:
+    """:func:`normalize_lonlat` of each geometry as a shapely array. A polygon inside [-180, 180] spanning less
+    than 180 degrees of longitude can neither cross the antimeridian nor wind round a pole, and comes back
+    unchanged: only the others go through ``normalize_lonlat`` one by one."""
+    import json
+
+    dicts = [i for i, g in enumerate(geometries) if isinstance(g, dict)]
+    arr = np.empty(len(geometries), dtype=object)
+    arr[:] = [None if isinstance(g, dict) else g for g in geometries]
+    if dicts:
+        arr[dicts] = shapely.from_geojson([json.dumps(geometries[i]) for i in dicts])
+    x0, _, x1, _ = shapely.bounds(arr).T
+    polygonal = np.isin(shapely.get_type_id(arr), (3, 6))  # Polygon, MultiPolygon
+    for i in np.flatnonzero(~(polygonal & (x0 >= -180.0) & (x1 <= 180.0) & (x1 - x0 < 180.0))).tolist():
+        arr[i] = normalize_lonlat(geometries[i])
+    return arr
 
 
 def tile_boxes(tiles: GeoboxTiles) -> np.ndarray:
