@@ -277,6 +277,8 @@ def continent(work: Path, n_items: int, workers: int) -> dict:
     from orbitcube.pipeline.plan import RunPlan, _tile_plans
     from orbitcube.pipeline.recipe import load_recipe
 
+    work = work / "continent"
+    work.mkdir()
     ing = ingest_rate(work)
     grow_index(Path(ing["catalog"]), n_items, work / "big")
     times: dict[str, float] = {}
@@ -367,6 +369,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calibrate", action="store_true", help="write benchmarks/calibration.json")
     ap.add_argument("--skip-continent", action="store_true")
+    ap.add_argument("--continent-only", action="store_true", help="only step 3, with the stored calibration")
     ap.add_argument("--items", type=int, default=1_000_000)
     ap.add_argument("--workers", type=int, default=100, help="workers of the continental estimate")
     args = ap.parse_args()
@@ -377,6 +380,11 @@ def main() -> None:
                                 "loadavg_start": os.getloadavg()}}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if args.continent_only:
+            c = continent(work, args.items, args.workers)
+            print(json.dumps({k: v for k, v in c.items() if k != "summary"}, indent=1, default=str))
+            print(c["summary"])
+            return
         m = mission(work)
         cal = calibrate(m, work)
         model = cal["model"]
