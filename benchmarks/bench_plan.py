@@ -258,18 +258,37 @@ CONTINENT = {
 }
 
 
+def _template(gbox, utc: np.ndarray, geoms: np.ndarray, ts: int):
+    """Solar days of the items (UTC + centre longitude / 15 h) and the NDVI + monthly-median template."""
+    import dask.array as dsa
+    import shapely
+    import xarray as xr
+    from odc.geo.xr import xr_coords
+
+    lon = shapely.get_coordinates(shapely.centroid(geoms))[:, 0]
+    utc = utc.astype("datetime64[ns]")
+    days = np.unique((utc + (lon / 15 * 3600e9).astype("timedelta64[ns]")).astype("datetime64[D]"))
+    time_axis = days.astype("datetime64[ns]")
+    months = np.unique(days.astype("datetime64[M]")).astype("datetime64[ns]")
+    coords = xr_coords(gbox, crs_coord_name="spatial_ref")
+    ny, nx = gbox.shape.yx
+    template = xr.Dataset(
+        {"ndvi": (("time", "y", "x"), dsa.zeros((len(time_axis), ny, nx), "float32", chunks=(-1, ts, ts))),
+         "ndvi_median": (("month", "y", "x"), dsa.zeros((len(months), ny, nx), "float32", chunks=(-1, ts, ts)))},
+        coords={"time": time_axis, "month": months, **coords},
+    )  # fmt: skip
+    return time_axis, template
+
+
 def continent(work: Path, n_items: int, workers: int) -> dict:
     """Plan a year of the grown index on the continental grid (no pystac Items: footprints from the index's
-    WKB column), timed phase by phase; plus the per-item cost of search + screening on one week of it."""
+    WKB column), timed phase by phase; plus the per-item cost of search + screening on three days of it."""
     import types
 
-    import dask.array as dsa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
     import shapely
-    import xarray as xr
     from odc.geo.geobox import GeoBox
-    from odc.geo.xr import xr_coords
 
     from benchmarks.bench_search import grow_index, ingest_rate
     from orbitcube.catalog.access import Storage
@@ -305,18 +324,7 @@ def continent(work: Path, n_items: int, workers: int) -> dict:
     inside, plans = _tile_plans(items, gbox, tiles, skipped)
     times["footprints + items per tile"] = time.perf_counter() - t
     t = time.perf_counter()
-    utc = table.column("datetime").to_numpy().astype("datetime64[ns]")
-    lon = shapely.get_coordinates(shapely.centroid(geoms))[:, 0]
-    days = np.unique((utc + (lon / 15 * 3600e9).astype("timedelta64[ns]")).astype("datetime64[D]"))
-    time_axis = days.astype("datetime64[ns]")
-    months = np.unique(days.astype("datetime64[M]")).astype("datetime64[ns]")
-    coords = xr_coords(gbox, crs_coord_name="spatial_ref")
-    ny, nx = gbox.shape.yx
-    template = xr.Dataset(
-        {"ndvi": (("time", "y", "x"), dsa.zeros((len(time_axis), ny, nx), "float32", chunks=(-1, ts, ts))),
-         "ndvi_median": (("month", "y", "x"), dsa.zeros((len(months), ny, nx), "float32", chunks=(-1, ts, ts)))},
-        coords={"time": time_axis, "month": months, **coords},
-    )  # fmt: skip
+    time_axis, template = _template(gbox, table.column("datetime").to_numpy(), geoms, ts)
     doc = {
         "name": "continent",
         "catalog": {"source": str(work / "big"), "allow": [str(work / "mission")]},
@@ -342,13 +350,13 @@ def continent(work: Path, n_items: int, workers: int) -> dict:
     times["estimate + summary"] = time.perf_counter() - t
     total = time.perf_counter() - t0
     per_item = search_cost(work)
-    return {"items": len(items), "inside": len(inside), "tiles": len(plans), "grid_px": [ny, nx],
+    return {"items": len(items), "inside": len(inside), "tiles": len(plans), "grid_px": list(gbox.shape.yx),
             "times_s": times, "total_s": total, "summary": summary, "search": per_item,
             "search_year_s": per_item["s_per_item"] * len(items)}  # fmt: skip
 
 
 def search_cost(work: Path) -> dict:
-    """Seconds per item of the catalog search (pystac Items materialised) + screening, on one week."""
+    """Seconds per item of the catalog search (pystac Items materialised) + screening, on three days of the index."""
     from orbitcube.catalog.query import search
     from orbitcube.catalog.store import open_catalog
     from orbitcube.pipeline.preflight import screen_items
