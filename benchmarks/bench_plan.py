@@ -15,7 +15,7 @@
 3. Continent: the 1,000,000-item index of :mod:`benchmarks.bench_search`, a year of it (~200k footprints) on a
    5,000 x 4,000 km grid at 10 m in EPSG:3035 with 2048 px tiles (~48k tiles): footprints, items per tile, time
    axis, estimate and summary, timed; and the per-item cost of the catalog search + screening that a full
-   ``plan_run`` adds (measured on one week of the index and scaled to the year).
+   ``plan_run`` adds (measured on three days of the index and scaled to the year).
 
 Writes ``benchmarks/_out/plan.json``.
 """
