@@ -154,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             }
         )
     if args.dry_run:
-        print(plan_run(recipe).summary())
+        print(plan_run(recipe).summary(workers=args.workers))
         return 0
     from orbitcube.pipeline.limits import LargePlanError
 
@@ -337,6 +337,11 @@ def _add_recipe_and_run(sub) -> None:
     run.add_argument("recipe", type=Path)
     run.add_argument(
         "--dry-run", action="store_true", help="print the plan (tiles, items, bytes) without reading pixels"
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        help="with --dry-run: estimate the wall time on this many workers (default the recipe's cluster.n_workers)",
     )
     run.add_argument(
         "--scheduler",
