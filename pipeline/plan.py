@@ -103,6 +103,11 @@ class RunPlan:
             for k, v in self.template.data_vars.items()
         }
 
+    @cached_property
+    def items_by_id(self) -> dict[str, pystac.Item]:
+        """The plan's items by id (built once)."""
+        return {it.id: it for it in self.items}
+
     def tile_plan(self, tile: Tile) -> TilePlan:
         """The plan of tile ``(row, column)``."""
         return self.tile_plans[tile[0] * self.tiles.shape[1] + tile[1]]
