@@ -582,7 +582,7 @@ def _merge(dst: np.ndarray, vals: np.ndarray, valid: np.ndarray, asset: AssetSpe
         valid &= ~bad
     if partial:
         valid &= np.isnan(dst)
-    vals = vals.astype(np.float32)
+    vals = vals.astype(np.float32, copy=False)  # a fresh array of this read: scaled in place
     if not asset.is_class:
         vals *= np.float32(asset.scale)
         vals += np.float32(asset.offset)
