@@ -184,17 +184,26 @@ def _pixel_map(key: tuple) -> PixelMap | None:
     x0, y0 = np.floor(u - 0.5), np.floor(v - 0.5)
     fx, fy = (u - 0.5 - x0).astype("f4"), (v - 0.5 - y0).astype("f4")
     del u, v
-    x0, y0 = x0.astype(np.int32), y0.astype(np.int32)  # int32 (n, 4) temporaries: half the build's peak
+    x0, y0 = x0.astype(np.int32), y0.astype(np.int32)
+    c0, r0 = int(np.clip(x0.min(), 0, w - 1)), int(np.clip(y0.min(), 0, h - 1))
+    ww, hh = int(np.clip(x0.max() + 1, 0, w - 1)) - c0 + 1, int(np.clip(y0.max() + 1, 0, h - 1)) - r0 + 1
+    src, wts = np.empty((len(dst), 4), np.int32), np.empty((len(dst), 4), np.float32)
+    for a in range(0, len(dst), _SLAB):  # in slabs: the (n, 4) temporaries stay small
+        s = slice(a, a + _SLAB)
+        src[s], wts[s] = _bilinear_slab(x0[s], y0[s], fx[s], fy[s], (h, w), (c0, r0, ww))
+    return PixelMap((c0, r0, ww, hh), dst, src, wts, scale)
+
+
+def _bilinear_slab(x0, y0, fx, fy, shape: tuple[int, int], origin: tuple[int, int, int]):
+    """Flat window indices and weights of the four neighbours of some output pixels (see :func:`pixel_map`)."""
+    (h, w), (c0, r0, ww) = shape, origin
     xs4 = np.stack([x0, x0 + 1, x0, x0 + 1], axis=1)
     ys4 = np.stack([y0, y0, y0 + 1, y0 + 1], axis=1)
     wts = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], axis=1)
     ok = (xs4 >= 0) & (xs4 < w) & (ys4 >= 0) & (ys4 < h)
     wts = np.where(ok, wts, np.float32(0)).astype("f4")
     xs4, ys4 = np.clip(xs4, 0, w - 1), np.clip(ys4, 0, h - 1)
-    c0, r0 = int(xs4.min()), int(ys4.min())
-    ww, hh = int(xs4.max()) - c0 + 1, int(ys4.max()) - r0 + 1
-    src = ((ys4 - r0) * ww + (xs4 - c0)).astype(np.int32)
-    return PixelMap((c0, r0, ww, hh), dst, src, wts, scale)
+    return (ys4 - r0) * ww + (xs4 - c0), wts
 
 
 def apply_map(pm: PixelMap, block: np.ndarray, out: np.ndarray, nodata: float | None) -> np.ndarray:
