@@ -115,7 +115,7 @@ def test_default_time_chunk_comes_from_the_memory_budget(s2_mission: Mission, s2
     assert small["red"].chunks[0] == (5, 5, 5, 5, 4) and nt == 24  # 4 MiB / (3 x 128 x 512 x 4 B) = 5
     xr.testing.assert_identical(small.compute(), s2_cube)
     assert load_cube(s2_mission.items, bands, geobox=gbox, chunks={"time": -1})["red"].chunks[0] == (nt,)
-    assert load_cube(s2_mission.items, bands, geobox=gbox)["red"].chunks[0] == (nt,)  # small: one task
+    assert load_cube(s2_mission.items, bands, geobox=gbox)["red"].chunks[0] == (8, 8, 8)  # 32 MiB / 3 MiB
 
 
 def test_bad_inputs_are_clear_errors(s2_mission: Mission, tmp_path) -> None:
