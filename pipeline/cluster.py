@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: memory one Dask worker may use, in bytes: the default of :func:`start_cluster`'s ``memory_limit`` (Dask spills
+#: to disk from 60 %, pauses the worker at 80 % and restarts it at 95 %) and the budget
+#: :func:`orbitcube.pipeline.load.load_cube` sizes its read tasks by (``memory_per_worker``)
+DEFAULT_WORKER_MEMORY = 2 * 2**30
+
 #: scheduler URL schemes that name a Dask Gateway rather than a scheduler: ``gateway://HOST:PORT[/PREFIX]`` is the
 #: gateway's HTTP address, ``gateway+https://...`` its HTTPS address
 GATEWAY_SCHEMES = ("gateway://", "gateway+http://", "gateway+https://")
@@ -161,7 +166,7 @@ def check_scheduler_address(scheduler: str) -> None:
 def start_cluster(
     n_workers: int = 2,
     threads_per_worker: int = 1,
-    memory_limit: str = "auto",
+    memory_limit: str | int = DEFAULT_WORKER_MEMORY,
     *,
     scheduler: str | None = None,
     dashboard_address: str | None = ":0",
@@ -170,7 +175,9 @@ def start_cluster(
     worker_timeout: float = 300.0,
 ) -> Iterator:
     """Yield a ``distributed.Client``: on ``scheduler`` ("tcp://HOST:PORT") if given, else on a new LocalCluster
-    of ``n_workers`` processes with ``threads_per_worker`` threads and ``memory_limit`` each ("4GiB", "auto").
+    of ``n_workers`` processes with ``threads_per_worker`` threads and ``memory_limit`` each (bytes, "4GiB", or
+    "auto": the machine's memory shared among the workers; default :data:`DEFAULT_WORKER_MEMORY`, 2 GiB: pass
+    the same value to ``load_cube(memory_per_worker=...)`` so that read tasks are sized to it).
     Logs the dashboard link. Nothing is installed on the workers (the read tasks carry their GDAL settings and
     credentials inside the graph). Closes the client (and the cluster it started) on exit; an existing cluster
     is left running.

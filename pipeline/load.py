@@ -209,6 +209,7 @@ def load_cube(
     on_error: str = "fail",
     gdal_env: dict[str, str] | None = None,
     scale_offset: dict[str, tuple[float, float]] | None = None,
+    memory_per_worker: int | str | None = None,
 ) -> xr.Dataset:
     """Load ``bands`` of ``items`` into a lazy cube on one grid.
 
@@ -228,9 +229,12 @@ def load_cube(
     applied is recorded in ``attrs["scale_offset"]``: per band, a list of ``{"collection", "scale", "offset",
     "source"}`` groups (``source`` is ``"item"``, ``"product-table"``, ``"user"`` or ``"none"``), with
     ``"items"`` listing the item ids when a group is not a whole collection. ``chunks``
-    (``{"y": px, "x": px, "time": steps}``, default 512 x 512 pixels and the whole time axis) sets the read tasks,
-    one per chunk: a task holds bands x time-chunk x y x x float32 values, so a time chunk bounds its memory
-    whatever the time span. ``on_error="skip"`` skips scenes whose assets are missing (listed in
+    (``{"y": px, "x": px, "time": steps}``, default 512 x 512 pixels and ``"auto"`` time steps) sets the read
+    tasks, one per chunk: a task holds bands x time-chunk x y x x float32 values plus the reader's working set,
+    so a time chunk bounds its memory whatever the time span. ``"auto"`` (or no ``time`` key) derives the time
+    chunk from ``memory_per_worker`` (bytes, or a string such as ``"2GiB"``; default
+    :data:`orbitcube.pipeline.cluster.DEFAULT_WORKER_MEMORY`, 2 GiB) with :func:`auto_time_chunk`; ``-1`` or
+    None keeps the whole time axis in one chunk. ``on_error="skip"`` skips scenes whose assets are missing (listed in
     ``attrs["skipped_items"]``) or fail to read (logged). ``gdal_env``: extra GDAL config options for the reads.
     """
     if on_error not in ("fail", "skip"):
@@ -291,7 +295,10 @@ def load_cube(
     )
     tiles = GeoboxTiles(geobox, (chunks["y"], chunks["x"]))
     touching = scenes_per_tile([fp for _, fp in on_grid], tiles)
-    data = _tile_graph(scenes, members, tiles, touching, chunks["time"], spec)
+    step = chunks["time"]
+    if step == "auto":
+        step = auto_time_chunk(len(bands), (chunks["y"], chunks["x"]), len(members), memory_per_worker)
+    data = _tile_graph(scenes, members, tiles, touching, step, spec)
     ds = xr.Dataset(
         {
             b: (("time", "y", "x"), arr, {"units": "1", "grid_mapping": "spatial_ref"})
@@ -372,19 +379,59 @@ def _applied(items: Sequence[pystac.Item], bands: Sequence[str], refs: list[list
     return out
 
 
-def _check_chunks(chunks: Mapping[str, int | None] | None) -> dict[str, int | None]:
-    """``{"time": n | None, "y": px, "x": px}`` from the user's ``chunks`` (LoadError on unknown dims or sizes
-    that are not positive integers; ``time`` None or -1: the whole time axis in one chunk)."""
-    out: dict[str, int | None] = {"time": None, "y": 512, "x": 512}
+#: share of a worker's memory one read task's output may fill (bands x time steps x tile, float32): 32 MiB of
+#: the default 2 GiB. Small on purpose: each date is read once whatever the chunking (open datasets and pixel
+#: maps are cached per worker), so short time chunks cost little, while the output of a read task is held by
+#: everything downstream of it (band slices, indices, the period-aligned chunks of composites, Zarr encoding)
+#: and by the next tasks queued on the worker
+READ_TASK_SHARE = 1 / 64
+#: float32 tile planes the reader holds beside its output while it reads one scene (source values, validity,
+#: cloud mask, a float32 copy, a bilinear gather of four neighbours), on top of the output budget
+READER_WORKING_PLANES = 8
+
+
+def auto_time_chunk(
+    n_bands: int, tile_shape: tuple[int, int], n_steps: int, memory_per_worker: int | str | None = None
+) -> int:
+    """Time steps per read task so that its output (``n_bands`` float32 planes of ``tile_shape`` (y, x) pixels
+    per step) stays within :data:`READ_TASK_SHARE` of ``memory_per_worker`` (bytes or a Dask size string such
+    as ``"2GiB"``; None: :data:`orbitcube.pipeline.cluster.DEFAULT_WORKER_MEMORY`); the reader's working set
+    while it reads one scene (:data:`READER_WORKING_PLANES` planes) comes on top. At least 1; balanced over
+    ``n_steps`` (24 steps that allow 16 per task give two tasks of 12, not 16 + 8)."""
+    from dask.utils import parse_bytes
+
+    from orbitcube.pipeline.cluster import DEFAULT_WORKER_MEMORY
+
+    mem = DEFAULT_WORKER_MEMORY if memory_per_worker is None else memory_per_worker
+    try:
+        mem = parse_bytes(mem) if isinstance(mem, str) else int(mem)
+    except (ValueError, TypeError):
+        raise LoadError(
+            f"memory_per_worker={memory_per_worker!r}: give a number of bytes or a size such as '2GiB'"
+        ) from None
+    if mem <= 0:
+        raise LoadError(f"memory_per_worker={memory_per_worker!r} must be positive, e.g. '2GiB'")
+    plane = 4 * int(tile_shape[0]) * int(tile_shape[1])
+    fit = max(1, int(mem * READ_TASK_SHARE // (max(n_bands, 1) * plane)))
+    n_tasks = -(-max(n_steps, 1) // fit)
+    return -(-max(n_steps, 1) // n_tasks)
+
+
+def _check_chunks(chunks: Mapping[str, int | str | None] | None) -> dict[str, int | str | None]:
+    """``{"time": n | "auto" | None, "y": px, "x": px}`` from the user's ``chunks`` (LoadError on unknown dims
+    or sizes that are not positive integers; ``time`` None or -1: the whole time axis in one chunk, ``"auto"``
+    or absent: from the memory budget, see :func:`auto_time_chunk`)."""
+    out: dict[str, int | str | None] = {"time": "auto", "y": 512, "x": 512}
     for dim, n in (chunks or {}).items():
         if dim not in out:
             raise LoadError(
                 f"chunks={dict(chunks or {})}: unknown dimension {dim!r}; chunk 'time', 'y' and 'x'"
             )
-        if dim == "time" and n in (None, -1):
+        if dim == "time" and (n is None or n == -1 or n == "auto"):
+            out["time"] = None if n == -1 else n
             continue
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-            unit = "time steps" if dim == "time" else "pixels"
+            unit = "time steps (or 'auto')" if dim == "time" else "pixels"
             raise LoadError(f"chunks[{dim!r}]={n!r} must be a positive whole number of {unit}")
         out[dim] = int(n)
     return out

@@ -14,6 +14,8 @@ neighbours and renormalises (NaN when none is valid). Outputs coarser than the s
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -117,7 +119,16 @@ def _is_geographic(wkt: str) -> bool:
     return CRS.from_user_input(wkt).is_geographic
 
 
-@lru_cache(maxsize=16)
+#: bytes of pixel maps one worker process keeps (least recently used dropped first): a bilinear map of a
+#: 1024 x 1024 px tile takes 36 MB, a nearest one 8 MB; a tile needs one per source grid it reprojects (the
+#: other zone's 10 m and 20 m grids), and the time chunks of one tile run one after the other (Dask orders
+#: them together), so a few maps suffice; a map costs about as much to rebuild as reading one date
+PIXEL_MAP_CACHE_BYTES = 64 * 2**20
+
+_MAPS: OrderedDict = OrderedDict()
+_MAPS_LOCK = threading.Lock()
+
+
 def pixel_map(
     src_wkt: str,
     src_transform: tuple[float, ...],
@@ -128,7 +139,26 @@ def pixel_map(
     method: str,
 ) -> PixelMap | None:
     """The map from a source grid (CRS WKT, affine, (rows, cols)) onto a tile grid, or None when they do not
-    overlap. ``method`` is ``"nearest"`` or ``"bilinear"``. Cached per worker process (16 maps)."""
+    overlap. ``method`` is ``"nearest"`` or ``"bilinear"``. Cached per worker process, at most
+    :data:`PIXEL_MAP_CACHE_BYTES` in all (the latest map is always kept)."""
+    key = (src_wkt, src_transform, src_shape, dst_wkt, dst_transform, dst_shape, method)
+    with _MAPS_LOCK:
+        if key in _MAPS:
+            _MAPS.move_to_end(key)
+            return _MAPS[key][0]
+    pm = _pixel_map(key)
+    size = 0 if pm is None else sum(a.nbytes for a in (pm.dst, pm.src, pm.weights) if a is not None)
+    with _MAPS_LOCK:
+        _MAPS[key] = (pm, size)
+        total = sum(n for _, n in _MAPS.values())
+        while total > PIXEL_MAP_CACHE_BYTES and len(_MAPS) > 1:
+            total -= _MAPS.popitem(last=False)[1][1]
+    return pm
+
+
+def _pixel_map(key: tuple) -> PixelMap | None:
+    """:func:`pixel_map` without the cache; ``key`` is its arguments in order."""
+    src_wkt, src_transform, src_shape, dst_wkt, dst_transform, dst_shape, method = key
     ny, nx = dst_shape
     h, w = src_shape
     d = Affine(*dst_transform[:6])
@@ -153,18 +183,29 @@ def pixel_map(
         return PixelMap((c0, r0, ww, hh), dst, src, None, scale)
     if method != "bilinear":
         raise ValueError(f"pixel maps support nearest and bilinear, not {method!r}")
-    x0, y0 = np.floor(u - 0.5).astype(np.int64), np.floor(v - 0.5).astype(np.int64)
+    x0, y0 = np.floor(u - 0.5), np.floor(v - 0.5)
     fx, fy = (u - 0.5 - x0).astype("f4"), (v - 0.5 - y0).astype("f4")
+    del u, v
+    x0, y0 = x0.astype(np.int32), y0.astype(np.int32)
+    c0, r0 = int(np.clip(x0.min(), 0, w - 1)), int(np.clip(y0.min(), 0, h - 1))
+    ww, hh = int(np.clip(x0.max() + 1, 0, w - 1)) - c0 + 1, int(np.clip(y0.max() + 1, 0, h - 1)) - r0 + 1
+    src, wts = np.empty((len(dst), 4), np.int32), np.empty((len(dst), 4), np.float32)
+    for a in range(0, len(dst), _SLAB):  # in slabs: the (n, 4) temporaries stay small
+        s = slice(a, a + _SLAB)
+        src[s], wts[s] = _bilinear_slab(x0[s], y0[s], fx[s], fy[s], (h, w), (c0, r0, ww))
+    return PixelMap((c0, r0, ww, hh), dst, src, wts, scale)
+
+
+def _bilinear_slab(x0, y0, fx, fy, shape: tuple[int, int], origin: tuple[int, int, int]):
+    """Flat window indices and weights of the four neighbours of some output pixels (see :func:`pixel_map`)."""
+    (h, w), (c0, r0, ww) = shape, origin
     xs4 = np.stack([x0, x0 + 1, x0, x0 + 1], axis=1)
     ys4 = np.stack([y0, y0, y0 + 1, y0 + 1], axis=1)
     wts = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], axis=1)
     ok = (xs4 >= 0) & (xs4 < w) & (ys4 >= 0) & (ys4 < h)
     wts = np.where(ok, wts, np.float32(0)).astype("f4")
     xs4, ys4 = np.clip(xs4, 0, w - 1), np.clip(ys4, 0, h - 1)
-    c0, r0 = int(xs4.min()), int(ys4.min())
-    ww, hh = int(xs4.max()) - c0 + 1, int(ys4.max()) - r0 + 1
-    src = ((ys4 - r0) * ww + (xs4 - c0)).astype(np.int32)
-    return PixelMap((c0, r0, ww, hh), dst, src, wts, scale)
+    return (ys4 - r0) * ww + (xs4 - c0), wts
 
 
 def apply_map(pm: PixelMap, block: np.ndarray, out: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -177,20 +218,30 @@ def apply_map(pm: PixelMap, block: np.ndarray, out: np.ndarray, nodata: float | 
     if pm.weights is None:
         out.ravel()[pm.dst] = flat[pm.src]
         return out
-    vals = flat[pm.src].astype(np.float32)
-    w = pm.weights
+    o = out.ravel()
+    for a in range(0, len(pm.dst), _SLAB):  # in slabs: the (n, 4) temporaries stay small (same values)
+        _bilinear(flat, pm.src[a : a + _SLAB], pm.weights[a : a + _SLAB], pm.dst[a : a + _SLAB], o, nodata)
+    return out
+
+
+#: output pixels per bilinear gather (its float32 (n, 4) temporaries are 4 MB each)
+_SLAB = 2**18
+
+
+def _bilinear(
+    flat: np.ndarray, src: np.ndarray, w: np.ndarray, dst: np.ndarray, o: np.ndarray, nodata
+) -> None:
+    vals = flat[src].astype(np.float32)
     if nodata is not None:
         w = np.where(vals == np.float32(nodata), np.float32(0), w)
-    if np.issubdtype(block.dtype, np.floating):
+    if np.issubdtype(flat.dtype, np.floating):
         finite = np.isfinite(vals)
         w = np.where(finite, w, np.float32(0))
         vals = np.where(finite, vals, np.float32(0))
     s = w.sum(axis=1)
     ok = s > 1e-6
     res = (vals * w).sum(axis=1)
-    o = out.ravel()
-    o[pm.dst[ok]] = res[ok] / s[ok]
-    return out
+    o[dst[ok]] = res[ok] / s[ok]
 
 
 def overview_for(

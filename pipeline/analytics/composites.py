@@ -8,7 +8,7 @@ import bottleneck as bn
 import numpy as np
 import xarray as xr
 
-from orbitcube.pipeline.analytics._common import nanreduce
+from orbitcube.pipeline.analytics._common import nanreduce, quiet
 from orbitcube.pipeline.analytics.periods import period_offset, split_periods, stat_suffix
 from orbitcube.pipeline.errors import AnalyticsError
 
@@ -36,6 +36,15 @@ def composite(
     per calendar period; the result keeps a ``time`` axis at period starts. Without ``freq`` the result has dims
     (y, x). Variables are renamed ``<name>_<stat>`` (percentiles ``<name>_p<q>``, e.g. ``ndvi_p2_5`` for q=2.5:
     see :func:`~orbitcube.pipeline.analytics.periods.stat_suffix`).
+
+    Memory on Dask-backed data split along time (``load_cube``'s time chunks): per-period composites never hold
+    more than whole periods of a chunk, not the whole series: the time axis is rechunked so that every chunk
+    holds whole periods (as many as fit in the input's largest time chunk, at least one; see
+    :func:`period_chunks`), and each chunk is reduced on its own, so the result is identical to the unchunked
+    one for every statistic. Without ``freq``, count, min and max stream chunk by chunk (exact), mean and std
+    stream as sums and sums of squared deviations per chunk (two passes; equal to the one-chunk result up to
+    float rounding). Median and percentiles need every observation of a period (of the whole series without
+    ``freq``) of a pixel at once: one task holds a whole period (the whole series) of its spatial chunk.
     """
     if "time" not in data.dims:
         raise AnalyticsError(f"composite needs a 'time' dimension; got dims {tuple(data.dims)}")
@@ -45,17 +54,13 @@ def composite(
         raise AnalyticsError("percentile composites need q between 0 and 100, e.g. q=25")
     data = data if _is_sorted(data["time"].values) else data.sortby("time")
     bounds, labels = split_periods(data["time"].values, freq)
-    if data.chunks is not None:
-        data = data.chunk({"time": -1})
     out = xr.apply_ufunc(
-        _period_stats,
+        _reduce,
         data,
         input_core_dims=[["time"]],
         output_core_dims=[["period"]],
-        kwargs={"bounds": bounds, "stat": stat, "q": q},
-        dask="parallelized",
-        output_dtypes=[np.int64 if stat == "count" else np.float32],
-        dask_gufunc_kwargs={"output_sizes": {"period": len(bounds)}},
+        kwargs={"bounds": bounds, "stat": stat, "q": q, "streaming": freq is None},
+        dask="allowed",
         keep_attrs=True,
     )
     if freq:
@@ -74,7 +79,18 @@ def composite(
     return out
 
 
-_NAN_FUNCS = {"mean": np.nanmean, "min": np.nanmin, "max": np.nanmax, "std": np.nanstd}
+_NAN_FUNCS = {"min": np.nanmin, "max": np.nanmax}
+
+
+def _moment(v: np.ndarray, stat: str) -> np.ndarray:
+    """NaN-skipping mean or (population) std over the last axis, accumulated in float64 as the chunk-wise
+    streaming reduction does (:func:`_stream`), so both give the same float32 values; NaN where no value."""
+    n = np.count_nonzero(~np.isnan(v), axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nansum(v, axis=-1, dtype=np.float64) / n
+        if stat == "mean":
+            return mean
+        return np.sqrt(np.nansum((v - mean[..., None]) ** 2, axis=-1, dtype=np.float64) / n)
 
 
 def _is_sorted(t: np.ndarray) -> bool:
@@ -95,6 +111,86 @@ def nanquantile(x: np.ndarray, q: float) -> np.ndarray:
     return np.where(n > 0, res, np.nan)
 
 
+def period_chunks(
+    bounds: list[tuple[int, int]], n_time: int, target: int
+) -> tuple[int, list[tuple[int, int]]]:
+    """How to rechunk a time axis of ``n_time`` steps for per-period reductions over ``bounds`` (the ``[start,
+    stop)`` steps of each period, :func:`~orbitcube.pipeline.analytics.periods.split_periods`; empty periods
+    ``(0, 0)``): ``k`` whole periods per chunk, as many as fit in ``target`` steps (at least one), and the
+    ``[start, stop)`` steps of each chunk (``ceil(len(bounds) / k)`` chunks, the first starting at 0 and the last
+    ending at ``n_time``; a chunk of empty periods only is empty)."""
+    longest = max((b - a for a, b in bounds), default=1)
+    k = max(1, target // max(longest, 1))
+    spans, pos = [], 0
+    for g in range(0, len(bounds), k):
+        stops = [b for a, b in bounds[g : g + k] if b > a]
+        end = max(stops) if stops else pos
+        spans.append((pos, end))
+        pos = end
+    if spans:
+        spans[-1] = (spans[-1][0], n_time)
+    return k, spans
+
+
+def _reduce(x, bounds: list[tuple[int, int]], stat: str, q: float | None, streaming: bool):
+    """``stat`` per period of ``bounds`` over the last axis of ``x`` (numpy, or Dask split along that axis in any
+    way): (..., period), see :func:`composite` for how chunks along time are reduced."""
+    import dask.array as da
+
+    dtype = np.int64 if stat == "count" else np.float32
+    if not isinstance(x, da.Array):
+        return _period_stats(x, bounds, stat, q)
+    n = len(bounds)
+    if len(x.chunks[-1]) == 1:
+        return x.map_blocks(_period_stats, bounds=bounds, stat=stat, q=q, dtype=dtype,
+                            chunks=(*x.chunks[:-1], (n,)))  # fmt: skip
+    if streaming and stat in ("count", "min", "max", "mean", "std"):
+        return _stream(x, stat)
+    k, spans = period_chunks(bounds, x.shape[-1], max(x.chunks[-1]))
+    x = x.rechunk({x.ndim - 1: tuple(b - a for a, b in spans if b > a)})
+    parts = []
+    for g, (a0, b0) in enumerate(spans):
+        local = [(a - a0, b - a0) if b > a else (0, 0) for a, b in bounds[g * k : (g + 1) * k]]
+        part = x[..., a0:b0]
+        parts.append(part.map_blocks(_period_stats, bounds=local, stat=stat, q=q, dtype=dtype,
+                                     chunks=(*part.chunks[:-1], (len(local),))))  # fmt: skip
+    return da.concatenate(parts, axis=-1)
+
+
+def _stream(x, stat: str):
+    """Count, min, max, mean or std over the last axis of a Dask array, chunk by chunk along that axis: one
+    partial per chunk (counts, minima, maxima, float64 sums; for std a second pass of squared deviations from
+    the mean), then combined; (..., 1)."""
+    import dask.array as da
+
+    one = (*x.chunks[:-1], (1,) * len(x.chunks[-1]))
+
+    def partial(fn, *args, dtype=np.float64):
+        parts = da.map_blocks(fn, *args, dtype=dtype, chunks=one)
+        return parts.rechunk({x.ndim - 1: -1})
+
+    def count(v):
+        return np.count_nonzero(~np.isnan(v), axis=-1, keepdims=True)
+
+    n = partial(count, x, dtype=np.int64).sum(axis=-1, keepdims=True)
+    if stat == "count":
+        return n
+    if stat in ("min", "max"):
+        fn = np.nanmin if stat == "min" else np.nanmax
+        parts = partial(lambda v: nanreduce(fn, v, axis=-1)[..., None], x, dtype=x.dtype)
+        return parts.map_blocks(lambda p: nanreduce(fn, p, axis=-1)[..., None].astype(np.float32),
+                                dtype=np.float32)  # fmt: skip
+    total = partial(lambda v: np.nansum(v, axis=-1, keepdims=True, dtype=np.float64), x).sum(
+        -1, keepdims=True
+    )
+    mean = da.map_blocks(quiet(np.divide), total, n, dtype=np.float64)  # 0 / 0: NaN, no warning
+    if stat == "mean":
+        return mean.astype(np.float32)
+    dev = partial(lambda v, m: np.nansum((v - m) ** 2, axis=-1, keepdims=True, dtype=np.float64), x, mean)
+    var = da.map_blocks(quiet(np.divide), dev.sum(-1, keepdims=True), n, dtype=np.float64)
+    return da.sqrt(var).astype(np.float32)
+
+
 def _period_stats(x: np.ndarray, bounds: list[tuple[int, int]], stat: str, q: float | None) -> np.ndarray:
     """``stat`` of each [start, stop) period over the last axis of ``x``; (..., period)."""
     if stat == "count":
@@ -111,6 +207,9 @@ def _period_stats(x: np.ndarray, bounds: list[tuple[int, int]], stat: str, q: fl
             out[..., k] = bn.nanmedian(v, axis=-1)  # C partial sort: ~2.5x the sort-based quantile
         elif stat == "percentile":
             out[..., k] = nanquantile(v, float(q) / 100)
+        elif stat in ("mean", "std"):
+            # contiguous: numpy's pairwise sums then add in the same order whatever the chunk layout
+            out[..., k] = _moment(np.ascontiguousarray(v), stat)
         else:
             out[..., k] = nanreduce(_NAN_FUNCS[stat], v, axis=-1)
     return out

@@ -90,6 +90,34 @@ def test_time_chunks_split_the_read_tasks_not_the_values(s2_mission: Mission, s2
             load_cube(s2_mission.items[:2], ["red"], geobox=gbox, chunks=bad)
 
 
+def test_default_time_chunk_comes_from_the_memory_budget(s2_mission: Mission, s2_cube: xr.Dataset) -> None:
+    """No time chunk given: one read task's output stays within READ_TASK_SHARE of memory_per_worker (bands x
+    steps x tile float32), balanced over the axis; -1 keeps the whole axis; the values do not change."""
+    from orbitcube.pipeline.load import READ_TASK_SHARE, auto_time_chunk
+
+    # 2 GiB / 64 = 32 MiB a task: 16 steps of 2 bands of 512 px; 96 steps -> 6 tasks of 16, 24 -> 2 of 12
+    assert auto_time_chunk(2, (512, 512), 96) == 16 and auto_time_chunk(2, (512, 512), 24) == 12
+    assert auto_time_chunk(4, (512, 512), 660) == 8  # the issue's 4 bands x 660 days: 83 tasks of at most 8
+    assert auto_time_chunk(2, (1024, 1024), 12) == 4
+    assert auto_time_chunk(2, (512, 512), 96, "256MiB") == 2
+    assert auto_time_chunk(8, (4096, 4096), 10) == 1  # never below one step
+    for mem in (2**30, 3 * 2**30, 123_456_789):
+        for nb, tile, nt in ((1, (256, 256), 1000), (4, (512, 512), 660), (3, (1024, 1024), 73)):
+            n = auto_time_chunk(nb, tile, nt, mem)
+            assert n == 1 or nb * n * 4 * tile[0] * tile[1] <= mem * READ_TASK_SHARE
+    assert auto_time_chunk(2, (512, 512), 96, "1GiB") == auto_time_chunk(2, (512, 512), 96, 2**30)
+    with pytest.raises(LoadError, match="memory_per_worker"):
+        auto_time_chunk(2, (512, 512), 10, "lots")
+    gbox = s2_mission.config.truth_geobox(10)
+    bands = ["red", "nir", "swir22"]
+    small = load_cube(s2_mission.items, bands, geobox=gbox, chunks={"y": 128}, memory_per_worker="256MiB")
+    nt = s2_cube.sizes["time"]
+    assert small["red"].chunks[0] == (5, 5, 5, 5, 4) and nt == 24  # 4 MiB / (3 x 128 x 512 x 4 B) = 5
+    xr.testing.assert_identical(small.compute(), s2_cube)
+    assert load_cube(s2_mission.items, bands, geobox=gbox, chunks={"time": -1})["red"].chunks[0] == (nt,)
+    assert load_cube(s2_mission.items, bands, geobox=gbox)["red"].chunks[0] == (8, 8, 8)  # 32 MiB / 3 MiB
+
+
 def test_bad_inputs_are_clear_errors(s2_mission: Mission, tmp_path) -> None:
     with pytest.raises(LoadError, match="no band 'thermal'"):
         load_cube(s2_mission.items[:2], ["thermal"], crs="EPSG:32632", resolution=20)

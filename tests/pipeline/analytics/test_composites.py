@@ -28,6 +28,34 @@ def test_median_of_a_cloudy_season_matches_clear_sky_truth(s2_mission: Mission, 
         assert np.isfinite(err).mean() > 0.99
 
 
+@pytest.mark.parametrize("freq", ["1MS", "QS-DEC", None])
+def test_time_chunked_composites_equal_unchunked(s2_mission: Mission, s2_cube: xr.Dataset, freq) -> None:
+    """A cube loaded in time chunks (load_cube's memory budget) reduces to the same composites as the whole-axis
+    cube: per period (chunks aligned with whole periods) and for the whole series (count/min/max/mean/std
+    streamed chunk by chunk); no task holds the whole series for a per-period statistic."""
+    from orbitcube.pipeline.load import load_cube
+
+    whole = s2_cube[["red", "nir"]]
+    gbox = s2_mission.config.truth_geobox(10)
+    chunked = load_cube(s2_mission.items, ["red", "nir"], geobox=gbox, chunks={"time": 5})
+    assert len(chunked["red"].chunks[0]) > 1
+    for stat in ("median", "mean", "min", "max", "count", "std", "percentile"):
+        want = composite(whole, stat, freq=freq, q=10)
+        got = composite(chunked, stat, freq=freq, q=10)
+        if freq is not None:  # reduced chunk by chunk along time, never the whole series in one task
+            assert len(got.chunksizes["time"]) > 1
+        xr.testing.assert_equal(got.compute(), want)  # mean, std: float64 sums either way, same float32
+
+
+def test_period_chunks_hold_whole_periods() -> None:
+    from orbitcube.pipeline.analytics.composites import period_chunks
+
+    bounds = [(0, 6), (6, 12), (0, 0), (12, 13), (13, 20)]
+    assert period_chunks(bounds, 20, 12) == (1, [(0, 6), (6, 12), (12, 12), (12, 13), (13, 20)])
+    assert period_chunks(bounds, 20, 15) == (2, [(0, 12), (12, 13), (13, 20)])
+    assert period_chunks(bounds, 20, 100) == (14, [(0, 20)])
+
+
 def test_periods_stats_and_counts() -> None:
     t = np.array(["2023-01-05", "2023-01-20", "2023-02-03", "2023-02-18"], dtype="datetime64[ns]")
     v = np.array([1.0, np.nan, 3.0, 5.0], "f4").reshape(4, 1, 1)
