@@ -236,6 +236,7 @@ def load_items(
     from orbitcube.pipeline.load import load_cube
 
     ty, tx = recipe.grid.tile_shape
+    c = recipe.cluster
     return load_cube(
         items,
         recipe.load.bands,
@@ -245,7 +246,8 @@ def load_items(
         groupby=recipe.load.groupby,
         resampling=recipe.load.resampling,
         scale_offset=recipe.load.scale_offset,
-        chunks={"y": ty, "x": tx},
+        chunks={"y": ty, "x": tx, "time": c.time_chunk},
+        memory_per_worker=None if c.memory_limit == "auto" else c.memory_limit,
         gdal_env=gdal_env,
     )
 

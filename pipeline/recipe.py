@@ -282,8 +282,27 @@ class ClusterSpec(_Model):
     gateway: GatewaySpec = Field(default_factory=GatewaySpec)
     n_workers: int = Field(2, ge=1, le=256)
     threads_per_worker: int = Field(1, ge=1, le=64)
-    memory_limit: str = "auto"
+    memory_limit: str = Field(
+        "2GiB",
+        description="memory of each worker (a Dask size such as 4GiB, or auto: the machine's memory shared among "
+        "the workers); read tasks are sized to stay within it",
+    )
+    time_chunk: int | Literal["auto"] = Field(
+        "auto",
+        description="time steps per read task: auto (from memory_limit), a number, or -1 for the whole time axis; "
+        "changes memory and task count, never the values",
+    )
     max_tiles_in_flight: int = Field(4, ge=1, le=1024)
+
+    @field_validator("time_chunk")
+    @classmethod
+    def _time_chunk(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not (v == -1 or v >= 1):
+            raise ValueError(
+                f"{v} is not a number of time steps; use auto, -1 (whole axis) or a positive number"
+            )
+        return v
+
     gdal_env: dict[str, str] = Field(default_factory=dict)
 
 
