@@ -37,7 +37,8 @@ from orbitcube.pipeline.footprints import footprints_from_shapes, shapes_and_cen
 from orbitcube.pipeline.grid import output_grid
 from orbitcube.pipeline.masks import DEFAULT_MASK
 from orbitcube.pipeline.quality import quality_asset_key, quality_decoder
-from orbitcube.pipeline.reader import AssetSpec, ReadSpec, SceneSpec, read_tile_of
+from orbitcube.pipeline.reader import AssetSpec, ReadSpec, SceneSpec
+from orbitcube.pipeline.readtasks import read_tile_of
 
 log = logging.getLogger(__name__)
 
@@ -420,7 +421,7 @@ def _digest(scenes: list[SceneSpec], members: list[list[int]]) -> str:
 def read_tasks(graph: Mapping) -> dict:
     """The read tasks of a load's Dask graph (for inspection and tests): ``{key: (tile GeoBox, steps, ReadSpec)}``
     with ``steps`` the scenes (:class:`~orbitcube.pipeline.reader.SceneSpec`) of each time step of the task."""
-    from orbitcube.pipeline.reader import steps_of
+    from orbitcube.pipeline.readtasks import steps_of
 
     graph = dict(graph)
     out = {}

@@ -149,46 +149,6 @@ class ReadSpec:
         return int(np.ceil(self.dilate_m / self.pixel_size - 1e-9)) if self.dilate_m > 0 else 0
 
 
-class Steps(Sequence):
-    """The scenes of each time step of one read task, stored sparsely (most steps of a tile are empty: a tile of a
-    five-year daily axis sees a scene every few days): ``n`` steps, ``entries`` ``(step, scenes)`` for the
-    non-empty ones in step order. Reads as a sequence of ``n`` tuples of :class:`SceneSpec` (``()`` for an empty
-    step), the ``steps`` of :func:`read_tile`; one opaque, picklable object in the graph."""
-
-    __slots__ = ("_at", "entries", "n")
-
-    def __init__(self, n: int, entries: tuple[tuple[int, tuple[SceneSpec, ...]], ...] = ()) -> None:
-        self.n, self.entries = n, tuple(entries)
-        self._at = dict(self.entries)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, t):  # type: ignore[override]
-        if isinstance(t, slice):
-            return [self[i] for i in range(*t.indices(self.n))]
-        if t < 0:
-            t += self.n
-        if not 0 <= t < self.n:
-            raise IndexError(t)
-        return self._at.get(t, ())
-
-    def __bool__(self) -> bool:
-        return self.n > 0
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and list(self) == list(other)
-
-    def __hash__(self) -> int:
-        return hash((self.n, self.entries))
-
-    def __reduce__(self):
-        return Steps, (self.n, self.entries)
-
-    def __repr__(self) -> str:
-        return f"Steps(n={self.n}, scenes in {len(self.entries)} steps)"
-
-
 _HANDLES = threading.local()
 #: most dataset handles one worker *process* keeps open (shared by its threads), and never more than half of the
 #: process's open-file limit (``RLIMIT_NOFILE``): GDAL, sockets and the Zarr sink need descriptors too
@@ -568,28 +528,6 @@ def read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpec
     # rasterio's CPLE_* exceptions in a cause/context chain cannot be unpickled on the client (the user would
     # get a bare Exception instead of the LoadError); and never with a secret in the message
     raise LoadError(redact(failure))
-
-
-def read_tile_of(
-    gbox: GeoBox,
-    table: Sequence[SceneSpec],
-    index: np.ndarray,
-    step: np.ndarray,
-    n_steps: int,
-    spec: ReadSpec,
-) -> np.ndarray:
-    """:func:`read_tile` of the scenes ``table[index]``, scene ``index[k]`` in time step ``step[k]`` of
-    ``n_steps`` (``index`` ascending: the mosaic order within a step), as the loader's graph stores a tile."""
-    return read_tile(gbox, steps_of(table, index, step, n_steps), spec)
-
-
-def steps_of(table: Sequence[SceneSpec], index: np.ndarray, step: np.ndarray, n_steps: int) -> Steps:
-    """The :class:`Steps` of scenes ``table[index]``, scene ``index[k]`` in step ``step[k]`` (see
-    :func:`read_tile_of`)."""
-    by_step: dict[int, list[SceneSpec]] = {}
-    for n, t in zip(np.asarray(index).tolist(), np.asarray(step).tolist(), strict=True):
-        by_step.setdefault(t, []).append(table[n])
-    return Steps(n_steps, tuple((t, tuple(v)) for t, v in sorted(by_step.items())))
 
 
 def _read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpec) -> np.ndarray:
