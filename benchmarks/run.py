@@ -52,13 +52,13 @@ def ensure_data(size: str, root: Path) -> Path:
     return data
 
 
-def measure(variant: str, data: Path, out: Path) -> dict:
+def measure(variant: str, data: Path, out: Path, case: str = "native") -> dict:
     """Run one variant in a fresh process; wall, CPU (whole tree) and peak RSS (whole tree)."""
     shutil.rmtree(out, ignore_errors=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.variants", variant, str(data), str(out)],
+        [sys.executable, "-m", "benchmarks.variants", variant, str(data), str(out), case],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -120,19 +120,24 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--variants", nargs="+", default=list(ALL_VARIANTS), choices=ALL_VARIANTS)
     ap.add_argument("--aoi-growth", action="store_true", help="peak memory as the AOI grows 1x, 4x, 16x")
+    ap.add_argument("--case", choices=("native", "bilinear", "upsample20"), default="native",
+                    help="I/O-floor case (benchmarks.variants.CASES): only orbitcube, decode, encode outside native")  # fmt: skip
     args = ap.parse_args()
+    if args.case != "native":
+        args.variants = [v for v in args.variants if v in ("orbitcube", "decode", "encode")]
     if args.aoi_growth:
         return aoi_growth(args.runs, [v for v in args.variants if v in ("orbitcube", "odc", "stackstac")])
     data = ensure_data(args.size, HERE / "_data")
-    out_root = HERE / "_out" / f"run-{args.size}"
+    tag = args.size if args.case == "native" else f"{args.size}-{args.case}"
+    out_root = HERE / "_out" / f"run-{tag}"
     results: dict[str, list[dict]] = {v: [] for v in args.variants}
     for r in range(args.runs):  # alternate variants within each round
         order = args.variants if r % 2 == 0 else list(reversed(args.variants))
         for v in order:
-            results[v].append(measure(v, data, out_root / v))
+            results[v].append(measure(v, data, out_root / v, args.case))
             print(f"round {r + 1}: {v:10s} {results[v][-1]['process_wall_s']:7.2f} s", file=sys.stderr)
         if r == 0:
-            agree = agreement(out_root, args.variants)
+            agree = agreement(out_root, args.variants) if args.case == "native" else {}
     med = {
         v: {
             "wall_s": statistics.median(x["process_wall_s"] for x in rs),
@@ -155,6 +160,7 @@ def main() -> None:
             ratios["a/(d+e) (I/O floor)"] = a / (med["decode"]["wall_s"] + med["encode"]["wall_s"])
     report = {
         "size": args.size,
+        "case": args.case,
         "runs": args.runs,
         "machine": {
             "cpus": psutil.cpu_count(),
@@ -168,7 +174,7 @@ def main() -> None:
         "raw": results,
     }
     (HERE / "_out").mkdir(exist_ok=True)
-    (HERE / "_out" / f"bench-{args.size}.json").write_text(json.dumps(report, indent=1))
+    (HERE / "_out" / f"bench-{tag}.json").write_text(json.dumps(report, indent=1))
     print("| variant | wall s | CPU s | peak RSS MB | input Mpx/s |")
     print("|---|---:|---:|---:|---:|")
     for v, m in med.items():

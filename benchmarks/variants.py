@@ -10,6 +10,7 @@ Variants:
     odc        ``odc.stac.load`` + xarray + ``to_zarr``, as their documentation shows
     stackstac  ``stackstac.stack`` + xarray + ``to_zarr``
     decode     read every input pixel once with rasterio (the decode floor)
+    (an optional 4th argument names a case of CASES for orbitcube, decode and encode)
     encode     write a Zarr store of the output's shape and chunks (the encode floor)
 """
 
@@ -25,6 +26,15 @@ import numpy as np
 
 SCL_BAD = [0, 1, 3, 8, 9, 10]  # nodata, saturated, shadow, cloud medium/high, cirrus
 BANDS = {"red": "B04", "nir": "B08", "scl": "SCL"}
+#: I/O-floor cases (``benchmarks.run --case``): bands (common name -> asset), orbitcube's resampling, index.
+#: ``native``: 10 m bands on the 10 m grid, nearest (scenes of the eastern UTM zone are reprojected by pixel
+#: maps); ``bilinear``: the same, bilinear; ``upsample20``: NDMI from nir (10 m) and swir16 (B11, 20 m,
+#: upsampled onto the 10 m grid), bilinear. Only ``native`` has odc-stac/stackstac counterparts.
+CASES = {
+    "native": ({"red": "B04", "nir": "B08", "scl": "SCL"}, "nearest", "NDVI"),
+    "bilinear": ({"red": "B04", "nir": "B08", "scl": "SCL"}, "bilinear", "NDVI"),
+    "upsample20": ({"nir": "B08", "swir16": "B11", "scl": "SCL"}, "bilinear", "NDMI"),
+}
 RESOLUTION = 10.0
 CHUNK = 512
 
@@ -114,18 +124,18 @@ def run_stackstac(items, geobox, out: Path) -> None:
     _finish(ndvi.chunk({"time": -1}), out)
 
 
-def run_decode(items, geobox, out: Path) -> int:
+def run_decode(items, geobox, out: Path, case: str = "native") -> int:
     import rasterio
 
     n = 0
     for it in items:
-        for key in BANDS.values():
+        for key in CASES[case][0].values():
             with rasterio.open(it.assets[key].get_absolute_href()) as src:
                 n += src.read(1).size
     return n
 
 
-def run_encode(items, geobox, out: Path) -> None:
+def run_encode(items, geobox, out: Path, case: str = "native") -> None:
     import dask.array as da
     import xarray as xr
 
@@ -148,10 +158,11 @@ def run_encode(items, geobox, out: Path) -> None:
     ds.to_zarr(out, mode="w", zarr_format=3, consolidated=False)
 
 
-def run_orbitcube(items, geobox, out: Path) -> None:
+def run_orbitcube(items, geobox, out: Path, case: str = "native") -> None:
     from benchmarks.standard_recipe import run_standard
 
-    run_standard(items, geobox, out)
+    bands, resampling, index = CASES[case]
+    run_standard(items, geobox, out, [b for b in bands if b != "scl"], resampling, index)
 
 
 VARIANTS = {
@@ -165,16 +176,20 @@ VARIANTS = {
 
 def main(argv: list[str]) -> None:
     variant, data_dir, out = argv[0], Path(argv[1]), Path(argv[2])
+    case = argv[3] if len(argv) > 3 else "native"
+    if case != "native" and variant not in ("orbitcube", "decode", "encode"):
+        raise SystemExit(f"case {case!r} has no {variant} variant")
     items, geobox = _setup(data_dir)
     client = _dask_client() if variant in ("odc", "stackstac", "encode") else None
     t0, c0 = time.perf_counter(), time.process_time()
-    result = VARIANTS[variant](items, geobox, out)
+    result = VARIANTS[variant](items, geobox, out, *([case] if case != "native" else []))
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
     if client is not None:
         client.close()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    n_in = sum(int(np.prod(it.assets[k].extra_fields["proj:shape"])) for it in items for k in BANDS.values())
+    keys = CASES[case][0].values()
+    n_in = sum(int(np.prod(it.assets[k].extra_fields["proj:shape"])) for it in items for k in keys)
     print(
         json.dumps(
             {

@@ -257,13 +257,85 @@ def coarsening(item: pystac.Item, key: str, geobox: GeoBox) -> float | None:
     return size / native[0] if math.isfinite(size) else None
 
 
+def pixel_sizes_in(src_crs: str, dst_crs: str, res: float, lonlat: np.ndarray) -> np.ndarray:
+    """:func:`_pixel_size_in` for many centres at once (``lonlat``: (n, 2) degrees, rounded as the caller wants;
+    ``src_crs`` not None): the same polygons and areas, with one pyproj call per step for all of them."""
+    import shapely
+    from odc.geo.crs import CRS
+
+    cx, cy = CRS("EPSG:4326").transformer_to_crs(CRS(dst_crs))(lonlat[:, 0], lonlat[:, 1])
+    h = res / 2
+    # odc.geo.geom.box's ring: (left, bottom), (left, top), (right, top), (right, bottom), (left, bottom)
+    xs = np.stack([cx - h, cx - h, cx + h, cx + h, cx - h], axis=1)
+    ys = np.stack([cy - h, cy + h, cy + h, cy - h, cy - h], axis=1)
+    sx, sy = CRS(dst_crs).transformer_to_crs(CRS(src_crs))(xs.ravel(), ys.ravel())
+    rings = np.stack([np.reshape(sx, xs.shape), np.reshape(sy, ys.shape)], axis=2)
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(shapely.area(shapely.polygons(rings)))
+
+
+class Coarsening:
+    """:func:`coarsening` of every item of one load onto ``geobox``, computed per asset key for all items at
+    once (a pyproj call per item was most of the time of a 100,000-item graph). ``centres``: each item's
+    footprint centroid (lon, lat; NaN where unknown: then computed from the item as :func:`coarsening` does)."""
+
+    def __init__(self, items: list[pystac.Item], geobox: GeoBox, centres: np.ndarray | None = None) -> None:
+        self.items, self.geobox = items, geobox
+        self.centres = np.full((len(items), 2), np.nan) if centres is None else centres
+        self._done: dict[str, list[float | None]] = {}
+        self._row = {id(it): n for n, it in enumerate(items)}
+
+    def __call__(self, item: pystac.Item, key: str) -> float | None:
+        """How many native pixels of ``item``'s asset ``key`` one output pixel spans (None when unknown)."""
+        n = self._row.get(id(item))
+        if n is None:
+            return coarsening(item, key, self.geobox)
+        if key not in self._done:
+            self._done[key] = self._compute(key)
+        return self._done[key][n]
+
+    def _compute(self, key: str) -> list[float | None]:
+        out: list[float | None] = [None] * len(self.items)
+        groups: dict[tuple, list[int]] = {}
+        for n, it in enumerate(self.items):
+            native = _native_res(it, key) if key in it.assets else None
+            if native is None or native[0] <= 0:
+                continue
+            if native[1] is None or not np.isfinite(self.centres[n]).all():
+                out[n] = coarsening(it, key, self.geobox)  # metres from gsd (geodesic), or no centre known
+                continue
+            groups.setdefault(native, []).append(n)
+        dst, res = str(self.geobox.crs), abs(float(self.geobox.resolution.x))
+        for (size, crs), rows in groups.items():
+            try:
+                sizes = pixel_sizes_in(crs, dst, res, _round2(self.centres[rows])).tolist()
+            except Exception:  # noqa: BLE001 (as in coarsening: pyproj raises several types)
+                sizes = [
+                    (c or math.nan) * size
+                    for c in (coarsening(self.items[n], key, self.geobox) for n in rows)
+                ]
+            for n, v in zip(rows, sizes, strict=True):
+                out[n] = v / size if math.isfinite(v) else None
+        return out
+
+
+def _round2(lonlat: np.ndarray) -> np.ndarray:
+    """Python's round(v, 2) (correctly rounded, as :func:`coarsening` keys its cache), element by element."""
+    return np.array([[round(x, 2), round(y, 2)] for x, y in lonlat.tolist()], dtype="f8").reshape(-1, 2)
+
+
 def resampling_for(
-    resampling: str | dict[str, str] | None, ref: BandRef, item: pystac.Item, geobox: GeoBox
+    resampling: str | dict[str, str] | None,
+    ref: BandRef,
+    item: pystac.Item,
+    geobox: GeoBox,
+    coarse: Coarsening | None = None,
 ) -> str:
     """The resampling of band ``ref`` of ``item`` onto ``geobox``: bit-flag layers nearest; class layers nearest,
     or mode when the output is at least 1.5x coarser (never averaged); else the caller's choice (one name, or
     ``{band: name}``); else average when the output is at least 1.5x coarser than the band's native pixels
-    (compared in the source CRS), bilinear otherwise."""
+    (compared in the source CRS), bilinear otherwise. ``coarse``: the load's :class:`Coarsening` (computed for
+    all its items at once); without it the item's is computed alone."""
     chosen = None
     if isinstance(resampling, dict):
         chosen = next((resampling[k] for k in (ref.name, ref.key) if k in resampling), None)
@@ -277,13 +349,13 @@ def resampling_for(
             return "nearest"
         if chosen is not None:
             return chosen
-        c = coarsening(item, ref.key, geobox)
+        c = coarse(item, ref.key) if coarse is not None else coarsening(item, ref.key, geobox)
         return "mode" if c is not None and c >= 1.5 else "nearest"
     if chosen is None and isinstance(resampling, str):
         chosen = resampling
     if chosen is not None:
         return chosen
-    c = coarsening(item, ref.key, geobox)
+    c = coarse(item, ref.key) if coarse is not None else coarsening(item, ref.key, geobox)
     return "average" if c is not None and c >= 1.5 else "bilinear"
 
 

@@ -26,17 +26,19 @@ from odc.geo.xr import xr_coords
 from orbitcube.pipeline import timeaxis
 from orbitcube.pipeline.bands import (
     BandRef,
+    Coarsening,
     check_encoding,
     resampling_for,
     resolve_band,
     with_user_encoding,
 )
 from orbitcube.pipeline.errors import LoadError
-from orbitcube.pipeline.footprints import footprint_on, scenes_per_tile
+from orbitcube.pipeline.footprints import footprints_from_shapes, shapes_and_centroids, tile_scene_pairs
 from orbitcube.pipeline.grid import output_grid
 from orbitcube.pipeline.masks import DEFAULT_MASK
 from orbitcube.pipeline.quality import quality_asset_key, quality_decoder
-from orbitcube.pipeline.reader import AssetSpec, ReadSpec, SceneSpec, read_tile
+from orbitcube.pipeline.reader import AssetSpec, ReadSpec, SceneSpec
+from orbitcube.pipeline.readtasks import read_tile_of
 
 __all__ = [
     "check_items",
@@ -63,6 +65,23 @@ def solar_day(item: pystac.Item) -> np.datetime64:
     UTC date itself when the item gives no time of day), as datetime64[ns] at midnight. See
     :mod:`orbitcube.pipeline.timeaxis`."""
     return timeaxis.solar_day(item)
+
+
+def _solar_days(items: Sequence[pystac.Item], lons: np.ndarray) -> list[np.datetime64]:
+    """:func:`solar_day` of each item, given the centres of their footprints' longitude spans (NaN: computed from
+    the item), as :func:`orbitcube.pipeline.timeaxis.solar_day` does from the item alone."""
+    import datetime as dt
+
+    out = []
+    for it, lon in zip(items, lons.tolist(), strict=True):
+        if lon != lon:
+            out.append(solar_day(it))
+            continue
+        t = timeaxis.acquisition_utc(it)
+        if not timeaxis.time_unknown(it):
+            t = t + dt.timedelta(hours=lon / 15.0)
+        out.append(np.datetime64(t.date(), "D").astype("datetime64[ns]"))
+    return out
 
 
 def local_path(href: str) -> str | None:
@@ -97,13 +116,16 @@ def check_items(
     reads are checked: those of ``bands`` and, with ``mask``, the quality layer (all assets when ``bands`` is
     None), so a missing thumbnail never drops a scene. Remote hrefs are checked when read."""
     keep, skipped = [], []
+    exists: dict[str, bool] = {}  # many items of a large load share files (or folders): one stat per path
     for it in items:
         missing = []
         for k in dict.fromkeys(requested_keys(it, bands, mask)):
             a = it.assets[k]
             href = a.get_absolute_href() or a.href
             path = local_path(href)
-            if path is not None and not Path(path).exists():
+            if path is not None and path not in exists:
+                exists[path] = Path(path).exists()
+            if path is not None and not exists[path]:
                 missing.append((k, href))
         if missing:
             if on_error == "fail":
@@ -257,8 +279,10 @@ def load_cube(
     items = fill_proj_from_headers(items, bands)
     if geobox is None:
         geobox = output_grid(items, crs=crs, resolution=resolution, aoi=aoi, bands=list(bands))
-    on_grid = [(it, fp) for it in items if (fp := footprint_on(it.geometry, geobox)) is not None]
-    items = [it for it, _ in on_grid]  # antimeridian/pole-safe
+    shapes, centres = shapes_and_centroids([it.geometry for it in items])
+    footprints = footprints_from_shapes(shapes, geobox)
+    on_grid = [(it, fp, c) for it, fp, c in zip(items, footprints, centres, strict=True) if fp is not None]
+    items = [it for it, _, _ in on_grid]  # antimeridian/pole-safe
     if not items:
         extent = geobox.extent.to_crs(4326)
         raise LoadError(
@@ -268,11 +292,13 @@ def load_cube(
     on_grid.sort(
         key=lambda p: (timeaxis.acquisition_utc(p[0]), p[0].id)
     )  # UTC; datetime null: start_datetime
-    items = [it for it, _ in on_grid]
+    items = [it for it, _, _ in on_grid]
     chunks = _check_chunks(chunks)
-    scenes, refs = _scenes(items, bands, mask, resampling, geobox, scale_offset)
+    centres = np.array([c for _, _, c in on_grid]).reshape(-1, 3)
+    coarse = Coarsening(items, geobox, centres[:, :2])
+    scenes, refs = _scenes(items, bands, mask, resampling, geobox, scale_offset, coarse)
     if groupby == "solar_day":
-        days = [solar_day(it) for it in items]
+        days = _solar_days(items, centres[:, 2])
         time = np.array(sorted(set(days)), dtype="datetime64[ns]")
         step_of = {d: i for i, d in enumerate(time)}
         members: list[list[int]] = [[] for _ in time]
@@ -294,11 +320,11 @@ def load_cube(
         gdal_env=tuple(sorted((gdal_env or {}).items())),
     )
     tiles = GeoboxTiles(geobox, (chunks["y"], chunks["x"]))
-    touching = scenes_per_tile([fp for _, fp in on_grid], tiles)
+    pairs = tile_scene_pairs([fp for _, fp, _ in on_grid], tiles)
     step = chunks["time"]
     if step == "auto":
         step = auto_time_chunk(len(bands), (chunks["y"], chunks["x"]), len(members), memory_per_worker)
-    data = _tile_graph(scenes, members, tiles, touching, step, spec)
+    data = _tile_graph(scenes, members, tiles, pairs, step, spec)
     ds = xr.Dataset(
         {
             b: (("time", "y", "x"), arr, {"units": "1", "grid_mapping": "spatial_ref"})
@@ -316,7 +342,9 @@ def load_cube(
     return ds
 
 
-def _scenes(items, bands, mask, resampling, geobox, scale_offset=None) -> tuple[list[SceneSpec], list[list]]:
+def _scenes(
+    items, bands, mask, resampling, geobox, scale_offset=None, coarse=None
+) -> tuple[list[SceneSpec], list[list]]:
     """One SceneSpec per item, every band resolved for that item (scale, offset, nodata, band index, resampling
     onto ``geobox``); also the BandRefs per item (None where the item lacks a band of a mixed load)."""
     out, all_refs, warned = [], [], set()
@@ -340,7 +368,8 @@ def _scenes(items, bands, mask, resampling, geobox, scale_offset=None) -> tuple[
                 f"an asset with classification metadata) to apply mask={list(mask)}; pass mask=None"
             )
         assets = tuple(
-            None if r is None else _asset_spec(it, r, resampling_for(resampling, r, it, geobox)) for r in refs
+            None if r is None else _asset_spec(it, r, resampling_for(resampling, r, it, geobox, coarse))
+            for r in refs
         )
         quality = _asset_spec(it, qref, "nearest") if qref is not None else None
         decoder = (
@@ -437,17 +466,42 @@ def _check_chunks(chunks: Mapping[str, int | str | None] | None) -> dict[str, in
     return out
 
 
+def _digest(scenes: list[SceneSpec], members: list[list[int]]) -> str:
+    """A content hash of the scenes and time steps of a load, for the graph's token (dask's tokenize walks every
+    field of every SceneSpec: seconds on 100,000 items; the pickle of these frozen records is deterministic)."""
+    import hashlib
+    import pickle
+
+    return hashlib.sha1(pickle.dumps((scenes, members), protocol=5), usedforsecurity=False).hexdigest()
+
+
+def read_tasks(graph: Mapping) -> dict:
+    """The read tasks of a load's Dask graph (for inspection and tests): ``{key: (tile GeoBox, steps, ReadSpec)}``
+    with ``steps`` the scenes (:class:`~orbitcube.pipeline.reader.SceneSpec`) of each time step of the task."""
+    from orbitcube.pipeline.readtasks import steps_of
+
+    graph = dict(graph)
+    out = {}
+    for k, v in graph.items():
+        if isinstance(k, tuple) and isinstance(k[0], str) and k[0].startswith("load-tile-"):
+            _fn, tile, table, index, step, n, spec = v
+            out[k] = (tile, steps_of(graph[table], index, step, n), spec)
+    return out
+
+
 def _tile_graph(
     scenes: list[SceneSpec],
     members: list[list[int]],
     tiles: GeoboxTiles,
-    touching: list[tuple[int, ...]],
+    pairs: tuple[np.ndarray, np.ndarray],
     time_chunk: int | None,
     spec: ReadSpec,
 ) -> dict:
     """Dask arrays (time, y, x) per band, backed by one ``read_tile`` task per (time chunk, tile of the grid):
-    ``members`` lists the scenes of each time step, ``touching`` those that touch each tile (row-major, see
-    :func:`~orbitcube.pipeline.footprints.scenes_per_tile`)."""
+    ``members`` lists the scenes of each time step, ``pairs`` which scenes touch which tile (see
+    :func:`~orbitcube.pipeline.footprints.tile_scene_pairs`). The scenes are one ``scenes-<token>`` entry of
+    the graph (shipped once to each worker); a read task holds only its tile, the indices of its scenes and
+    their time steps (numpy arrays): no Python object per (tile, scene) pair."""
     import operator
 
     import dask.array as da
@@ -458,15 +512,22 @@ def _tile_graph(
     nt = len(members)
     step = time_chunk or max(nt, 1)
     t_bounds = [(t0, min(t0 + step, nt)) for t0 in range(0, nt, step)] or [(0, 0)]
-    token = tokenize(tiles.base, tiles.chunk_shape((0, 0)), step, spec, scenes, members)
-    load_name = f"load-tile-{token}"
-    layer = {}
+    token = tokenize(tiles.base, tiles.chunk_shape((0, 0)), step, spec, _digest(scenes, members))
+    load_name, table = f"load-tile-{token}", (f"scenes-{token}",)
+    step_of = np.zeros(len(scenes), np.int32)
+    for t, ms in enumerate(members):
+        step_of[ms] = t
+    tile_idx, scene_idx = pairs
+    bounds = np.searchsorted(tile_idx, np.arange(ny * nx + 1)).tolist()
+    layer: dict = {table: tuple(scenes)}
     for i in range(ny):
         for j in range(nx):
-            h = set(touching[i * nx + j])
+            idx = scene_idx[bounds[i * nx + j] : bounds[i * nx + j + 1]].astype(np.int32)
+            at = step_of[idx]
             for k, (t0, t1) in enumerate(t_bounds):
-                steps = tuple(tuple(scenes[n] for n in members[t] if n in h) for t in range(t0, t1))
-                layer[(load_name, k, i, j)] = (read_tile, tiles[i, j], steps, spec)
+                sel = slice(None) if len(t_bounds) == 1 else (at >= t0) & (at < t1)
+                task = (read_tile_of, tiles[i, j], table, idx[sel], at[sel] - t0, t1 - t0, spec)
+                layer[(load_name, k, i, j)] = task
     chunks = (
         tuple(t1 - t0 for t0, t1 in t_bounds),
         tuple(tiles[i, 0].shape.y for i in range(ny)),

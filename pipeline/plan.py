@@ -276,13 +276,13 @@ def _tile_plans(
     items: list[pystac.Item], geobox: GeoBox, tiles: GeoboxTiles, skipped: dict[str, str]
 ) -> tuple[list[pystac.Item], tuple[TilePlan, ...]]:
     """The items on the grid (the others are added to ``skipped``) and each tile's items, row-major. Vectorised
-    (:func:`~orbitcube.pipeline.footprints.footprints_on`, tile extents from the grid's transform): a continent of
+    (:func:`~orbitcube.pipeline.footprints.items_on_grid`, tile boxes from the grid's transform): a continent of
     10^4-10^5 tiles and 10^5 items is matched in seconds."""
-    from orbitcube.pipeline.footprints import footprints_on, scenes_per_tile_box
+    from orbitcube.pipeline.footprints import items_on_grid, scenes_per_tile
 
     inside, footprints = [], []
     # antimeridian- and pole-safe, in the grid's CRS
-    for it, fp in zip(items, footprints_on([it.geometry for it in items], geobox), strict=True):
+    for it, fp in zip(items, items_on_grid([it.geometry for it in items], geobox), strict=True):
         if fp is None:
             skipped[it.id] = "outside the output grid"
         else:
@@ -290,7 +290,7 @@ def _tile_plans(
             footprints.append(fp)
     if not inside:
         raise RecipeError("search: no item overlaps the output grid; check search.aoi and grid.crs")
-    touching = scenes_per_tile_box(footprints, tiles)
+    touching = scenes_per_tile(footprints, tiles)
     ny, nx = tiles.shape.yx
     (ty, tx), (h, w) = tiles.chunk_shape((0, 0)).yx, geobox.shape.yx
     ids = [it.id for it in inside]

@@ -19,15 +19,14 @@ T0 = dt.datetime(2023, 5, 1, 10, 0, tzinfo=dt.UTC)
 
 def _specs(cube, band: str) -> dict[str, str]:
     """item id -> the resampling its AssetSpec of ``band`` carries, read from the load graph."""
-    graph = dict(cube[band].data.__dask_graph__())
+    from orbitcube.pipeline.load import read_tasks
+
     out = {}
-    for k, v in graph.items():
-        if isinstance(k, tuple) and k[0].startswith("load-tile-"):
-            _fn, _tile, steps, spec = v
-            b = spec.bands.index(band)
-            for step in steps:
-                for scene in step:
-                    out[scene.item_id] = scene.assets[b].resampling
+    for _tile, steps, spec in read_tasks(cube[band].data.__dask_graph__()).values():
+        b = spec.bands.index(band)
+        for step in steps:
+            for scene in step:
+                out[scene.item_id] = scene.assets[b].resampling
     return out
 
 
@@ -84,3 +83,30 @@ def test_class_layers_refuse_interpolation_and_bit_flags_stay_nearest(raster_ite
     assert resampling_for(None, resolve_band(qa, "data"), qa, coarse) == "nearest"
     with pytest.raises(LoadError, match="classes or bit flags.*nearest"):
         resampling_for({"data": "average"}, resolve_band(lc, "data"), lc, coarse)
+
+
+def test_coarsening_of_a_whole_load_equals_the_per_item_answer() -> None:
+    """bands.Coarsening (one pyproj call per source CRS for all items) gives what coarsening gives per item."""
+    import datetime as dt
+
+    import pystac
+    from odc.geo.geobox import GeoBox
+
+    from orbitcube.pipeline.bands import Coarsening, coarsening
+    from orbitcube.pipeline.footprints import shapes_and_centroids
+
+    items = []
+    for n, (lon, res) in enumerate([(9.1, 10.0), (9.7, 20.0), (10.3, 60.0), (11.2, 15.0)]):
+        geom = {
+            "type": "Polygon",
+            "coordinates": [[[lon, 50], [lon + 0.8, 50], [lon + 0.8, 50.7], [lon, 50.7], [lon, 50]]],
+        }
+        it = pystac.Item(f"s{n}", geom, [lon, 50, lon + 0.8, 50.7], dt.datetime(2023, 6, 1, 10), {})
+        it.add_asset("B", pystac.Asset("b.tif", extra_fields={"proj:code": "EPSG:32632",
+                                                           "proj:transform": [res, 0, 500000, 0, -res, 5600000]}))  # fmt: skip
+        items.append(it)
+    gbox = GeoBox.from_bbox((9, 50, 12, 51), "EPSG:4326", resolution=0.0003)
+    _, centres = shapes_and_centroids([it.geometry for it in items])
+    coarse = Coarsening(items, gbox, centres[:, :2])
+    for it in items:
+        assert coarse(it, "B") == coarsening(it, "B", gbox)

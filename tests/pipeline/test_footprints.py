@@ -162,3 +162,75 @@ def test_land_cover_across_the_antimeridian_onto_utm_zone_1(lulc_items) -> None:
         assert inside.sum() > 10_000
         assert not np.isnan(got[inside]).any()
         assert set(np.unique(got[inside])) <= {5.0, 7.0}
+
+
+def _footprint_docs() -> list[dict | None]:
+    """Real antimeridian footprints (split and jumping rings), random scene-sized boxes round them, a ring through
+    180 exactly, an open ring, a hole, a MultiPolygon and None: the cases the bulk path and the fallback share."""
+    docs: list[dict | None] = [
+        d["geometry"] for d in json.loads((REAL / "io-lulc-annual-v02-pc.json").read_text())
+    ]
+    rng = np.random.default_rng(4)
+    for lon, lat in zip(rng.uniform(-181.5, -178.5, 40), rng.uniform(49.0, 52.5, 40), strict=True):
+        lon = (lon + 180.0) % 360.0 - 180.0
+        docs.append(shapely.geometry.mapping(shapely.box(lon, lat, lon + 0.9, lat + 0.9)))
+    docs.append(
+        {"type": "Polygon", "coordinates": [[[179.5, 50], [-180, 50], [-180, 51], [179.5, 51], [179.5, 50]]]}
+    )
+    docs.append(
+        {"type": "Polygon", "coordinates": [[[179.6, 50.5], [179.9, 50.5], [179.9, 51], [179.6, 51]]]}
+    )
+    docs.append(
+        shapely.geometry.mapping(
+            shapely.box(179.2, 50, 179.9, 51).difference(shapely.box(179.4, 50.3, 179.6, 50.6))
+        )
+    )
+    docs.append(
+        shapely.geometry.mapping(
+            shapely.MultiPolygon([shapely.box(179.1, 50, 179.3, 50.5), shapely.box(-179.9, 50, -179.5, 50.5)])
+        )
+    )
+    docs.append(None)
+    return docs
+
+
+def test_items_on_grid_equals_footprint_on_item_by_item() -> None:
+    """The bulk footprints (one shapely/pyproj call for all items) are exactly those of footprint_on per item,
+    across the antimeridian; the bulk centres of longitude spans are centre_lon's."""
+    from orbitcube.catalog.antimeridian import centre_lon
+    from orbitcube.pipeline.footprints import items_on_grid, shapes_and_centroids
+
+    docs = _footprint_docs()
+    to_utm1 = Transformer.from_crs(4326, 32601, always_xy=True)
+    x0, y0 = to_utm1.transform(-180.3, 50.0)
+    x1, y1 = to_utm1.transform(-179.7, 52.0)
+    gbox = GeoBox.from_bbox((x0, y0, x1, y1), "EPSG:32601", resolution=100)
+    bulk, single = items_on_grid(docs, gbox), [footprint_on(d, gbox) for d in docs]
+    assert sum(g is not None for g in single) > 10
+    for b, s in zip(bulk, single, strict=True):
+        assert (b is None and s is None) or shapely.equals_exact(b, s, tolerance=0)
+    _, centres = shapes_and_centroids(docs)
+    for d, c in zip(docs, centres, strict=True):
+        if np.isfinite(c[2]):
+            assert c[2] == centre_lon(d)
+
+
+def test_tile_scene_pairs_match_a_direct_intersection_test() -> None:
+    """scenes_per_tile (one STRtree query of prepared footprints against the tile boxes) lists exactly the scenes
+    whose footprint, grown by 2 output pixels, intersects each tile."""
+    from odc.geo.geobox import GeoboxTiles
+
+    from orbitcube.pipeline.footprints import TILE_PAD_PX, scenes_per_tile
+
+    gbox = GeoBox.from_bbox((500000, 5500000, 520000, 5520000), "EPSG:32632", resolution=10)
+    tiles = GeoboxTiles(gbox, (300, 300))
+    rng = np.random.default_rng(1)
+    fps = [shapely.box(x, y, x + w, y + w) for x, y, w in zip(rng.uniform(495000, 518000, 60),
+           rng.uniform(5495000, 5518000, 60), rng.uniform(500, 6000, 60), strict=True)]  # fmt: skip
+    got = scenes_per_tile(fps, tiles)
+    ny, nx = tiles.shape.yx
+    for i in range(ny):
+        for j in range(nx):
+            box = tiles[i, j].extent.geom
+            want = tuple(n for n, f in enumerate(fps) if f.buffer(TILE_PAD_PX * 10).intersects(box))
+            assert got[i * nx + j] == want

@@ -12,7 +12,7 @@ import pytest
 
 from orbitcube.pipeline.errors import RecipeError
 from orbitcube.pipeline.estimate import CostModel, estimate_run, load_calibration
-from orbitcube.pipeline.footprints import footprint_on, footprints_on, scenes_per_tile, scenes_per_tile_box
+from orbitcube.pipeline.footprints import footprint_on
 from orbitcube.pipeline.plan import RunPlan, load_items, plan_run
 from orbitcube.pipeline.steps import apply_steps
 
@@ -40,15 +40,6 @@ def test_tiles_and_items_per_tile(plan: RunPlan) -> None:
         assert tp.shape == gbox.shape.yx
         assert set(tp.items) == {i for i, fp in fps.items() if fp.intersects(gbox.extent.geom)}
     assert all(tp.items for tp in plan.tile_plans)
-
-
-def test_vectorised_footprints_and_tile_boxes_equal_the_per_item_ones(plan: RunPlan) -> None:
-    geoms = [it.geometry for it in plan.items] + [None]
-    one = [footprint_on(g, plan.geobox) for g in geoms]
-    many = footprints_on(geoms, plan.geobox)
-    assert many[-1] is None and all(a.equals_exact(b, 0) for a, b in zip(one[:-1], many[:-1], strict=True))
-    fps = [f for f in one if f is not None]
-    assert scenes_per_tile_box(fps, plan.tiles) == scenes_per_tile(fps, plan.tiles)
 
 
 def test_template_equals_the_template_of_the_whole_cube(plan: RunPlan) -> None:

@@ -24,8 +24,11 @@ from orbitcube.pipeline.load import load_cube
 
 
 def _tile_tasks(cube) -> dict:
-    graph = dict(cube["red"].data.__dask_graph__())
-    return {k: v for k, v in graph.items() if isinstance(k, tuple) and k[0].startswith("load-tile-")}
+    """{key: (read function, tile, steps, spec)} of the load's read tasks."""
+    from orbitcube.pipeline.load import read_tasks
+    from orbitcube.pipeline.reader import read_tile
+
+    return {k: (read_tile, *v) for k, v in read_tasks(cube["red"].data.__dask_graph__()).items()}
 
 
 def test_one_named_task_per_tile_reading_only_intersecting_scenes(s2_mission: Mission) -> None:
