@@ -26,13 +26,8 @@ are per scene and band (:class:`AssetSpec`), decided on the client by :mod:`orbi
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import threading
 import time
-import weakref
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
@@ -48,20 +43,18 @@ from rasterio.windows import Window
 
 from orbitcube.catalog.defaults import LOCAL_READS, RETRY_POLICY
 from orbitcube.pipeline.errors import LoadError
+from orbitcube.pipeline.handles import forget, open_dataset, use_env_key
 from orbitcube.pipeline.masks import dilate
 from orbitcube.pipeline.quality import QualityDecoder
 from orbitcube.pipeline.resample import apply_map, overview_for, pixel_map
 
 __all__ = [
     "AssetSpec",
-    "MAX_HANDLES",
     "READ_ATTEMPTS",
     "READ_RETRY_DELAY_S",
     "ReadSpec",
     "SceneSpec",
     "gdal_env",
-    "handle_budget",
-    "open_handles",
     "read_asset",
     "read_tile",
     "usable_nodata",
@@ -162,89 +155,6 @@ class ReadSpec:
     def dilate_px(self) -> int:
         """Padding in pixels that dilation needs around a tile."""
         return int(np.ceil(self.dilate_m / self.pixel_size - 1e-9)) if self.dilate_m > 0 else 0
-
-
-_HANDLES = threading.local()
-#: most dataset handles one worker *process* keeps open (shared by its threads), and never more than half of the
-#: process's open-file limit (``RLIMIT_NOFILE``): GDAL, sockets and the Zarr sink need descriptors too. An open
-#: COG holds ~260 kB (libtiff's tile buffer and decompressor state; measured on the simulator's 512 px COGs),
-#: so 512 handles were ~130 MB per worker, growing with the number of dates read: 128 bound it to ~33 MB, at
-#: the price of reopening (~4 ms) the files of long series for each tile
-MAX_HANDLES = 128
-
-
-class _HandleCache(OrderedDict):
-    """One thread's open datasets (rasterio datasets are not thread-safe), LRU; weak-referenceable so the
-    process-wide budget is split among the threads alive (hashed by identity)."""
-
-    __hash__ = object.__hash__
-
-
-_CACHES: weakref.WeakSet = weakref.WeakSet()
-_CACHES_LOCK = threading.Lock()
-
-
-def handle_budget() -> int:
-    """Handles this process may keep open in total: :data:`MAX_HANDLES`, at most half the soft open-file limit."""
-    try:
-        import resource
-
-        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    except (ImportError, OSError, ValueError):  # no resource module (Windows)
-        return MAX_HANDLES
-    if soft == resource.RLIM_INFINITY or soft <= 0:
-        return MAX_HANDLES
-    return max(4, min(MAX_HANDLES, soft // 2))
-
-
-def _thread_cache() -> tuple[_HandleCache, int]:
-    """This thread's handle cache and how many handles it may hold (the process budget / threads with a cache)."""
-    cache: _HandleCache | None = getattr(_HANDLES, "cache", None)
-    if cache is None:
-        cache = _HANDLES.cache = _HandleCache()
-        with _CACHES_LOCK:
-            _CACHES.add(cache)
-    with _CACHES_LOCK:
-        n = max(len(_CACHES), 1)
-    return cache, max(2, handle_budget() // n)
-
-
-def open_handles() -> int:
-    """Dataset handles the reader's caches hold open in this process (all threads)."""
-    with _CACHES_LOCK:
-        caches = list(_CACHES)
-    return sum(1 for c in caches for src, _ in list(c.values()) if not src.closed)
-
-
-def _open(href: str, overview_level: int | None = None) -> tuple[rasterio.DatasetReader, str]:
-    """An open dataset for ``href`` and its CRS as WKT, from this thread's cache (LRU, bounded per process).
-
-    Opening a COG costs milliseconds (header and IFD parsing), as much as decoding a 512 x 512 window; a tile
-    read task opens every date's file, and every tile opens it again, so handles are kept per worker thread
-    (rasterio datasets are not thread-safe), at most :func:`handle_budget` per process in all. Local files are
-    keyed by size and modification time as well, so a rewritten file is reopened.
-    """
-    cache, limit = _thread_cache()
-    key: tuple = (href, overview_level, getattr(_HANDLES, "env_key", None))  # other credentials: other handle
-    if "://" not in href and not href.startswith("/vsi"):
-        st = os.stat(href)
-        key = (*key, st.st_size, st.st_mtime_ns)
-    hit = cache.get(key)
-    if hit is not None and not hit[0].closed:
-        cache.move_to_end(key)
-        return hit
-    while len(cache) >= limit:  # make room first: the budget holds while the new handle is open
-        _, (old, _wkt) = cache.popitem(last=False)
-        old.close()
-    if overview_level is None:
-        src = rasterio.open(href)
-    else:
-        src = rasterio.open(href, overview_level=overview_level)
-    if src.crs is None:
-        src.close()
-        raise RasterioError(f"{href} has no CRS; georeference it (e.g. gdal_edit.py -a_srs EPSG:XXXX)")
-    cache[key] = (src, src.crs.to_wkt())
-    return cache[key]
 
 
 @lru_cache(maxsize=64)
@@ -351,7 +261,7 @@ def read_asset(
     ``rasterio.Env``.
     """
     resampling = resampling or asset.resampling
-    src, src_wkt = _open(asset.href)
+    src, src_wkt = open_dataset(asset.href)
     band = asset.band
     dtype = np.dtype(src.dtypes[band - 1])
     nodata = usable_nodata(asset.nodata, src.nodatavals[band - 1], dtype)
@@ -361,7 +271,7 @@ def read_asset(
         level = overview_for(src_wkt, tuple(src.transform)[:6], tuple(src.overviews(band)), dst_wkt,
                              tuple(gbox.transform)[:6], (src.height, src.width))  # fmt: skip
         if level is not None:
-            src, _ = _open(asset.href, level)
+            src, _ = open_dataset(asset.href, level)
     out = np.full(gbox.shape.yx, _fill_value(nodata, dtype), dtype=dtype)
     tr = src.transform
     if same:
@@ -456,7 +366,7 @@ def _read(
         except RasterioError as exc:
             if not remote or not is_transient(exc):
                 raise
-            _forget(asset.href)
+            forget(asset.href)
             log.warning(
                 "reading %s failed (%s), retry %d of %d",
                 redact(asset.href),
@@ -469,42 +379,8 @@ def _read(
         return read_asset(asset, gbox, resampling)  # the last attempt: its error goes to the caller
     except RasterioError:
         if remote:
-            _forget(asset.href)  # so that the runner's re-run of the tile (RETRY_POLICY) reads it afresh
+            forget(asset.href)  # so that the runner's re-run of the tile (RETRY_POLICY) reads it afresh
         raise
-
-
-def _forget(href: str) -> None:
-    """Close and drop this thread's cached handles of ``href`` and GDAL's cached state of it (its /vsicurl-family
-    cache remembers a failed open as "no such file"), so that the next read reopens it from scratch."""
-    cache: _HandleCache | None = getattr(_HANDLES, "cache", None)
-    for key in [k for k in (cache or {}) if k[0] == href]:
-        src, _ = cache.pop(key)
-        with contextlib.suppress(Exception):
-            src.close()
-    lib = _libgdal()
-    if lib is not None and href.startswith("/vsi"):
-        with contextlib.suppress(Exception):
-            lib.VSICurlPartialClearCache(href.encode())
-
-
-@lru_cache(maxsize=1)
-def _libgdal():
-    """The GDAL library rasterio runs on (for the one C call rasterio does not expose), or None."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        with open(
-            "/proc/self/maps"
-        ) as maps:  # the copy already loaded (a wheel's bundled libgdal, or conda's)
-            path = next((ln.split()[-1] for ln in maps if "libgdal" in ln and ".so" in ln), None)
-    except OSError:
-        path = None
-    path = path or ctypes.util.find_library("gdal")
-    try:
-        return ctypes.CDLL(path) if path else None
-    except OSError:
-        return None
 
 
 def _fail(scene: SceneSpec, asset: AssetSpec, exc: Exception, spec: ReadSpec) -> None:
@@ -556,7 +432,7 @@ def _read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpe
         return out
     npix = out[0, 0].size
     padded = gbox.pad(spec.dilate_px) if spec.dilate_px > 0 else gbox
-    _HANDLES.env_key = hash(spec.gdal_env)
+    use_env_key(hash(spec.gdal_env))
     with rasterio.Env(**gdal_env(spec.gdal_env)):
         for t, scenes in enumerate(steps):
             filled = [0] * nb  # pixels of (band, t) written so far
@@ -590,7 +466,7 @@ def _read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpe
 
 def _nodata(asset: AssetSpec) -> float | None:
     """The asset's nodata as pixels of its file can hold it: the STAC item's (raster:bands), else the file's."""
-    src = _open(asset.href)[0]
+    src = open_dataset(asset.href)[0]
     return usable_nodata(asset.nodata, src.nodatavals[asset.band - 1], np.dtype(src.dtypes[asset.band - 1]))
 
 

@@ -288,7 +288,7 @@ def test_open_handles_are_bounded_per_process_under_the_open_file_limit(raster_i
     import resource
     from concurrent.futures import ThreadPoolExecutor
 
-    from orbitcube.pipeline import reader
+    from orbitcube.pipeline import handles as reader
 
     items = [raster_item(f"f{i}", np.full((8, 8), i, np.uint16), _TR, _T0) for i in range(30)]
     hrefs = [it.assets["data"].href for it in items]
@@ -297,7 +297,7 @@ def test_open_handles_are_bounded_per_process_under_the_open_file_limit(raster_i
 
     def open_all(_n: int) -> int:
         for h in hrefs:
-            reader._open(h)
+            reader.open_dataset(h)
         return len(reader._HANDLES.cache)
 
     with ThreadPoolExecutor(4) as pool:
