@@ -22,6 +22,7 @@ import pystac
 import xarray as xr
 from odc.geo.geobox import GeoBox, GeoboxTiles
 from odc.geo.xr import xr_coords
+from shapely.geometry.base import BaseGeometry
 
 from orbitcube.pipeline import timeaxis
 from orbitcube.pipeline.bands import (
@@ -259,58 +260,17 @@ def load_cube(
     None keeps the whole time axis in one chunk. ``on_error="skip"`` skips scenes whose assets are missing (listed in
     ``attrs["skipped_items"]``) or fail to read (logged). ``gdal_env``: extra GDAL config options for the reads.
     """
-    if on_error not in ("fail", "skip"):
-        raise LoadError(f"on_error={on_error!r}; use 'fail' or 'skip'")
-    if groupby not in ("solar_day", "time"):
-        raise LoadError(
-            f"groupby={groupby!r}; use 'solar_day' (mosaic each pass) or 'time' (one step per scene)"
-        )
-    items = list(items)
-    if not items:
-        raise LoadError("no items to load; widen the search (dates, AOI, cloud cover) or check the catalog")
-    if not bands:
-        raise LoadError("no bands requested; name asset keys (B04) or common names (red, nir)")
-    from orbitcube.pipeline.preflight import require_times_and_footprints
-
-    require_times_and_footprints(items)
-    items, skipped = check_items(items, on_error, bands, bool(mask))
-    if not items:
-        raise LoadError(f"every item was skipped ({len(skipped)}): none of their assets could be opened")
+    items, skipped = _usable(items, bands, bool(mask), on_error, groupby)
     items = fill_proj_from_headers(items, bands)
     if geobox is None:
         geobox = output_grid(items, crs=crs, resolution=resolution, aoi=aoi, bands=list(bands))
-    shapes, centres = shapes_and_centroids([it.geometry for it in items])
-    footprints = footprints_from_shapes(shapes, geobox)
-    on_grid = [(it, fp, c) for it, fp, c in zip(items, footprints, centres, strict=True) if fp is not None]
-    items = [it for it, _, _ in on_grid]  # antimeridian/pole-safe
-    if not items:
-        extent = geobox.extent.to_crs(4326)
-        raise LoadError(
-            f"the AOI/grid (lon/lat bounds {tuple(round(v, 5) for v in extent.boundingbox)}) intersects no item; "
-            "check the AOI and its CRS or search the catalog with this AOI"
-        )
-    on_grid.sort(
-        key=lambda p: (timeaxis.acquisition_utc(p[0]), p[0].id)
-    )  # UTC; datetime null: start_datetime
+    on_grid = _on_grid(items, geobox)
     items = [it for it, _, _ in on_grid]
     chunks = _check_chunks(chunks)
     centres = np.array([c for _, _, c in on_grid]).reshape(-1, 3)
     coarse = Coarsening(items, geobox, centres[:, :2])
     scenes, refs = _scenes(items, bands, mask, resampling, geobox, scale_offset, coarse)
-    if groupby == "solar_day":
-        days = _solar_days(items, centres[:, 2])
-        time = np.array(sorted(set(days)), dtype="datetime64[ns]")
-        step_of = {d: i for i, d in enumerate(time)}
-        members: list[list[int]] = [[] for _ in time]
-        for n, d in enumerate(days):
-            members[step_of[np.datetime64(d, "ns")]].append(n)
-        coords: dict = {"time": time}
-    else:
-        members = [[n] for n in range(len(items))]
-        coords = {
-            "time": np.array([timeaxis.scene_time(it) for it in items]),
-            "item_id": ("time", [it.id for it in items]),
-        }
+    members, coords = _time_steps(items, groupby, centres[:, 2])
     spec = ReadSpec(
         bands=tuple(bands),
         mask=tuple(mask or ()),
@@ -340,6 +300,69 @@ def load_cube(
         scale_offset=_applied(items, bands, refs),
     )
     return ds
+
+
+def _usable(
+    items: Sequence[pystac.Item], bands: Sequence[str], mask: bool, on_error: str, groupby: str
+) -> tuple[list[pystac.Item], list[str]]:
+    """The items a load can use and the ids skipped (``on_error="skip"``); LoadError for bad arguments, no
+    items or bands, items without times or footprints, or every item skipped."""
+    if on_error not in ("fail", "skip"):
+        raise LoadError(f"on_error={on_error!r}; use 'fail' or 'skip'")
+    if groupby not in ("solar_day", "time"):
+        raise LoadError(
+            f"groupby={groupby!r}; use 'solar_day' (mosaic each pass) or 'time' (one step per scene)"
+        )
+    items = list(items)
+    if not items:
+        raise LoadError("no items to load; widen the search (dates, AOI, cloud cover) or check the catalog")
+    if not bands:
+        raise LoadError("no bands requested; name asset keys (B04) or common names (red, nir)")
+    from orbitcube.pipeline.preflight import require_times_and_footprints
+
+    require_times_and_footprints(items)
+    items, skipped = check_items(items, on_error, bands, mask)
+    if not items:
+        raise LoadError(f"every item was skipped ({len(skipped)}): none of their assets could be opened")
+    return items, skipped
+
+
+def _on_grid(items: list[pystac.Item], geobox: GeoBox) -> list[tuple[pystac.Item, BaseGeometry, np.ndarray]]:
+    """The items that touch ``geobox`` (antimeridian- and pole-safe), with their footprints in the grid's CRS and
+    (lon, lat, centre of the longitude span) of their footprints, in acquisition order (UTC; datetime null:
+    start_datetime; ties by id). LoadError naming the grid's lon/lat bounds when none does."""
+    shapes, centres = shapes_and_centroids([it.geometry for it in items])
+    footprints = footprints_from_shapes(shapes, geobox)
+    on_grid = [(it, fp, c) for it, fp, c in zip(items, footprints, centres, strict=True) if fp is not None]
+    if not on_grid:
+        extent = geobox.extent.to_crs(4326)
+        raise LoadError(
+            f"the AOI/grid (lon/lat bounds {tuple(round(v, 5) for v in extent.boundingbox)}) intersects no item; "
+            "check the AOI and its CRS or search the catalog with this AOI"
+        )
+    on_grid.sort(key=lambda p: (timeaxis.acquisition_utc(p[0]), p[0].id))
+    return on_grid
+
+
+def _time_steps(
+    items: list[pystac.Item], groupby: str, centre_lons: np.ndarray
+) -> tuple[list[list[int]], dict]:
+    """The items of each time step and the time coordinates: one step per solar day (``"solar_day"``, days from
+    the footprints' longitude-span centres) or per scene (``"time"``, with an ``item_id`` coordinate)."""
+    if groupby == "solar_day":
+        days = _solar_days(items, centre_lons)
+        time = np.array(sorted(set(days)), dtype="datetime64[ns]")
+        step_of = {d: i for i, d in enumerate(time)}
+        members: list[list[int]] = [[] for _ in time]
+        for n, d in enumerate(days):
+            members[step_of[np.datetime64(d, "ns")]].append(n)
+        return members, {"time": time}
+    members = [[n] for n in range(len(items))]
+    coords = {
+        "time": np.array([timeaxis.scene_time(it) for it in items]),
+        "item_id": ("time", [it.id for it in items]),
+    }
+    return members, coords
 
 
 def _scenes(
