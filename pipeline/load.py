@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
@@ -42,6 +43,9 @@ from orbitcube.pipeline.reader import AssetSpec, ReadSpec, SceneSpec
 from orbitcube.pipeline.readtasks import read_tile_of
 
 __all__ = [
+    "GroupBy",
+    "OnError",
+    "Resampling",
     "check_items",
     "fill_proj_from_headers",
     "load_cube",
@@ -52,6 +56,13 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: how scenes become time steps: one per solar day (the scenes of one pass mosaicked) or one per scene
+GroupBy = Literal["solar_day", "time"]
+#: what a scene whose assets cannot be opened does to a load
+OnError = Literal["fail", "skip"]
+#: resampling methods onto the output grid (class and bit-flag layers are never averaged, see bands.resampling_for)
+Resampling = Literal["nearest", "bilinear", "cubic", "average", "mode"]
 
 
 def quality_band(item: pystac.Item) -> BandRef | None:
@@ -226,10 +237,10 @@ def load_cube(
     aoi=None,
     mask: Sequence[str] | None = DEFAULT_MASK,
     dilate_m: float = 0.0,
-    groupby: str = "solar_day",
-    resampling: str | dict | None = None,
+    groupby: GroupBy = "solar_day",
+    resampling: Resampling | dict[str, Resampling] | None = None,
     chunks: dict | None = None,
-    on_error: str = "fail",
+    on_error: OnError = "fail",
     gdal_env: dict[str, str] | None = None,
     scale_offset: dict[str, tuple[float, float]] | None = None,
     memory_per_worker: int | str | None = None,

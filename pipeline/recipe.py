@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orbitcube.pipeline.errors import RecipeError
+from orbitcube.pipeline.load import Resampling
 from orbitcube.pipeline.masks import DEFAULT_MASK, MASK_NAMES
 from orbitcube.pipeline.safeyaml import safe_yaml
 from orbitcube.pipeline.sink import COMPRESSION, COMPRESSION_LEVEL
@@ -159,7 +160,7 @@ class LoadSpec(_Model):
     mask: list[str] | None = Field(default_factory=lambda: list(DEFAULT_MASK))
     dilate_m: float = Field(0.0, ge=0)
     groupby: Literal["solar_day", "time"] = "solar_day"
-    resampling: Literal["nearest", "bilinear", "cubic", "average", "mode"] | None = None
+    resampling: Resampling | None = None
     #: ``{band: [scale, offset]}`` overriding the items' raster:bands and the product table for every item
     scale_offset: dict[str, tuple[float, float]] | None = None
 
