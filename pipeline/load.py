@@ -43,6 +43,7 @@ from orbitcube.pipeline.reader import AssetSpec, ReadSpec, SceneSpec
 from orbitcube.pipeline.readtasks import read_tile_of
 
 __all__ = [
+    "time_steps",
     "GroupBy",
     "OnError",
     "Resampling",
@@ -281,7 +282,7 @@ def load_cube(
     centres = np.array([c for _, _, c in on_grid]).reshape(-1, 3)
     coarse = Coarsening(items, geobox, centres[:, :2])
     scenes, refs = _scenes(items, bands, mask, resampling, geobox, scale_offset, coarse)
-    members, coords = _time_steps(items, groupby, centres[:, 2])
+    members, coords = time_steps(items, groupby, centres[:, 2])
     spec = ReadSpec(
         bands=tuple(bands),
         mask=tuple(mask or ()),
@@ -355,12 +356,15 @@ def _on_grid(items: list[pystac.Item], geobox: GeoBox) -> list[tuple[pystac.Item
     return on_grid
 
 
-def _time_steps(
-    items: list[pystac.Item], groupby: str, centre_lons: np.ndarray
+def time_steps(
+    items: Sequence[pystac.Item], groupby: str, centre_lons: np.ndarray | None = None
 ) -> tuple[list[list[int]], dict]:
     """The items of each time step and the time coordinates: one step per solar day (``"solar_day"``, days from
-    the footprints' longitude-span centres) or per scene (``"time"``, with an ``item_id`` coordinate)."""
+    the footprints' longitude-span centres, computed when not given) or per scene (``"time"``, with an
+    ``item_id`` coordinate). ``items`` in acquisition order (UTC time, id), as load_cube and the plan sort them."""
     if groupby == "solar_day":
+        if centre_lons is None:
+            centre_lons = shapes_and_centroids([it.geometry for it in items])[1][:, 2]
         days = _solar_days(items, centre_lons)
         time = np.array(sorted(set(days)), dtype="datetime64[ns]")
         step_of = {d: i for i, d in enumerate(time)}

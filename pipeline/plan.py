@@ -305,15 +305,15 @@ def _tile_plans(
 
 
 def time_axis(items: Sequence[pystac.Item], groupby: str) -> np.ndarray:
-    """The run's time labels (datetime64[ns], UTC) for ``items``, as :func:`orbitcube.pipeline.load.load_cube`
-    makes them: the sorted distinct solar days (``groupby="solar_day"``), or every scene's acquisition time in
-    (UTC time, id) order (``"time"``)."""
+    """The run's time labels (datetime64[ns], UTC) for ``items``: those :func:`orbitcube.pipeline.load.load_cube`
+    gives the same items (:func:`~orbitcube.pipeline.load.time_steps`, the one implementation): the sorted
+    distinct solar days (``groupby="solar_day"``), or every scene's acquisition time in (UTC time, id) order
+    (``"time"``)."""
     from orbitcube.pipeline import timeaxis
+    from orbitcube.pipeline.load import time_steps
 
-    if groupby == "time":
-        ordered = sorted(items, key=lambda it: (timeaxis.acquisition_utc(it), it.id))
-        return np.array([timeaxis.scene_time(it) for it in ordered])
-    return np.array(sorted({timeaxis.solar_day(it) for it in items}), dtype="datetime64[ns]")
+    ordered = sorted(items, key=lambda it: (timeaxis.acquisition_utc(it), it.id))
+    return np.asarray(time_steps(ordered, groupby)[1]["time"])
 
 
 def output_template(
