@@ -162,6 +162,53 @@ def check_scheduler_address(scheduler: str) -> None:
         )
 
 
+#: finished spans (the scheduler's per-computation records) kept by :func:`prune_scheduler_history`, as many as
+#: Dask keeps computations (``distributed.diagnostics.computations.max-history``)
+SPANS_KEPT = 100
+
+
+def prune_scheduler_history(client, keep: int = SPANS_KEPT) -> int | None:
+    """Forget all but the last ``keep`` finished spans on ``client``'s scheduler; the number forgotten (None when
+    the scheduler has no spans extension or refuses the call, which is logged).
+
+    A Dask scheduler keeps every span (one per computation, with its task groups and their statistics) for the
+    life of the scheduler (dask/distributed#7977): a batch run computing one graph per tile grows the scheduler
+    by ~0.2 MB per tile (``benchmarks/bench_scheduler.py``). A span is forgotten only when it and all its
+    sub-spans are done and none of its task groups is still on the scheduler. The function sent is pickled by
+    value, so the scheduler need not have orbitcube installed."""
+
+    def prune(dask_scheduler, keep: int) -> int:
+        ext = dask_scheduler.extensions.get("spans")
+        if ext is None:
+            return -1
+        live = dask_scheduler.task_groups
+
+        def finished(span) -> bool:
+            return span.done and all(live.get(tg.name) is not tg for tg in span.traverse_groups())
+
+        done = [s for s in ext.root_spans if finished(s)]
+        drop = done[: max(0, len(done) - keep)]
+        gone = {id(s) for s in drop}
+        for root in drop:
+            for span in root.traverse_spans():
+                ext.spans.pop(span.id, None)
+                gone.add(id(span))
+        ext.root_spans[:] = [s for s in ext.root_spans if id(s) not in gone]
+        for index in (ext.spans_search_by_name, ext.spans_search_by_tag):
+            for key in list(index):
+                index[key] = [s for s in index[key] if id(s) not in gone]
+                if not index[key]:
+                    del index[key]
+        return len(drop)
+
+    try:
+        n = client.run_on_scheduler(prune, keep=keep)
+    except Exception as exc:  # an old scheduler, or one that refuses run_on_scheduler
+        log.warning("could not prune the scheduler's finished spans: %s", exc)
+        return None
+    return None if n < 0 else n
+
+
 @contextlib.contextmanager
 def start_cluster(
     n_workers: int = 2,
@@ -230,10 +277,12 @@ def start_cluster(
 
 __all__ = [
     "GATEWAY_SCHEMES",
+    "SPANS_KEPT",
     "SCHEDULER_SCHEMES",
     "check_scheduler_address",
     "close_gateway",
     "gateway_http_address",
     "is_gateway",
+    "prune_scheduler_history",
     "start_cluster",
 ]

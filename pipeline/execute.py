@@ -22,7 +22,14 @@ from odc.geo.geobox import GeoBox
 from orbitcube.catalog.defaults import RETRY_POLICY
 from orbitcube.pipeline.plan import RunPlan, Tile, load_items
 
-__all__ = ["REPORT_TILES_PER_SLOT", "TILE_ATTEMPTS", "execute_tiles", "tile_error", "tile_graph"]
+__all__ = [
+    "PRUNE_EVERY_TILES",
+    "REPORT_TILES_PER_SLOT",
+    "TILE_ATTEMPTS",
+    "execute_tiles",
+    "tile_error",
+    "tile_graph",
+]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +38,9 @@ log = logging.getLogger(__name__)
 TILE_ATTEMPTS = RETRY_POLICY.tile_attempts
 #: tiles per ``max_tiles_in_flight`` slot that the Dask performance report (dask-performance.html) covers
 REPORT_TILES_PER_SLOT = 4
+#: tiles written between two prunings of the scheduler's finished spans (:func:`orbitcube.pipeline.cluster.
+#: prune_scheduler_history`), which would otherwise grow the scheduler with every tile of a run
+PRUNE_EVERY_TILES = 50
 
 
 def tile_graph(plan: RunPlan, tile: Tile, gdal_env: dict[str, Any] | None = None):
@@ -107,6 +117,8 @@ def execute_tiles(
 def _run_tiles(client, plan: RunPlan, todo: list[Tile], lock, bar) -> list[dict[str, Any]]:
     from distributed import wait
 
+    from orbitcube.pipeline.cluster import prune_scheduler_history
+
     env = plan.read_env  # computed once, on the client
     queue, running = list(todo), {}
     attempts: dict[Tile, int] = {}
@@ -123,6 +135,8 @@ def _run_tiles(client, plan: RunPlan, todo: list[Tile], lock, bar) -> list[dict[
                     queue.insert(0, tile)
                     continue
                 timings.append(_record(plan, tile, t0, lock))
+                if len(timings) % PRUNE_EVERY_TILES == 0:
+                    prune_scheduler_history(client)
                 if bar is not None:
                     bar.update(1)
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import time
 
 import pytest
 
@@ -25,6 +26,48 @@ def test_local_cluster_starts_closes_and_installs_nothing_on_its_workers() -> No
         for name, env in seen.items():  # (the settings travel inside the graph, with each read)
             assert env == {k: os.environ.get(k) for k in env}, name
     assert client.status == "closed"
+
+
+def _spans(dask_scheduler) -> int:
+    return len(dask_scheduler.extensions["spans"].spans)
+
+
+def _tasks(dask_scheduler) -> int:
+    return len(dask_scheduler.tasks)
+
+
+def _wait_for(event_name: str) -> int:
+    from distributed import Event
+
+    Event(event_name).wait(60)
+    return 1
+
+
+def test_pruning_forgets_finished_spans_only_and_keeps_the_last_ones() -> None:
+    """A batch run computes one graph per tile; the scheduler keeps a span per computation forever unless pruned
+    (dask/distributed#7977). Pruning keeps the newest finished spans and every span still running."""
+    import dask.array as da
+    from distributed import Client, Event, LocalCluster
+
+    from orbitcube.pipeline.cluster import prune_scheduler_history
+
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        for i in range(6):  # six computations, one after the other (as tiles are)
+            assert float(da.full((4, 4), i, chunks=2).sum().compute()) == 16 * i
+        running = client.submit(_wait_for, "release", pure=False)  # a computation still running
+        deadline = time.monotonic() + 30
+        while client.run_on_scheduler(_tasks) > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the finished computations' tasks are released asynchronously
+        assert client.run_on_scheduler(_spans) == 7
+        assert prune_scheduler_history(client, keep=2) == 4
+        assert client.run_on_scheduler(_spans) == 3  # the two newest finished, and the running one
+        Event("release", client=client).set()
+        assert running.result(timeout=60) == 1
+        assert float(da.ones((4, 4), chunks=2).sum().compute()) == 16  # the scheduler still works
+        del running
 
 
 CANARY = "canary-secret-0123456789"
