@@ -22,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 from affine import Affine
 
-__all__ = ["MAX_LATTICE_ERROR", "PixelMap", "apply_map", "overview_for", "pixel_map"]
+__all__ = ["MAX_LATTICE_ERROR", "PixelMap", "apply_map", "overview_for", "pixel_map", "restrict_map"]
 
 
 @dataclass(frozen=True)
@@ -255,6 +255,26 @@ def apply_map(pm: PixelMap, block: np.ndarray, out: np.ndarray, nodata: float | 
             else:
                 o[pm.dst[s]] = np.divide(res, pm.wsum[s], out=res)
     return out
+
+
+def restrict_map(pm: PixelMap, need: np.ndarray) -> PixelMap | None:
+    """``pm`` for the output pixels where ``need`` (bool, the tile's (y, x)) is True only, or None when it maps
+    none of them: a later scene of a mosaic resamples only the pixels earlier ones left empty. A nearest map's
+    window shrinks to the source pixels still needed (less to decode); a bilinear map keeps its window."""
+    sel = need.ravel()[pm.dst]
+    if sel.all():
+        return pm
+    if not sel.any():
+        return None
+    dst, src = pm.dst[sel], pm.src[sel]
+    if pm.weights is not None:
+        return PixelMap(pm.window, dst, src, pm.weights[:, sel], pm.scale, pm.wsum[sel])
+    c0, r0, ww, _ = pm.window
+    rows, cols = np.divmod(src, ww)
+    rmin, cmin = int(rows.min()), int(cols.min())
+    nww, nhh = int(cols.max()) - cmin + 1, int(rows.max()) - rmin + 1
+    src = ((rows - rmin) * nww + (cols - cmin)).astype(np.int32)
+    return PixelMap((c0 + cmin, r0 + rmin, nww, nhh), dst, src, None, pm.scale)
 
 
 #: output pixels per bilinear gather (its float32 temporaries are 1 MB each)
