@@ -125,9 +125,10 @@ def _is_geographic(wkt: str) -> bool:
 
 
 #: bytes of pixel maps one worker process keeps (least recently used dropped first): a bilinear map of a
-#: 1024 x 1024 px tile takes 36 MB, a nearest one 8 MB; a tile needs one per source grid it reprojects (the
-#: other zone's 10 m and 20 m grids), and the time chunks of one tile run one after the other (Dask orders
-#: them together), so a few maps suffice; a map costs about as much to rebuild as reading one date
+#: 1024 x 1024 px tile takes 28 MB (28 bytes a pixel: index, 4 weights, their sum; 36 MB in the row-wise layout
+#: before), a nearest one 8 MB; a tile needs one per source grid it reprojects (the other zone's 10 m and 20 m
+#: grids), and the time chunks of one tile run one after the other (Dask orders them together), so a few maps
+#: suffice; a map costs about as much to rebuild as reading one date
 PIXEL_MAP_CACHE_BYTES = 64 * 2**20
 
 _MAPS: OrderedDict = OrderedDict()
