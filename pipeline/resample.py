@@ -261,12 +261,15 @@ def apply_map(pm: PixelMap, block: np.ndarray, out: np.ndarray, nodata: float | 
 def restrict_map(pm: PixelMap, need: np.ndarray) -> PixelMap | None:
     """``pm`` for the output pixels where ``need`` (bool, the tile's (y, x)) is True only, or None when it maps
     none of them: a later scene of a mosaic resamples only the pixels earlier ones left empty. A nearest map's
-    window shrinks to the source pixels still needed (less to decode); a bilinear map keeps its window."""
+    window shrinks to the source pixels still needed (less to decode); a bilinear map keeps its window. When
+    more than half the map is needed, ``pm`` itself (a restricted copy would cost memory for little work saved).
+    """
     sel = need.ravel()[pm.dst]
-    if sel.all():
-        return pm
-    if not sel.any():
+    n = int(np.count_nonzero(sel))
+    if n == 0:
         return None
+    if 2 * n > len(sel):
+        return pm
     dst, src = pm.dst[sel], pm.src[sel]
     if pm.weights is not None:
         return PixelMap(pm.window, dst, src, pm.weights[:, sel], pm.scale, pm.wsum[sel])

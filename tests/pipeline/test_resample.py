@@ -174,4 +174,7 @@ def test_a_restricted_map_resamples_only_the_needed_pixels_with_the_same_values(
     if method == "nearest":
         assert sub.window[2] * sub.window[3] < pm.window[2] * pm.window[3]
     assert restrict_map(pm, np.ones(dst.shape.yx, bool)) is pm
+    mostly = np.ones(dst.shape.yx, bool)
+    mostly[:3] = False
+    assert restrict_map(pm, mostly) is pm  # most of the map needed: no restricted copy
     assert restrict_map(pm, np.zeros(dst.shape.yx, bool)) is None
