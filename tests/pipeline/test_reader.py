@@ -417,3 +417,14 @@ def test_k_by_k_repeats_equal_numpy_repeat(k, bh, bw, sy, sx, data) -> None:
     got = np.zeros((h, w), np.uint16)
     _repeat_into(got, block, sy, sx, k)
     np.testing.assert_array_equal(got, rep[sy : sy + h, sx : sx + w])
+
+
+def test_the_tile_crs_wkt_is_cached_by_its_text_and_bounded() -> None:
+    """The reader asks every read for the tile CRS's WKT: cached by the CRS's text, equal to the CRS's own WKT,
+    never more than 64 entries."""
+    from orbitcube.pipeline import reader
+
+    for epsg in (32632, 32633, 4326, *range(32601, 32680)):
+        gbox = GeoBox((4, 4), _TR, f"EPSG:{epsg}")
+        assert reader._crs_wkt(gbox.crs) == gbox.crs.wkt
+        assert len(reader._WKT) <= 64
