@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import resource
 import shutil
@@ -55,6 +56,7 @@ def ensure_data(size: str, root: Path) -> Path:
 def measure(variant: str, data: Path, out: Path, case: str = "native") -> dict:
     """Run one variant in a fresh process; wall, CPU (whole tree) and peak RSS (whole tree)."""
     shutil.rmtree(out, ignore_errors=True)
+    load = os.getloadavg()[0]  # the machine may be shared: recorded with every run
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(
@@ -80,7 +82,13 @@ def measure(variant: str, data: Path, out: Path, case: str = "native") -> dict:
         raise RuntimeError(f"variant {variant} failed:\n{stderr[-3000:]}")
     inner = json.loads(stdout.strip().splitlines()[-1])
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {**inner, "process_wall_s": wall, "tree_cpu_s": cpu, "peak_rss_mb": peak / 2**20}
+    return {
+        **inner,
+        "process_wall_s": wall,
+        "tree_cpu_s": cpu,
+        "peak_rss_mb": peak / 2**20,
+        "load_1min": load,
+    }
 
 
 def agreement(out_root: Path, variants: list[str]) -> dict:
@@ -135,7 +143,12 @@ def main() -> None:
         order = args.variants if r % 2 == 0 else list(reversed(args.variants))
         for v in order:
             results[v].append(measure(v, data, out_root / v, args.case))
-            print(f"round {r + 1}: {v:10s} {results[v][-1]['process_wall_s']:7.2f} s", file=sys.stderr)
+            m = results[v][-1]
+            print(
+                f"round {r + 1}: {v:10s} {m['process_wall_s']:7.2f} s, CPU {m['tree_cpu_s']:6.2f} s, "
+                f"load {m['load_1min']:.1f}",
+                file=sys.stderr,
+            )
         if r == 0:
             agree = agreement(out_root, args.variants) if args.case == "native" else {}
     med = {
@@ -158,6 +171,10 @@ def main() -> None:
             ratios["a/c (stackstac)"] = a / med["stackstac"]["wall_s"]
         if "decode" in med and "encode" in med:
             ratios["a/(d+e) (I/O floor)"] = a / (med["decode"]["wall_s"] + med["encode"]["wall_s"])
+            ratios["a/(d+e) by CPU"] = med["orbitcube"]["cpu_s"] / (
+                med["decode"]["cpu_s"] + med["encode"]["cpu_s"]
+            )
+            ratios.update(_per_round(results))
     report = {
         "size": args.size,
         "case": args.case,
@@ -183,6 +200,19 @@ def main() -> None:
         )
     for k, v in ratios.items():
         print(f"{k}: {v:.2f}")
+
+
+def _per_round(results: dict[str, list[dict]]) -> dict[str, float]:
+    """a/(d+e) within each round (the three variants ran minutes apart, so a shared machine's load changes less
+    between them than between rounds), median over the rounds, by wall and by CPU time of the process tree."""
+    out = {}
+    for label, key in (("wall", "process_wall_s"), ("CPU", "tree_cpu_s")):
+        per = [
+            a[key] / (d[key] + e[key])
+            for a, d, e in zip(results["orbitcube"], results["decode"], results["encode"], strict=True)
+        ]
+        out[f"a/(d+e) per round, median ({label})"] = statistics.median(per)
+    return out
 
 
 def aoi_growth(runs: int, variants: list[str]) -> None:

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
-from scipy.ndimage import binary_dilation
 
 from orbitcube.catalog.classes import (
     BUILTIN_LAYERS,
@@ -89,6 +88,8 @@ def dilate(mask: np.ndarray, dilate_m: float, resolution: float) -> np.ndarray:
     r = int(np.ceil(dilate_m / resolution))
     if r <= 0:
         return mask
+    from scipy.ndimage import binary_dilation  # here: the reader imports this module on every worker
+
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     disk = (yy**2 + xx**2) <= (dilate_m / resolution) ** 2 + 1e-9
     structure = disk.reshape((1,) * (mask.ndim - 2) + disk.shape)

@@ -46,7 +46,7 @@ from orbitcube.pipeline.errors import LoadError
 from orbitcube.pipeline.handles import forget, open_dataset, use_env_key
 from orbitcube.pipeline.masks import dilate
 from orbitcube.pipeline.quality import QualityDecoder
-from orbitcube.pipeline.resample import apply_map, overview_for, pixel_map
+from orbitcube.pipeline.resample import apply_map, overview_for, pixel_map, restrict_map
 
 __all__ = [
     "AssetSpec",
@@ -157,9 +157,22 @@ class ReadSpec:
         return int(np.ceil(self.dilate_m / self.pixel_size - 1e-9)) if self.dilate_m > 0 else 0
 
 
-@lru_cache(maxsize=64)
 def _crs_wkt(crs) -> str:
-    return crs.wkt
+    """The WKT of an odc-geo CRS, cached by its short text (``str(crs)``, e.g. "EPSG:32632"): hashing the CRS
+    itself exports its WKT with pyproj, about 1 ms a call, and every read of a tile asks."""
+    return _wkt_of(str(crs), crs)
+
+
+_WKT: dict[str, str] = {}
+
+
+def _wkt_of(text: str, crs) -> str:
+    wkt = _WKT.get(text)
+    if wkt is None:
+        if len(_WKT) >= 64:
+            _WKT.clear()
+        wkt = _WKT[text] = crs.wkt
+    return wkt
 
 
 @lru_cache(maxsize=64)
@@ -232,23 +245,47 @@ def _read_into(
     if r1 <= r0 or c1 <= c0:
         return None
     block = src.read(band, window=Window(c0, r0, c1 - c0, r1 - r0))
-    if k > 1:
-        block = np.repeat(np.repeat(block, k, axis=0), k, axis=1)
     by, bx = (
         row - r0 * k,
         col - c0 * k,
-    )  # the tile's corner inside the block (negative: the block starts later)
+    )  # the tile's corner inside the (repeated) block; negative: it starts later
     oy, ox, sy, sx = max(-by, 0), max(-bx, 0), max(by, 0), max(bx, 0)
-    h, w = min(block.shape[0] - sy, ny - oy), min(block.shape[1] - sx, nx - ox)
+    h, w = min(block.shape[0] * k - sy, ny - oy), min(block.shape[1] * k - sx, nx - ox)
     if h <= 0 or w <= 0:
         return None
     region = (slice(oy, oy + h), slice(ox, ox + w))
-    out[region] = block[sy : sy + h, sx : sx + w]
+    if k == 1:
+        out[region] = block[sy : sy + h, sx : sx + w]
+    else:
+        _repeat_into(out[region], block, sy, sx, k)
     return region
 
 
+def _repeat_into(dst: np.ndarray, block: np.ndarray, sy: int, sx: int, k: int) -> None:
+    """``dst`` = ``block`` with each pixel repeated k x k times, from row ``sy`` and column ``sx`` of the
+    repeated block on: whole source pixels through a broadcast view (no repeated temporary), then the
+    partial first/last rows and columns."""
+    h, w = dst.shape
+    ry, rx = -sy % k, -sx % k  # tile rows/cols before the first whole source pixel
+    ny, nx = (h - ry) // k, (w - rx) // k
+    by, bx = -(-sy // k), -(-sx // k)  # the first whole source pixel's row and column
+    if ny > 0 and nx > 0:
+        view = dst[ry : ry + ny * k, rx : rx + nx * k].reshape(ny, k, nx, k)
+        view[...] = block[by : by + ny, None, bx : bx + nx, None]
+    rows = np.arange(h)
+    cols = np.arange(w)
+    edge_r = (rows < ry) | (rows >= ry + ny * k)
+    edge_c = (cols < rx) | (cols >= rx + nx * k)
+    if edge_r.any() or edge_c.any():
+        src_r, src_c = (rows + sy) // k, (cols + sx) // k
+        if edge_r.any():
+            dst[edge_r] = block[np.ix_(src_r[edge_r], src_c)]
+        if edge_c.any():
+            dst[:, edge_c] = block[np.ix_(src_r, src_c[edge_c])]
+
+
 def read_asset(
-    asset: AssetSpec, gbox: GeoBox, resampling: str | None = None
+    asset: AssetSpec, gbox: GeoBox, resampling: str | None = None, need: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Values of ``asset`` (band ``asset.band``) on ``gbox`` (y, x) and where they are valid, or None when the
     scene does not overlap the grid at all.
@@ -257,8 +294,10 @@ def read_asset(
     window, pixel map or warp footprint) and is not nodata -- whatever the fill value outside is, so integer
     rasters without any nodata still mosaic correctly. Values keep the source dtype for plain reads and
     nearest; bilinear and GDAL warps give floats. ``resampling`` (default ``asset.resampling``) is a
-    GDAL/rasterio method name (``nearest``, ``bilinear``, ``average``, ``mode``, ...). Must be called inside a
-    ``rasterio.Env``.
+    GDAL/rasterio method name (``nearest``, ``bilinear``, ``average``, ``mode``, ...). ``need`` (bool, y x), if
+    given, names the only pixels wanted (a mosaic's later scene: the pixels earlier scenes left empty): the
+    others may be left invalid, and a plain read or a pixel map reads and resamples only what is needed (values
+    at needed pixels are the same either way). Must be called inside a ``rasterio.Env``.
     """
     resampling = resampling or asset.resampling
     src, src_wkt = open_dataset(asset.href)
@@ -279,7 +318,7 @@ def read_asset(
             if k >= 1 and (k == 1 or resampling == "nearest"):
                 at = _paste_offset(tr, gbox, k)
                 if at is not None:
-                    region = _read_into(src, band, out, *at, k)
+                    region = _paste(src, band, out, at, k, need)
                     if region is None:
                         return None
                     valid = np.zeros(out.shape, bool)
@@ -295,6 +334,8 @@ def read_asset(
             tuple(gbox.shape.yx),
             resampling,
         )
+        if pm is not None and need is not None:
+            pm = restrict_map(pm, need)
         if pm is None:
             return None
         if pm.scale < 1.5:  # not coarser: gather from one windowed read
@@ -307,6 +348,21 @@ def read_asset(
             valid.ravel()[pm.dst] = _not_nodata(out.ravel()[pm.dst], nodata)
             return out, valid
     return _warp(src, band, out, gbox, nodata, resampling)
+
+
+def _paste(src, band: int, out: np.ndarray, at: tuple[int, int], k: int, need) -> tuple[slice, slice] | None:
+    """:func:`_read_into` of the bounding box of ``need`` (the whole tile when None); the region of ``out``
+    written, or None."""
+    r0, c0, (r1, c1) = 0, 0, out.shape
+    if need is not None:
+        rows, cols = np.flatnonzero(need.any(axis=1)), np.flatnonzero(need.any(axis=0))
+        if not rows.size:
+            return None
+        r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    region = _read_into(src, band, out[r0:r1, c0:c1], at[0] + r0, at[1] + c0, k)
+    if region is None:
+        return None
+    return slice(region[0].start + r0, region[0].stop + r0), slice(region[1].start + c0, region[1].stop + c0)
 
 
 def _warp(
@@ -352,7 +408,7 @@ READ_RETRY_DELAY_S = 0.5
 
 
 def _read(
-    asset: AssetSpec, gbox: GeoBox, resampling: str | None = None
+    asset: AssetSpec, gbox: GeoBox, resampling: str | None = None, need: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """:func:`read_asset`, retried for object-store/HTTP hrefs that fail with a transient error (connection
     refused or reset, timeout, HTTP 5xx: :func:`orbitcube.catalog.failures.is_transient`), reopening the file each time."""
@@ -362,7 +418,7 @@ def _read(
     remote = asset.href.startswith("/vsi") or "://" in asset.href
     for n in range(1, READ_ATTEMPTS):
         try:
-            return read_asset(asset, gbox, resampling)
+            return read_asset(asset, gbox, resampling, need)
         except RasterioError as exc:
             if not remote or not is_transient(exc):
                 raise
@@ -376,7 +432,7 @@ def _read(
             )
             time.sleep(READ_RETRY_DELAY_S * 2 ** (n - 1))
     try:
-        return read_asset(asset, gbox, resampling)  # the last attempt: its error goes to the caller
+        return read_asset(asset, gbox, resampling, need)  # the last attempt: its error goes to the caller
     except RasterioError:
         if remote:
             forget(asset.href)  # so that the runner's re-run of the tile (RETRY_POLICY) reads it afresh
@@ -430,38 +486,64 @@ def _read_tile(gbox: GeoBox, steps: Sequence[Sequence[SceneSpec]], spec: ReadSpe
     out = np.full((nb, nt, *gbox.shape.yx), np.nan, dtype=np.float32)
     if not any(steps):
         return out
-    npix = out[0, 0].size
     padded = gbox.pad(spec.dilate_px) if spec.dilate_px > 0 else gbox
     use_env_key(hash(spec.gdal_env))
     with rasterio.Env(**gdal_env(spec.gdal_env)):
         for t, scenes in enumerate(steps):
             filled = [0] * nb  # pixels of (band, t) written so far
             for scene in scenes:
-                todo = [b for b in range(nb) if scene.assets[b] is not None and filled[b] < npix]
-                if not todo:
-                    continue
-                bad = None
-                if spec.mask and scene.quality is not None:
-                    try:
-                        q = _read(scene.quality, padded, "nearest")
-                    except (RasterioError, OSError) as exc:  # OSError: a local file gone since the plan
-                        _fail(scene, scene.quality, exc, spec)
-                        continue
-                    if q is None:
-                        continue
-                    bad = _quality_mask(q[0], scene.quality_decoder, spec, _nodata(scene.quality))
-                    if bad.all():
-                        continue
-                for b in todo:
-                    asset = scene.assets[b]
-                    try:
-                        got = _read(asset, gbox)
-                    except (RasterioError, OSError) as exc:
-                        _fail(scene, asset, exc, spec)
-                        break
-                    if got is not None:
-                        filled[b] += _merge(out[b, t], *got, asset, bad, filled[b] > 0)
+                _read_scene(scene, out[:, t], filled, gbox, padded, spec)
     return out
+
+
+def _read_scene(
+    scene: SceneSpec, out: np.ndarray, filled: list[int], gbox: GeoBox, padded: GeoBox, spec: ReadSpec
+) -> None:
+    """Mosaic one scene into one time step ``out`` (band, y, x), counting the pixels written in ``filled``.
+    Once a band has pixels, a later scene reads, masks and resamples only the pixels still empty (``need``)."""
+    npix = out[0].size
+    todo = [b for b in range(len(out)) if scene.assets[b] is not None and filled[b] < npix]
+    if not todo:
+        return
+    need = {b: np.isnan(out[b]) if filled[b] else None for b in todo}
+    bad = None
+    if spec.mask and scene.quality is not None:
+        # the quality layer only where some band is empty (class layers ignore the mask but obey its skip)
+        plain = spec.dilate_px == 0 and not any(scene.assets[b].is_class for b in todo)
+        q_need = _union(need.values()) if plain else None
+        try:
+            q = _read(scene.quality, padded, "nearest", q_need)
+            if (
+                q is None and q_need is not None
+            ):  # none of its needed pixels: decide on the whole tile as before
+                q_need, q = None, _read(scene.quality, padded, "nearest")
+        except (RasterioError, OSError) as exc:  # OSError: a local file gone since the plan
+            _fail(scene, scene.quality, exc, spec)
+            return
+        if q is None:
+            return
+        bad = _quality_mask(q[0], scene.quality_decoder, spec, _nodata(scene.quality))
+        if q_need is not None:
+            bad |= ~q_need
+        if bad.all():
+            return
+    for b in todo:
+        asset = scene.assets[b]
+        try:
+            got = _read(asset, gbox, None, need[b])
+        except (RasterioError, OSError) as exc:
+            _fail(scene, asset, exc, spec)
+            break
+        if got is not None:
+            filled[b] += _merge(out[b], *got, asset, bad, need[b])
+
+
+def _union(masks) -> np.ndarray | None:
+    """Pixels needed by any band (None: a band needs the whole tile)."""
+    masks = list(masks)
+    if any(m is None for m in masks):
+        return None
+    return np.logical_or.reduce(masks) if len(masks) > 1 else masks[0]
 
 
 def _nodata(asset: AssetSpec) -> float | None:
@@ -470,13 +552,14 @@ def _nodata(asset: AssetSpec) -> float | None:
     return usable_nodata(asset.nodata, src.nodatavals[asset.band - 1], np.dtype(src.dtypes[asset.band - 1]))
 
 
-def _merge(dst: np.ndarray, vals: np.ndarray, valid: np.ndarray, asset: AssetSpec, bad, partial: bool) -> int:
-    """Write the ``valid`` pixels of ``vals`` that ``dst`` lacks (scaled unless a class layer, and outside the
-    cloud mask ``bad`` unless a class layer); returns how many. ``valid`` is modified."""
+def _merge(dst: np.ndarray, vals: np.ndarray, valid: np.ndarray, asset: AssetSpec, bad, empty) -> int:
+    """Write the ``valid`` pixels of ``vals`` that ``dst`` lacks (``empty``: where it is NaN, None: everywhere;
+    scaled unless a class layer, and outside the cloud mask ``bad`` unless a class layer); returns how many.
+    ``valid`` is modified."""
     if bad is not None and not asset.is_class:
         valid &= ~bad
-    if partial:
-        valid &= np.isnan(dst)
+    if empty is not None:
+        valid &= empty
     vals = vals.astype(np.float32, copy=False)  # a fresh array of this read: scaled in place
     if not asset.is_class:
         vals *= np.float32(asset.scale)

@@ -22,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 from affine import Affine
 
-__all__ = ["MAX_LATTICE_ERROR", "PixelMap", "apply_map", "overview_for", "pixel_map"]
+__all__ = ["MAX_LATTICE_ERROR", "PixelMap", "apply_map", "overview_for", "pixel_map", "restrict_map"]
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,16 @@ class PixelMap:
     dst: np.ndarray
     """Flat indices (into the tile, y-major) of the output pixels inside the source."""
     src: np.ndarray
-    """Nearest: (n,) flat indices into the window. Bilinear: (n, 4) indices of the four neighbours."""
+    """Nearest: (n,) flat indices into the window. Bilinear: (n,) flat index of the top-left neighbour (the
+    others are at +1, +width and +width+1 of the window; a neighbour outside the source has weight 0)."""
     weights: np.ndarray | None
-    """Bilinear only: (n, 4) float32 weights; 0 where a neighbour falls outside the source."""
+    """Bilinear only: (4, n) float32 weights of the top-left, top-right, bottom-left and bottom-right
+    neighbours (one contiguous row each, so a map is applied with four gathers and multiply-adds); 0 where a
+    neighbour falls outside the source. Pixels whose weights sum to 0 are not in the map."""
     scale: float
     """Source pixels per output pixel along x (> 1: the output is coarser)."""
+    wsum: np.ndarray | None = None
+    """Bilinear only: (n,) float32 sums of ``weights`` (the normaliser when no neighbour is nodata)."""
 
 
 @lru_cache(maxsize=8)
@@ -120,9 +125,10 @@ def _is_geographic(wkt: str) -> bool:
 
 
 #: bytes of pixel maps one worker process keeps (least recently used dropped first): a bilinear map of a
-#: 1024 x 1024 px tile takes 36 MB, a nearest one 8 MB; a tile needs one per source grid it reprojects (the
-#: other zone's 10 m and 20 m grids), and the time chunks of one tile run one after the other (Dask orders
-#: them together), so a few maps suffice; a map costs about as much to rebuild as reading one date
+#: 1024 x 1024 px tile takes 28 MB (28 bytes a pixel: index, 4 weights, their sum; 36 MB in the row-wise layout
+#: before), a nearest one 8 MB; a tile needs one per source grid it reprojects (the other zone's 10 m and 20 m
+#: grids), and the time chunks of one tile run one after the other (Dask orders them together), so a few maps
+#: suffice; a map costs about as much to rebuild as reading one date
 PIXEL_MAP_CACHE_BYTES = 64 * 2**20
 
 _MAPS: OrderedDict = OrderedDict()
@@ -147,7 +153,7 @@ def pixel_map(
             _MAPS.move_to_end(key)
             return _MAPS[key][0]
     pm = _pixel_map(key)
-    size = 0 if pm is None else sum(a.nbytes for a in (pm.dst, pm.src, pm.weights) if a is not None)
+    size = 0 if pm is None else sum(a.nbytes for a in (pm.dst, pm.src, pm.weights, pm.wsum) if a is not None)
     with _MAPS_LOCK:
         _MAPS[key] = (pm, size)
         total = sum(n for _, n in _MAPS.values())
@@ -189,59 +195,130 @@ def _pixel_map(key: tuple) -> PixelMap | None:
     x0, y0 = x0.astype(np.int32), y0.astype(np.int32)
     c0, r0 = int(np.clip(x0.min(), 0, w - 1)), int(np.clip(y0.min(), 0, h - 1))
     ww, hh = int(np.clip(x0.max() + 1, 0, w - 1)) - c0 + 1, int(np.clip(y0.max() + 1, 0, h - 1)) - r0 + 1
-    src, wts = np.empty((len(dst), 4), np.int32), np.empty((len(dst), 4), np.float32)
-    for a in range(0, len(dst), _SLAB):  # in slabs: the (n, 4) temporaries stay small
+    wts = np.empty((4, len(dst)), np.float32)
+    for a in range(0, len(dst), _SLAB):  # in slabs: the temporaries stay small
         s = slice(a, a + _SLAB)
-        src[s], wts[s] = _bilinear_slab(x0[s], y0[s], fx[s], fy[s], (h, w), (c0, r0, ww))
-    return PixelMap((c0, r0, ww, hh), dst, src, wts, scale)
+        wts[:, s] = _bilinear_weights(x0[s], y0[s], fx[s], fy[s], (h, w))
+    base = (y0 - r0) * ww + (x0 - c0)  # the top-left neighbour in the window (may lie before it: weight 0)
+    wsum = _sum4(wts)
+    keep = wsum > _MIN_WEIGHT  # pixels with no neighbour inside the source stay unwritten, as before
+    if not keep.all():
+        dst, base, wts, wsum = dst[keep], base[keep], wts[:, keep], wsum[keep]
+    return PixelMap((c0, r0, ww, hh), dst, base.astype(np.int32), np.ascontiguousarray(wts), scale, wsum)
 
 
-def _bilinear_slab(x0, y0, fx, fy, shape: tuple[int, int], origin: tuple[int, int, int]):
-    """Flat window indices and weights of the four neighbours of some output pixels (see :func:`pixel_map`)."""
-    (h, w), (c0, r0, ww) = shape, origin
-    xs4 = np.stack([x0, x0 + 1, x0, x0 + 1], axis=1)
-    ys4 = np.stack([y0, y0, y0 + 1, y0 + 1], axis=1)
-    wts = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], axis=1)
-    ok = (xs4 >= 0) & (xs4 < w) & (ys4 >= 0) & (ys4 < h)
-    wts = np.where(ok, wts, np.float32(0)).astype("f4")
-    xs4, ys4 = np.clip(xs4, 0, w - 1), np.clip(ys4, 0, h - 1)
-    return (ys4 - r0) * ww + (xs4 - c0), wts
+def _bilinear_weights(x0, y0, fx, fy, shape: tuple[int, int]) -> np.ndarray:
+    """(4, n) float32 weights of the four neighbours (top-left, top-right, bottom-left, bottom-right) of some
+    output pixels, 0 for a neighbour outside the source of ``shape`` (rows, cols)."""
+    h, w = shape
+    wts = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])
+    inx0, inx1 = (x0 >= 0) & (x0 < w), (x0 + 1 >= 0) & (x0 + 1 < w)
+    iny0, iny1 = (y0 >= 0) & (y0 < h), (y0 + 1 >= 0) & (y0 + 1 < h)
+    ok = np.stack([inx0 & iny0, inx1 & iny0, inx0 & iny1, inx1 & iny1])
+    return np.where(ok, wts, np.float32(0)).astype("f4")
+
+
+def _sum4(w: np.ndarray) -> np.ndarray:
+    """((w0 + w1) + w2) + w3 over the first axis: the order of ``w.sum(axis=-1)`` on (n, 4) rows, so that
+    sums keep the values of the row-wise layout the maps had before (bit-identical results)."""
+    return ((w[0] + w[1]) + w[2]) + w[3]
+
+
+#: bilinear weights at or below this sum count as no valid neighbour
+_MIN_WEIGHT = 1e-6
 
 
 def apply_map(pm: PixelMap, block: np.ndarray, out: np.ndarray, nodata: float | None) -> np.ndarray:
     """Resample ``block`` (the source window ``pm.window``) onto ``out`` (the tile, y, x) in place.
 
-    Nearest keeps the source dtype. Bilinear needs a float ``out`` (pre-filled with NaN or nodata): nodata
+    ``out`` must be C-contiguous. Nearest keeps the source dtype. Bilinear needs a float32 ``out`` (pre-filled with NaN or nodata): nodata
     neighbours get no weight, weights are renormalised, and pixels with no valid neighbour stay as they were.
     """
     flat = block.ravel()
+    o = out.ravel()  # a view: ``out`` is C-contiguous
     if pm.weights is None:
-        out.ravel()[pm.dst] = flat[pm.src]
+        if len(pm.dst) == o.size:  # the whole tile is inside the source: no scatter
+            np.take(flat, pm.src, out=o)
+        else:
+            o[pm.dst] = np.take(flat, pm.src)
         return out
-    o = out.ravel()
-    for a in range(0, len(pm.dst), _SLAB):  # in slabs: the (n, 4) temporaries stay small (same values)
-        _bilinear(flat, pm.src[a : a + _SLAB], pm.weights[a : a + _SLAB], pm.dst[a : a + _SLAB], o, nodata)
+    offsets = (0, 1, pm.window[2], pm.window[2] + 1)  # the four neighbours' offsets in the flat window
+    masked = np.issubdtype(flat.dtype, np.floating) or (nodata is not None and bool((flat == nodata).any()))
+    for a in range(0, len(pm.dst), _SLAB):  # in slabs: the temporaries stay small (same values)
+        s = slice(a, a + _SLAB)
+        args = (flat, pm.src[s], pm.weights[:, s], offsets)
+        if masked:
+            _bilinear_masked(*args, pm.dst[s], o, nodata)
+        else:  # no nodata in the window: the weights' sums are the map's
+            res = _bilinear_sum(*args)
+            if len(pm.dst) == o.size:
+                np.divide(res, pm.wsum[s], out=o[s])
+            else:
+                o[pm.dst[s]] = np.divide(res, pm.wsum[s], out=res)
     return out
 
 
-#: output pixels per bilinear gather (its float32 (n, 4) temporaries are 4 MB each)
+def restrict_map(pm: PixelMap, need: np.ndarray) -> PixelMap | None:
+    """``pm`` for the output pixels where ``need`` (bool, the tile's (y, x)) is True only, or None when it maps
+    none of them: a later scene of a mosaic resamples only the pixels earlier ones left empty. A nearest map's
+    window shrinks to the source pixels still needed (less to decode); a bilinear map keeps its window. When
+    more than half the map is needed, ``pm`` itself (a restricted copy would cost memory for little work saved).
+    """
+    sel = need.ravel()[pm.dst]
+    n = int(np.count_nonzero(sel))
+    if n == 0:
+        return None
+    if 2 * n > len(sel):
+        return pm
+    dst, src = pm.dst[sel], pm.src[sel]
+    if pm.weights is not None:
+        return PixelMap(pm.window, dst, src, pm.weights[:, sel], pm.scale, pm.wsum[sel])
+    c0, r0, ww, _ = pm.window
+    rows, cols = np.divmod(src, ww)
+    rmin, cmin = int(rows.min()), int(cols.min())
+    nww, nhh = int(cols.max()) - cmin + 1, int(rows.max()) - rmin + 1
+    src = ((rows - rmin) * nww + (cols - cmin)).astype(np.int32)
+    return PixelMap((c0 + cmin, r0 + rmin, nww, nhh), dst, src, None, pm.scale)
+
+
+#: output pixels per bilinear gather (its float32 temporaries are 1 MB each)
 _SLAB = 2**18
 
 
-def _bilinear(
-    flat: np.ndarray, src: np.ndarray, w: np.ndarray, dst: np.ndarray, o: np.ndarray, nodata
-) -> None:
-    vals = flat[src].astype(np.float32)
-    if nodata is not None:
-        w = np.where(vals == np.float32(nodata), np.float32(0), w)
-    if np.issubdtype(flat.dtype, np.floating):
-        finite = np.isfinite(vals)
-        w = np.where(finite, w, np.float32(0))
-        vals = np.where(finite, vals, np.float32(0))
-    s = w.sum(axis=1)
-    ok = s > 1e-6
-    res = (vals * w).sum(axis=1)
-    o[dst[ok]] = res[ok] / s[ok]
+def _gather(flat: np.ndarray, base: np.ndarray, off: int, idx: np.ndarray) -> np.ndarray:
+    """float32 values of one neighbour (flat window index ``base + off``; indices outside the window, whose
+    weights are 0, are clipped into it)."""
+    np.add(base, off, out=idx)
+    return np.take(flat, idx, mode="clip").astype(np.float32, copy=False)
+
+
+def _bilinear_sum(flat, base, w, offsets) -> np.ndarray:
+    """Sum of weight x value over the four neighbours (float32, in the neighbours' order)."""
+    idx = np.empty(len(base), np.int32)
+    acc = np.multiply(_gather(flat, base, offsets[0], idx), w[0])
+    tmp = np.empty_like(acc)
+    for k in (1, 2, 3):
+        acc += np.multiply(_gather(flat, base, offsets[k], idx), w[k], out=tmp)
+    return acc
+
+
+def _bilinear_masked(flat, base, w, offsets, dst, o, nodata) -> None:
+    """Bilinear with nodata (and for float sources non-finite) neighbours given no weight, renormalised."""
+    idx = np.empty(len(base), np.int32)
+    floating = np.issubdtype(flat.dtype, np.floating)
+    acc = s = None
+    for k in range(4):
+        vals, wk = _gather(flat, base, offsets[k], idx), w[k]
+        if nodata is not None:
+            wk = np.where(vals == np.float32(nodata), np.float32(0), wk)
+        if floating:
+            finite = np.isfinite(vals)
+            wk = np.where(finite, wk, np.float32(0))
+            vals = np.where(finite, vals, np.float32(0))
+        acc = vals * wk if acc is None else acc + vals * wk
+        s = wk if s is None else s + wk
+    ok = s > _MIN_WEIGHT
+    o[dst[ok]] = acc[ok] / s[ok]
 
 
 def overview_for(

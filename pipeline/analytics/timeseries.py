@@ -14,7 +14,6 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import stats as sps
 
 from orbitcube.pipeline.analytics._common import (
     Data,
@@ -97,6 +96,8 @@ def _ols_last_axis(y: np.ndarray, x: np.ndarray, min_obs: int) -> tuple[np.ndarr
     s2 = (resid * resid).sum(-1) / np.maximum(dof, 1)
     se = np.sqrt(s2 / sxx)
     tstat = np.where(se > 0, np.abs(slope) / se, np.inf)
+    from scipy import stats as sps  # here: importing scipy.stats costs ~1 s of CPU in every Dask worker
+
     pvalue = 2 * sps.t.sf(tstat, np.maximum(dof, 1))
     ok = (n >= min_obs) & (sxx > 0)
     nan = np.float32(np.nan)

@@ -359,3 +359,72 @@ def test_each_item_decodes_with_its_own_encoding_like_gdal(
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * (abs(offset) + 1))
     np.testing.assert_allclose(cube["data"].values[0][np.isfinite(cube["data"].values[0])], 21.0)
+
+
+# ----- reading only the pixels a mosaic still needs ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "grid, resampling",
+    [("native", "nearest"), ("shifted", "bilinear"), ("half", "nearest"), ("half", "bilinear"), ("zone33", "bilinear"),
+     ("zone33", "nearest")],
+)  # fmt: skip
+def test_a_read_restricted_to_needed_pixels_gives_the_same_values_there(
+    raster_item, grid, resampling
+) -> None:
+    """read_asset(need=...) -- a later scene of a mosaic -- returns the full read's values and validity at every
+    needed pixel, by each path: a plain windowed read, a k x k repeat (a 10 m grid over 20 m pixels), a pixel map
+    within and across UTM zones."""
+    import rasterio
+
+    from orbitcube.pipeline.reader import AssetSpec, read_asset
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(1, 5000, (64, 64)).astype(np.uint16)
+    data[:, :5] = 0  # nodata
+    item = raster_item("need", data, Affine(20, 0, 500_000, 0, -20, 5_000_000), _T0, file_nodata=0)
+    asset = AssetSpec(href=item.assets["data"].href, nodata=0)
+    grids = {
+        "native": GeoBox((70, 60), Affine(20, 0, 499_900, 0, -20, 5_000_040), "EPSG:32632"),
+        "shifted": GeoBox((50, 50), Affine(20, 0, 500_007, 0, -20, 4_999_993), "EPSG:32632"),
+        "half": GeoBox((90, 110), Affine(10, 0, 500_030, 0, -10, 4_999_970), "EPSG:32632"),
+        "zone33": GeoBox.from_bbox((28_000, 5_016_000, 29_000, 5_017_100), "EPSG:32633", resolution=10),
+    }
+    gbox = grids[grid]
+    need = np.zeros(gbox.shape.yx, bool)
+    need[3:17, 20:31] = True
+    need[::9, ::4] = True
+    with rasterio.Env():
+        full = read_asset(asset, gbox, resampling)
+        part = read_asset(asset, gbox, resampling, need)
+    assert full is not None and part is not None and full[1][need].sum() > 10
+    np.testing.assert_array_equal(part[1][need], full[1][need])
+    np.testing.assert_array_equal(part[0][need & full[1]], full[0][need & full[1]])
+    assert part[1][~need].sum() < full[1][~need].sum()  # less was read
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(2, 4), st.integers(1, 8), st.integers(1, 8), st.integers(0, 40), st.integers(0, 40), st.data()
+)
+def test_k_by_k_repeats_equal_numpy_repeat(k, bh, bw, sy, sx, data) -> None:
+    """The broadcast k x k repeat of a coarse block (20 m onto 10 m) equals np.repeat on any sub-window."""
+    from orbitcube.pipeline.reader import _repeat_into
+
+    block = np.arange(bh * bw, dtype=np.uint16).reshape(bh, bw)
+    rep = np.repeat(np.repeat(block, k, 0), k, 1)
+    sy, sx = min(sy, rep.shape[0] - 1), min(sx, rep.shape[1] - 1)
+    h = data.draw(st.integers(1, rep.shape[0] - sy))
+    w = data.draw(st.integers(1, rep.shape[1] - sx))
+    got = np.zeros((h, w), np.uint16)
+    _repeat_into(got, block, sy, sx, k)
+    np.testing.assert_array_equal(got, rep[sy : sy + h, sx : sx + w])
+
+
+def test_the_tile_crs_wkt_is_cached_by_its_text_and_bounded() -> None:
+    """The reader asks every read for the tile CRS's WKT: cached by the CRS's text, equal to the CRS's own WKT,
+    never more than 64 entries."""
+    from orbitcube.pipeline import reader
+
+    for epsg in (32632, 32633, 4326, *range(32601, 32661), *range(32701, 32721)):
+        gbox = GeoBox((4, 4), _TR, f"EPSG:{epsg}")
+        assert reader._crs_wkt(gbox.crs) == gbox.crs.wkt
+        assert len(reader._WKT) <= 64

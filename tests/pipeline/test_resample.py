@@ -97,3 +97,84 @@ def test_grids_that_do_not_overlap_give_no_map(source) -> None:
     src_wkt = rasterio.crs.CRS.from_user_input(crs).to_wkt()
     args = (src_wkt, tuple(tr)[:6], data.shape, far.crs.wkt, tuple(far.transform)[:6], far.shape.yx)
     assert pixel_map(*args, "nearest") is None
+
+
+# ----- the planar bilinear layout and restricted maps ------------------------------------------------------------
+def _rowwise_bilinear(pm, block: np.ndarray, nodata) -> np.ndarray:
+    """The (n, 4) row-wise formula the maps used before their planar layout: gather the four neighbours, drop
+    nodata / non-finite ones, weights summed along the row (numpy's order), weighted sum / weight sum, float32."""
+    ww = pm.window[2]
+    idx = np.clip(pm.src[:, None] + np.array([0, 1, ww, ww + 1]), 0, block.size - 1)
+    vals = block.ravel()[idx].astype(np.float32)
+    w = pm.weights.T.copy()
+    if nodata is not None:
+        w = np.where(vals == np.float32(nodata), np.float32(0), w)
+    finite = np.isfinite(vals)
+    w, vals = np.where(finite, w, np.float32(0)), np.where(finite, vals, np.float32(0))
+    s = w.sum(axis=1)
+    res = np.full(len(s), np.nan, np.float32)
+    ok = s > 1e-6
+    res[ok] = (vals * w).sum(axis=1)[ok] / s[ok]
+    return res
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+@pytest.mark.parametrize("nodata", [0, None])
+def test_planar_bilinear_is_bit_identical_to_the_row_wise_formula(source, dtype, nodata) -> None:
+    """Four gathers and multiply-adds over (4, n) weights give the same float32 values as the row-wise formula,
+    with and without nodata in the window, on integer and float sources (NaN holes), at the source's edges."""
+    data, tr, crs = source
+    data = data.astype(dtype)
+    if dtype == "float32":
+        data[40:50, 100:140] = np.nan
+    src_wkt = rasterio.crs.CRS.from_user_input(crs).to_wkt()
+    # a tile larger than the source's overlap: left and top source edges inside the tile
+    dst = GeoBox.from_bbox((666_000, 5_043_000, 669_000, 5_052_000), "EPSG:32632", resolution=10)
+    pm = pixel_map(
+        src_wkt, tuple(tr)[:6], data.shape, dst.crs.wkt, tuple(dst.transform)[:6], dst.shape.yx, "bilinear"
+    )
+    assert pm is not None and pm.weights.shape == (4, len(pm.dst)) and len(pm.dst) < dst.shape.y * dst.shape.x
+    c0, r0, w, h = pm.window
+    block = np.ascontiguousarray(data[r0 : r0 + h, c0 : c0 + w])
+    out = apply_map(pm, block, np.full(dst.shape.yx, np.nan, np.float32), nodata)
+    ref = np.full(dst.shape.yx, np.nan, np.float32)
+    ref.ravel()[pm.dst] = _rowwise_bilinear(pm, block, nodata)
+    np.testing.assert_array_equal(out, ref)
+    assert np.isfinite(out).mean() > 0.05
+
+
+@pytest.mark.parametrize("method", ["nearest", "bilinear"])
+def test_a_restricted_map_resamples_only_the_needed_pixels_with_the_same_values(source, method) -> None:
+    """restrict_map keeps the map's values on the pixels still needed, leaves the others untouched, shrinks a
+    nearest map's source window to what they need, and gives None when the map reaches none of them."""
+    from orbitcube.pipeline.resample import restrict_map
+
+    data, tr, crs = source
+    dst = _dst()
+    src_wkt = rasterio.crs.CRS.from_user_input(crs).to_wkt()
+    args = (src_wkt, tuple(tr)[:6], data.shape, dst.crs.wkt, tuple(dst.transform)[:6], dst.shape.yx, method)
+    pm = pixel_map(*args)
+    fill = 7 if method == "nearest" else np.nan
+    dtype = data.dtype if method == "nearest" else np.float32
+
+    def apply(m):
+        c0, r0, w, h = m.window
+        return apply_map(
+            m, np.ascontiguousarray(data[r0 : r0 + h, c0 : c0 + w]), np.full(dst.shape.yx, fill, dtype), 0
+        )
+
+    full = apply(pm)
+    need = np.zeros(dst.shape.yx, bool)
+    need[5:40, 60:90] = True  # a block of empty pixels ...
+    need[100, ::7] = True  # ... and a few scattered ones
+    sub = restrict_map(pm, need)
+    got = apply(sub)
+    np.testing.assert_array_equal(got[need], full[need])
+    assert np.all(got[~need] == fill) if method == "nearest" else np.isnan(got[~need]).all()
+    if method == "nearest":
+        assert sub.window[2] * sub.window[3] < pm.window[2] * pm.window[3]
+    assert restrict_map(pm, np.ones(dst.shape.yx, bool)) is pm
+    mostly = np.ones(dst.shape.yx, bool)
+    mostly[:3] = False
+    assert restrict_map(pm, mostly) is pm  # most of the map needed: no restricted copy
+    assert restrict_map(pm, np.zeros(dst.shape.yx, bool)) is None
