@@ -12,9 +12,9 @@ from typing import Any
 
 from orbitcube.catalog._version import __version__
 from orbitcube.catalog.errors import CatalogError, OrbitcubeError, SimulatorError, ValidationError
-from orbitcube.catalog.query import search  # eager: the function must win over the submodule of the same name
 
 _LAZY: dict[str, str] = {
+    "search": "orbitcube.catalog.query",
     # simulator: scenes with planted ground truth
     "MissionConfig": "orbitcube.catalog.simulator",
     "Mission": "orbitcube.catalog.simulator",
