@@ -92,12 +92,19 @@ def items_on_grid(geometries: Sequence[dict | None], gbox: GeoBox) -> list[BaseG
 
 
 def footprints_from_shapes(shapes: Sequence[BaseGeometry | None], gbox: GeoBox) -> list[BaseGeometry | None]:
-    """:func:`items_on_grid` from footprints already normalised by :func:`lonlat_shapes`."""
+    """:func:`items_on_grid` from footprints already normalised by :func:`lonlat_shapes`. A footprint the
+    grid's lon/lat area contains is projected as it is (the same polygon its intersection with the area gives,
+    up to the order of its vertices)."""
     out: list[BaseGeometry | None] = [None] * len(shapes)
     idx = np.array([i for i, g in enumerate(shapes) if g is not None], dtype=np.int64)
     if idx.size == 0:
         return out
-    part = shapely.intersection(np.array([shapes[i] for i in idx], dtype=object), grid_lonlat(gbox))
+    given = np.array([shapes[i] for i in idx], dtype=object)
+    area = grid_lonlat(gbox)
+    shapely.prepare(area)
+    inside = shapely.contains_properly(area, given)  # nearly every scene of a large grid: nothing to cut
+    part = given.copy()
+    part[~inside] = shapely.intersection(given[~inside], area)
     keep = ~shapely.is_empty(part)
     keep[keep] = shapely.area(part[keep]) != 0
     part, idx = shapely.segmentize(part[keep], _SEGMENT_DEG), idx[keep]
@@ -105,7 +112,9 @@ def footprints_from_shapes(shapes: Sequence[BaseGeometry | None], gbox: GeoBox) 
         return out
     xy = shapely.get_coordinates(part)
     x, y = _from_lonlat(gbox.crs.to_wkt()).transform(xy[:, 0], xy[:, 1])
-    projected = shapely.make_valid(shapely.set_coordinates(part, np.column_stack([x, y])))
+    projected = shapely.set_coordinates(part, np.column_stack([x, y]))
+    bad = ~shapely.is_valid(projected)  # make_valid returns a valid geometry as it is
+    projected[bad] = shapely.make_valid(projected[bad])
     for i, g in zip(idx.tolist(), projected.tolist(), strict=True):
         out[i] = None if g.is_empty else g
     return out
@@ -211,24 +220,216 @@ def tile_scene_pairs(
     footprints: Sequence[BaseGeometry], tiles: GeoboxTiles, pad_px: float = TILE_PAD_PX
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`scenes_per_tile` as two aligned int64 arrays (row-major tile number, scene index), sorted by tile
-    then scene: one STRtree query of all footprints (grown by ``pad_px`` output pixels) against the tiles'
-    boxes, each footprint prepared once (100,000 scenes x 10,000 tiles are millions of pairs: no Python
-    object per pair)."""
+    then scene: the pairs whose footprint, grown by ``pad_px`` output pixels (``shapely.buffer``), intersects the
+    tile's box. No Python object per pair (100,000 scenes x 10,000 tiles are millions of pairs).
+
+    On a north-up grid, polygonal footprints are matched on arrays (:func:`_segment_pairs`), from their
+    boundaries thinned to every :data:`_THIN`-th vertex where that moves them by less than one output pixel:
+    a tile's box shrunk by that pixel and crossed by a thinned boundary meets the footprint; a box grown by
+    the pad and the pixel that no thinned boundary crosses lies wholly inside the footprint (one point test per
+    run of such tiles) or misses its buffer; only the tiles between -- within about a pixel of a footprint
+    without touching it -- are tested against the buffered footprint. Rotated grids and other geometries: one
+    STRtree query (:func:`_strtree_pairs`, the reference the array path is tested against)."""
     ny, nx = tiles.shape.yx
     if not len(footprints):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    a = tiles.base.transform
+    geoms = np.asarray(footprints, dtype=object)
+    if abs(a.b) > 0 or abs(a.d) > 0 or a.a <= 0 or a.e >= 0:
+        return _strtree_pairs(geoms, tiles, pad_px)
+    polygonal = np.isin(shapely.get_type_id(geoms), (3, 6))  # Polygon, MultiPolygon
     pad = pad_px * abs(tiles.base.resolution.x)
-    grown = shapely.buffer(np.asarray(footprints, dtype=object), pad)
-    shapely.prepare(grown)
+    tol = abs(tiles.base.resolution.x)
+    xe, ye = _tile_edges(tiles)
+    tile_idx, scene_idx = [], []
+    for lo in range(0, len(geoms), _BAND_BATCH):
+        sel = np.flatnonzero(polygonal[lo : lo + _BAND_BATCH]) + lo
+        if sel.size:
+            q, k = _batch_pairs(geoms[sel], xe, ye, pad, tol)
+            tile_idx.append(q)
+            scene_idx.append(sel[k])
+    rest = np.flatnonzero(~polygonal)
+    if rest.size:
+        t, s = _strtree_pairs(geoms[rest], tiles, pad_px)
+        tile_idx.append(t)
+        scene_idx.append(rest[s])
+    t, s = np.concatenate(tile_idx).astype(np.int64), np.concatenate(scene_idx).astype(np.int64)
+    order = np.lexsort((s, t))
+    return t[order], s[order]
+
+
+#: footprints matched per batch (bounds the memory of the segment arrays)
+_BAND_BATCH = 20_000
+#: boundaries are thinned to every _THIN-th vertex for matching (where that moves them by less than a pixel)
+_THIN = 3
+
+
+def _batch_pairs(
+    geoms: np.ndarray, xe: np.ndarray, ye: np.ndarray, pad: float, tol: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(tile, index into ``geoms``) of the polygons ``geoms`` whose buffer by ``pad`` meets a tile's box."""
+    n, nx = len(geoms), len(xe) - 1
+    segs = _thinned_segments(geoms, tol)
+    shapely.prepare(geoms)
+    # crossed by a thinned boundary once shrunk by tol: meets the footprint
+    hit, _ = _segment_pairs(geoms, segs, xe, ye, -tol, inner=False)
+    # grown by pad + tol: crossed by a thinned boundary (decided below), or wholly inside or outside
+    cand, inside = _segment_pairs(geoms, segs, xe, ye, pad + tol, inner=True)
+    hit = _uniq(np.concatenate([hit, inside]))
+    maybe = cand[~_member(cand, hit)]
+    if maybe.size:  # near the footprint's edge: the buffered footprint itself decides
+        q, k = np.divmod(maybe, n)
+        grown = shapely.buffer(geoms[k], pad) if pad > 0 else geoms[k]
+        i, j = np.divmod(q, nx)
+        box = shapely.box(xe[j], ye[i + 1], xe[j + 1], ye[i])
+        hit = _uniq(np.concatenate([hit, maybe[shapely.intersects(grown, box)]]))
+    return np.divmod(hit, n)
+
+
+def _thinned_segments(geoms: np.ndarray, tol: float) -> tuple[np.ndarray, ...]:
+    """Boundary segments (x1, y1, x2, y2, polygon index) of the polygons ``geoms``: each ring through every
+    :data:`_THIN`-th vertex (and its last), unless a skipped vertex lies farther than ``tol`` from the chord
+    that replaces it (then every vertex of that polygon). Within ``tol`` of the true boundary both ways."""
+    parts, part_owner = shapely.get_parts(geoms, return_index=True)
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    xy, ring = shapely.get_coordinates(rings, return_index=True)
+    owner_v = part_owner[ring_part[ring]]
+    first = np.r_[True, ring[1:] != ring[:-1]]
+    start = np.flatnonzero(first)
+    pos = np.arange(len(ring)) - np.repeat(start, np.diff(np.r_[start, len(ring)]))
+    last = np.r_[ring[1:] != ring[:-1], True]
+    keep = (pos % _THIN == 0) | last
+    # the chord of each skipped vertex: from the kept vertex before it to the kept vertex after it
+    idx = np.arange(len(ring))
+    before = np.maximum.accumulate(np.where(keep, idx, 0))
+    after = np.minimum.accumulate(np.where(keep, idx, len(ring))[::-1])[::-1]
+    dist = _point_segment_distance(xy, xy[before], xy[after])
+    worst = np.zeros(len(geoms))
+    np.maximum.at(worst, owner_v, np.where(keep, 0.0, dist))
+    keep |= worst[owner_v] > tol  # thinning moves this footprint too far: all its vertices
+    v = np.flatnonzero(keep)
+    same = ring[v[1:]] == ring[v[:-1]]
+    i1, i2 = v[:-1][same], v[1:][same]
+    return xy[i1, 0], xy[i1, 1], xy[i2, 0], xy[i2, 1], owner_v[i1]
+
+
+def _point_segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance of points ``p`` (n, 2) to segments ``a``-``b`` (n, 2 each)."""
+    d = b - a
+    den = np.einsum("ij,ij->i", d, d)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.clip(np.where(den > 0, np.einsum("ij,ij->i", p - a, d) / den, 0.0), 0.0, 1.0)
+    return np.hypot(*(p - a - t[:, None] * d).T)
+
+
+def _tile_edges(tiles: GeoboxTiles) -> tuple[np.ndarray, np.ndarray]:
+    """The x of the tiles' column edges (increasing, nx + 1) and the y of their row edges (decreasing, ny + 1)."""
+    ny, nx = tiles.shape.yx
     a = tiles.base.transform
     ys = np.cumsum([0] + [tiles[i, 0].shape.y for i in range(ny)])
     xs = np.cumsum([0] + [tiles[0, j].shape.x for j in range(nx)])
+    return a.c + a.a * xs, a.f + a.e * ys
+
+
+def _segment_pairs(
+    geoms: np.ndarray, segs: tuple[np.ndarray, ...], xe: np.ndarray, ye: np.ndarray, grow: float, inner: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique ``tile * len(geoms) + k`` of the tiles whose box, grown by ``grow`` (CRS units; negative:
+    shrunk) on every side, a boundary segment of polygon k crosses (``segs`` clipped to each row's band of y,
+    their x-range mapped to columns); and, when ``inner`` (``grow`` >= 0: neighbouring boxes overlap), of the
+    tiles between such tiles of a row whose centre is inside polygon k (tested once per run of neighbouring
+    tiles, which no boundary crosses). North-up tiles: column edges ``xe`` (x increasing), row edges ``ye``
+    (y decreasing)."""
+    n, nx, ny = len(geoms), len(xe) - 1, len(ye) - 1
+    x1, y1, x2, y2, owner = segs
+    # rows i whose band [ye[i + 1] - grow, ye[i] + grow] meets the segment's y-range [ylo, yhi]
+    ylo, yhi = np.minimum(y1, y2), np.maximum(y1, y2)
+    r0 = np.maximum(np.searchsorted(-ye[1:], -(yhi + grow), side="left"), 0)
+    r1 = np.minimum(np.searchsorted(-ye[:-1], grow - ylo, side="right") - 1, ny - 1)
+    cnt = np.maximum(r1 - r0 + 1, 0)
+    seg = np.repeat(np.arange(len(x1)), cnt)
+    row = np.repeat(r0, cnt) + (np.arange(seg.size) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+    blo, bhi = ye[row + 1] - grow, ye[row] + grow
+    sx1, sy1, sx2, sy2 = x1[seg], y1[seg], x2[seg], y2[seg]
+    dy = sy2 - sy1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ta, tb = (blo - sy1) / dy, (bhi - sy1) / dy
+    flat = dy == 0
+    t0 = np.where(flat, 0.0, np.clip(np.minimum(ta, tb), 0.0, 1.0))
+    t1 = np.where(flat, 1.0, np.clip(np.maximum(ta, tb), 0.0, 1.0))
+    xa, xb = sx1 + t0 * (sx2 - sx1), sx1 + t1 * (sx2 - sx1)
+    # columns j whose x-range [xe[j] - grow, xe[j + 1] + grow] meets [u, v]
+    j0 = np.maximum(np.searchsorted(xe[1:] + grow, np.minimum(xa, xb), side="left"), 0)
+    j1 = np.minimum(np.searchsorted(xe[:-1] - grow, np.maximum(xa, xb), side="right") - 1, nx - 1)
+    k = owner[seg]
+    keys = _expand(row * nx, j0, j1, k, n)
+    if not inner:
+        return keys, keys[:0]
+    # per (polygon, row): the tiles between the boundary's first and last column that no segment crosses
+    pr = k * ny + row
+    order = np.argsort(pr, kind="stable")
+    starts = np.flatnonzero(np.r_[True, pr[order][1:] != pr[order][:-1]])
+    lo, hi = np.minimum.reduceat(j0[order], starts), np.maximum.reduceat(j1[order], starts)
+    kk, rr = np.divmod(pr[order][starts], ny)
+    between = _expand(rr * nx, lo, hi, kk, n)
+    between = between[~_member(between, keys)]
+    return keys, (between[_inside_runs(geoms, between, xe, ye)] if between.size else between)
+
+
+def _inside_runs(geoms: np.ndarray, keys: np.ndarray, xe: np.ndarray, ye: np.ndarray) -> np.ndarray:
+    """For tile-polygon ``keys`` (``tile * len(geoms) + k``) that no boundary segment crosses: whether the tile
+    lies inside polygon k, tested at the centre of the first tile of each run of neighbouring tiles in a row."""
+    n, nx = len(geoms), len(xe) - 1
+    q, k = np.divmod(keys, n)
+    i, j = np.divmod(q, nx)
+    order = np.lexsort((j, i, k))
+    ks, i_s, js = k[order], i[order], j[order]
+    new = np.r_[True, (ks[1:] != ks[:-1]) | (i_s[1:] != i_s[:-1]) | (js[1:] != js[:-1] + 1)]
+    first = np.flatnonzero(new)
+    fi, fj = i_s[first], js[first]
+    inside = shapely.contains_xy(geoms[ks[first]], (xe[fj] + xe[fj + 1]) / 2, (ye[fi] + ye[fi + 1]) / 2)
+    out = np.empty(len(keys), bool)
+    out[order] = np.repeat(inside, np.diff(np.r_[first, len(keys)]))
+    return out
+
+
+def _expand(base: np.ndarray, j0: np.ndarray, j1: np.ndarray, k: np.ndarray, n: int) -> np.ndarray:
+    """Sorted unique ``(base + j) * n + k`` for every j in [j0, j1] (empty ranges skipped)."""
+    cnt = np.maximum(j1 - j0 + 1, 0)
+    idx = np.repeat(np.arange(cnt.size), cnt)
+    j = np.repeat(j0, cnt) + (np.arange(idx.size) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+    return _uniq((base[idx] + j) * n + k[idx])
+
+
+def _uniq(a: np.ndarray) -> np.ndarray:
+    """Sorted unique values of an int array (by sorting: numpy's hashing unique is slower on millions)."""
+    a = np.sort(a)
+    return a[np.r_[True, a[1:] != a[:-1]]] if a.size else a
+
+
+def _member(a: np.ndarray, sorted_b: np.ndarray) -> np.ndarray:
+    """Which values of ``a`` are in the sorted unique array ``sorted_b``."""
+    if not sorted_b.size:
+        return np.zeros(a.shape, bool)
+    pos = np.minimum(np.searchsorted(sorted_b, a), sorted_b.size - 1)
+    return sorted_b[pos] == a
+
+
+def _strtree_pairs(geoms: np.ndarray, tiles: GeoboxTiles, pad_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`tile_scene_pairs` by one STRtree query of the buffered footprints against the tiles' boxes (any
+    grid, any geometry)."""
+    ny, nx = tiles.shape.yx
+    pad = pad_px * abs(tiles.base.resolution.x)
+    grown = shapely.buffer(geoms, pad)
+    shapely.prepare(grown)
+    a = tiles.base.transform
     if abs(a.b) > 0 or abs(a.d) > 0:  # a rotated grid: the tiles' own polygons
         boxes = np.array([tiles[i, j].extent.geom for i in range(ny) for j in range(nx)], dtype=object)
     else:
+        xe, ye = _tile_edges(tiles)
         ii, jj = np.divmod(np.arange(ny * nx), nx)
-        x0, x1 = a.c + a.a * xs[jj], a.c + a.a * xs[jj + 1]
-        y0, y1 = a.f + a.e * ys[ii], a.f + a.e * ys[ii + 1]
+        x0, x1 = xe[jj], xe[jj + 1]
+        y0, y1 = ye[ii], ye[ii + 1]
         boxes = shapely.box(np.minimum(x0, x1), np.minimum(y0, y1), np.maximum(x0, x1), np.maximum(y0, y1))
     scene_idx, tile_idx = shapely.STRtree(boxes).query(grown, predicate="intersects")
     order = np.lexsort((scene_idx, tile_idx))
