@@ -280,6 +280,54 @@ def _template(gbox, utc: np.ndarray, geoms: np.ndarray, ts: int):
     return time_axis, template
 
 
+def consistent_index(path: Path) -> None:
+    """Rewrite the grown index ``path`` (items.parquet) so that every item's rasters cover its footprint:
+    ``proj:code`` the UTM zone of the footprint's centre, each asset's ``proj:transform`` / ``proj:shape`` the
+    footprint's UTM bounds at the asset's pixel size. (The grown rows keep their template's, which lie
+    elsewhere: a real plan would skip every item as 'raster outside the item's geometry'.)"""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    import shapely
+    from pyproj import Transformer
+
+    from orbitcube.catalog.index import write_index
+
+    t = pq.read_table(path)
+    geoms = shapely.from_wkb(t.column("geometry").to_numpy(zero_copy_only=False))
+    lon, lat = shapely.get_coordinates(shapely.centroid(geoms)).T
+    epsg = np.where(lat >= 0, 32600, 32700) + np.clip(np.floor((lon + 180) / 6).astype(int) + 1, 1, 60)
+    n = len(geoms)
+    xmin, ymin, xmax, ymax = np.full(n, np.inf), np.full(n, np.inf), np.full(n, -np.inf), np.full(n, -np.inf)
+    xy, which = shapely.get_coordinates(geoms, return_index=True)
+    for code in np.unique(epsg):
+        sel = epsg[which] == code
+        x, y = Transformer.from_crs(4326, int(code), always_xy=True).transform(xy[sel, 0], xy[sel, 1])
+        rows = which[sel]
+        np.minimum.at(xmin, rows, x), np.minimum.at(ymin, rows, y)
+        np.maximum.at(xmax, rows, x), np.maximum.at(ymax, rows, y)
+    assets = t.column("assets").combine_chunks()
+    children = []
+    for f in assets.type:
+        a = assets.field(f.name)
+        res = np.abs(pc.list_element(a.field("proj:transform"), 0).to_numpy(zero_copy_only=False))
+        x0, y1 = np.floor(xmin / res) * res, np.ceil(ymax / res) * res
+        w, h = np.ceil((xmax - x0) / res).astype(np.int64), np.ceil((y1 - ymin) / res).astype(np.int64)
+        zero = np.zeros(n)
+        tr = pa.ListArray.from_arrays(np.arange(n + 1) * 6, pa.array(np.column_stack([res, zero, x0, zero, -res, y1]).ravel()))
+        shape = pa.ListArray.from_arrays(np.arange(n + 1) * 2, pa.array(np.column_stack([h, w]).ravel()))
+        new = {"proj:transform": tr, "proj:shape": shape}
+        kids = [new[c.name].cast(c.type) if c.name in new else a.field(c.name) for c in f.type]
+        children.append(pa.StructArray.from_arrays(kids, fields=list(f.type), mask=a.is_null()))
+    t = t.set_column(t.schema.get_field_index("assets"), t.schema.field("assets"),
+                     pa.StructArray.from_arrays(children, fields=list(assets.type), mask=assets.is_null()))
+    t = t.set_column(t.schema.get_field_index("proj:code"), t.schema.field("proj:code"),
+                     pa.array([f"EPSG:{c}" for c in epsg.tolist()], pa.string()))  # fmt: skip
+    tmp = path.with_name("items.tmp.parquet")
+    write_index(t, tmp)
+    tmp.replace(path)
+
+
 def continent(work: Path, n_items: int, workers: int) -> dict:
     """Plan a year of the grown index on the continental grid (no pystac Items: footprints from the index's
     WKB column), timed phase by phase; plus the per-item cost of search + screening on three days of it."""
