@@ -120,8 +120,30 @@ def _asset_keys(cat) -> list[str]:
 
 
 def _fields(cat, rows: np.ndarray, paths: Sequence[str]) -> dict[str, pa.Array]:
-    """Columns or nested struct fields (``assets.B04.href``) of index ``rows``: only those leaves decoded."""
+    """Columns or nested struct fields (``assets.B04.href``) of index ``rows``: taken from what
+    :func:`_prefetch` decoded when it holds them, else only those leaves decoded."""
+    pre = cat._cache.get("planitems")
+    if pre is not None and all(p in pre[1] for p in paths):
+        pos = pre[0][rows]
+        if pos.size == 0 or pos.min() >= 0:
+            idx = pa.array(pos)
+            return {p: pre[1][p].take(idx) for p in paths}
     return cat.take_fields(rows, paths)
+
+
+def _prefetch(cat, rows: np.ndarray) -> None:
+    """Decode, in one pass over the row groups holding ``rows``, every leaf the plan reads of them: ids, times,
+    footprints, bboxes, collection, and per asset its href and projection fields."""
+    names = cat.schema.names
+    paths = [n for n in ("id", "collection", "datetime", "start_datetime", "end_datetime", "geometry") if n in names]
+    paths += [f"bbox.{k}" for k in ("xmin", "ymin", "xmax", "ymax")] if "bbox" in names else []
+    paths += [n for n in ("proj:code", "proj:epsg", "proj:transform") if n in names]
+    for key in _asset_keys(cat):
+        have = {f.name for f in cat.schema.field("assets").type.field(key).type}
+        paths += [f"assets.{key}.{n}" for n in ("href", "proj:transform", "proj:shape", "proj:code", "proj:epsg") if n in have]
+    pos = np.full(cat.num_rows, -1, np.int64)
+    pos[rows] = np.arange(len(rows))
+    cat._cache["planitems"] = (pos, cat.take_fields(rows, paths))
 
 
 def _absolute(cat, href: str) -> str:
@@ -153,7 +175,8 @@ def find_rows(recipe, storage, bands: Sequence[str], mask: bool) -> RowsFound | 
     )
     cat = open_catalog(source, allow=[str(e) for e in catalog_policy(recipe).allow])
     rows = select_rows(cat, q)
-    ids = cat.take_fields(rows, ["id"])["id"].to_pylist()
+    _prefetch(cat, rows)
+    ids = _fields(cat, rows, ["id"])["id"].to_pylist()
     _check_policy(cat, rows, ids)
     group, layouts = _layouts(cat, rows, bands, mask)
     keep, skipped = _screen(cat, rows, bands, mask, group, layouts)
@@ -285,8 +308,7 @@ def _holds_footprint(cat, rows: np.ndarray, key: str) -> np.ndarray:
     idx = np.flatnonzero(full)
     if not idx.size:
         return ok
-    t = np.array(tr.take(pa.array(idx)).to_pylist(), dtype=float)[:, :6]
-    sh = np.array(shape.take(pa.array(idx)).to_pylist(), dtype=float)[:, :2]
+    t, sh = _matrix(tr.take(pa.array(idx)), 6), _matrix(shape.take(pa.array(idx)), 2)
     north_up = (t[:, 1] == 0) & (t[:, 3] == 0)
     geoms = shapely.from_wkb(cols["geometry"].take(pa.array(idx)).to_numpy(zero_copy_only=False))
     cx, cy = shapely.get_coordinates(shapely.centroid(geoms)).T
@@ -312,6 +334,18 @@ def _holds_footprint(cat, rows: np.ndarray, key: str) -> np.ndarray:
     return ok
 
 
+def _matrix(lists: pa.Array, width: int) -> np.ndarray:
+    """The first ``width`` values of each (non-null, at least ``width`` long) list as an (n, width) float
+    array."""
+    lists = lists.combine_chunks() if isinstance(lists, pa.ChunkedArray) else lists
+    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+    values = pc.list_flatten(lists).to_numpy(zero_copy_only=False).astype(float)
+    if (lengths == width).all():
+        return values.reshape(-1, width)
+    starts = np.r_[0, np.cumsum(lengths)[:-1]]
+    return values[starts[:, None] + np.arange(width)]
+
+
 def _codes(cols: dict[str, pa.Array], key: str) -> np.ndarray:
     """Per row the CRS code of asset ``key`` as the screening reads it (object array, None where unknown):
     the asset's ``proj:code``, else the item's, else ``EPSG:`` + the asset's ``proj:epsg``, else the item's."""
@@ -319,8 +353,10 @@ def _codes(cols: dict[str, pa.Array], key: str) -> np.ndarray:
     code = np.full(n, None, dtype=object)
     for p in ("proj:epsg", f"assets.{key}.proj:epsg", "proj:code", f"assets.{key}.proj:code"):  # last wins
         if p in cols:
-            v = cols[p].to_pylist()
-            fmt = np.array([None if x is None else (x if p.endswith("code") else f"EPSG:{x}") for x in v], object)
+            enc = pc.dictionary_encode(cols[p].cast(pa.string()) if p.endswith("epsg") else cols[p])
+            words = [None if x is None else (x if p.endswith("code") else f"EPSG:{x}") for x in enc.dictionary.to_pylist()]
+            idx = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
+            fmt = np.array(words + [None], dtype=object)[idx]
             code = np.where(fmt != None, fmt, code)  # noqa: E711 (element-wise)
     return code
 
@@ -379,18 +415,29 @@ def rows_anchor(cat, rows: np.ndarray, group: np.ndarray, layouts: list[tuple], 
                 tr = cols["proj:transform"] if tr is None else pc.if_else(tr.is_valid(), tr, cols["proj:transform"])
             if tr is None:
                 continue
-            ok = np.flatnonzero(tr.is_valid().to_numpy(zero_copy_only=False) & (pc.list_value_length(pc.fill_null(tr, [])).to_numpy(zero_copy_only=False) >= 6))
+            ok = np.flatnonzero(tr.is_valid().to_numpy(zero_copy_only=False) & (pc.fill_null(pc.list_value_length(tr), 0).to_numpy(zero_copy_only=False) >= 6))
             if not ok.size:
                 continue
-            m = np.array(tr.take(pa.array(ok)).to_pylist(), dtype=float)[:, :6]
+            m = _matrix(tr.take(pa.array(ok)), 6)
             near = (np.abs(np.abs(m[:, 0]) - res) <= ALIGN_TOL * res) & (np.abs(np.abs(m[:, 4]) - res) <= ALIGN_TOL * res)
             near &= (m[:, 1] == 0) & (m[:, 3] == 0)
             code = _codes(cols, key)[ok]
+            near &= np.isin(code, [c for c in set(code[near].tolist()) if _same_crs(c, crs)])
             for c, row in zip(code[near].tolist(), m[near].tolist(), strict=True):
                 k = (c, *row)
                 if k not in reps:
                     reps[k] = SimpleNamespace(properties={}, assets={key: SimpleNamespace(extra_fields={"proj:code": c, "proj:transform": row})})
     return items_anchor(list(reps.values()), None, crs, res)
+
+
+def _same_crs(code: str | None, crs: Any) -> bool:
+    """Whether ``code`` names the CRS ``crs`` (False for None or an unknown code)."""
+    from odc.geo.crs import CRS, norm_crs
+
+    try:
+        return code is not None and CRS(code) == norm_crs(crs)
+    except Exception:  # noqa: BLE001 (pyproj raises several types)
+        return False
 
 
 def lonlat_from_wkb(wkb: np.ndarray, bbox: Sequence[np.ndarray]) -> tuple[list, np.ndarray]:
