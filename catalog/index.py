@@ -199,10 +199,13 @@ class ItemIndex:
         elif other:
             tables.append(self.schema.empty_table().select(list(dict.fromkeys(p.split(".")[0] for p in other))))
         out: dict[str, pa.Array] = {}
+        whole: dict[tuple[int, str], pa.Array] = {}
         for p in paths:
             top, *rest = p.split(".")
-            t = next(t for t in tables if top in t.column_names and (not rest or _has(t.schema.field(top), rest)))
-            arr = t.column(top).combine_chunks()
+            n = next(n for n, t in enumerate(tables) if top in t.column_names and _has(t.schema.field(top), rest))
+            if (n, top) not in whole:
+                whole[(n, top)] = tables[n].column(top).combine_chunks()
+            arr = whole[(n, top)]
             for name in rest:
                 arr = pc.struct_field(arr, name)
             out[p] = arr

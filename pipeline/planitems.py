@@ -11,8 +11,11 @@ pystac path (tests/pipeline/test_planitems.py).
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pystac
 import shapely
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ItemList",
@@ -33,6 +38,14 @@ __all__ = [
     "solar_days",
     "time_labels",
 ]
+
+
+@contextmanager
+def timed(phase: str) -> Iterator[None]:
+    """Log (INFO) how long ``phase`` of planning took: ``orbitcube run --dry-run`` prints it on stderr."""
+    t0 = time.perf_counter()
+    yield
+    log.info("plan: %s in %.2f s", phase, time.perf_counter() - t0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,13 +186,16 @@ def find_rows(recipe, storage, bands: Sequence[str], mask: bool) -> RowsFound | 
         max_cloud_cover=s.max_cloud_cover,
         filter=s.filter,
     )
-    cat = open_catalog(source, allow=[str(e) for e in catalog_policy(recipe).allow])
-    rows = select_rows(cat, q)
-    _prefetch(cat, rows)
-    ids = _fields(cat, rows, ["id"])["id"].to_pylist()
-    _check_policy(cat, rows, ids)
-    group, layouts = _layouts(cat, rows, bands, mask)
-    keep, skipped = _screen(cat, rows, bands, mask, group, layouts)
+    with timed("index search"):
+        cat = open_catalog(source, allow=[str(e) for e in catalog_policy(recipe).allow])
+        rows = select_rows(cat, q)
+    with timed(f"index columns of {len(rows)} rows"):
+        _prefetch(cat, rows)
+        ids = _fields(cat, rows, ["id"])["id"].to_pylist()
+    with timed("access policy and screening"):
+        _check_policy(cat, rows, ids)
+        group, layouts = _layouts(cat, rows, bands, mask)
+        keep, skipped = _screen(cat, rows, bands, mask, group, layouts)
     return RowsFound(rows[keep], [ids[i] for i in np.flatnonzero(keep)], skipped, cat, group[keep], layouts)
 
 
@@ -370,23 +386,29 @@ def plan_rows(recipe, storage, found: RowsFound):
 
     cat, rows, g = found.catalog, found.rows, recipe.grid
     bands = recipe.load.bands
-    anchor = rows_anchor(cat, rows, found.group, found.layouts, g.crs, float(g.resolution)) or "edge"
-    geobox = output_grid([], crs=g.crs, resolution=g.resolution, aoi=recipe.search.aoi, bands=bands, anchor=anchor)
-    tiles = _tiles(recipe, geobox)
+    with timed("grid"):
+        anchor = rows_anchor(cat, rows, found.group, found.layouts, g.crs, float(g.resolution)) or "edge"
+        geobox = output_grid([], crs=g.crs, resolution=g.resolution, aoi=recipe.search.aoi, bands=bands, anchor=anchor)
+        tiles = _tiles(recipe, geobox)
     names = cat.schema.names
     tcols = [n for n in ("datetime", "start_datetime", "end_datetime") if n in names]
-    cols = cat.take_fields(rows, ["geometry", *(f"bbox.{k}" for k in ("xmin", "ymin", "xmax", "ymax")), *tcols])
-    bbox = [pc.fill_null(cols[f"bbox.{k}"], np.nan).to_numpy(zero_copy_only=False) for k in ("xmin", "ymin", "xmax", "ymax")]
-    shapes, lons = lonlat_from_wkb(cols["geometry"].to_numpy(zero_copy_only=False), bbox)
+    cols = _fields(cat, rows, ["geometry", *(f"bbox.{k}" for k in ("xmin", "ymin", "xmax", "ymax")), *tcols])
     skipped = dict(found.skipped)
-    pos, plans = _tile_plans(found.ids, footprints_from_shapes(shapes, geobox), geobox, tiles, skipped)
-    nat = np.full(len(rows), np.datetime64("NaT"), "datetime64[us]")
-    t = {n: (_us(cols[n]) if n in cols else nat) for n in ("datetime", "start_datetime", "end_datetime")}
-    ids = [found.ids[n] for n in pos.tolist()]
-    times = time_labels(*(t[n][pos] for n in t), ids, lons[pos], recipe.load.groupby)
+    with timed(f"footprints of {len(rows)} items on the grid"):
+        bbox = [pc.fill_null(cols[f"bbox.{k}"], np.nan).to_numpy(zero_copy_only=False) for k in ("xmin", "ymin", "xmax", "ymax")]
+        shapes, lons = lonlat_from_wkb(cols["geometry"].to_numpy(zero_copy_only=False), bbox)
+        footprints = footprints_from_shapes(shapes, geobox)
+    with timed(f"items of {tiles.shape.y * tiles.shape.x} tiles"):
+        pos, plans = _tile_plans(found.ids, footprints, geobox, tiles, skipped)
+    with timed("time axis"):
+        nat = np.full(len(rows), np.datetime64("NaT"), "datetime64[us]")
+        t = {n: (_us(cols[n]) if n in cols else nat) for n in ("datetime", "start_datetime", "end_datetime")}
+        ids = [found.ids[n] for n in pos.tolist()]
+        times = time_labels(*(t[n][pos] for n in t), ids, lons[pos], recipe.load.groupby)
     allow = tuple(str(e) for e in catalog_policy(recipe).allow)
     source = ItemRows(str(recipe.catalog.source), allow, rows[pos], tuple(ids))
-    return finish_plan(recipe, storage, geobox, tiles, plans, source, ids, skipped, times)
+    with timed("template and bytes"):
+        return finish_plan(recipe, storage, geobox, tiles, plans, source, ids, skipped, times)
 
 
 def _us(col: pa.Array) -> np.ndarray:
