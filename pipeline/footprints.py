@@ -223,7 +223,7 @@ def tile_scene_pairs(
     then scene: the pairs whose footprint, grown by ``pad_px`` output pixels (``shapely.buffer``), intersects the
     tile's box. No Python object per pair (100,000 scenes x 10,000 tiles are millions of pairs).
 
-    On a north-up grid, polygonal footprints are matched on arrays (:func:`_segment_pairs`), from their
+    On a north-up grid, polygonal footprints are matched on arrays (:func:`_crossed`), from their
     boundaries thinned to every :data:`_THIN`-th vertex where that moves them by less than one output pixel:
     a tile's box shrunk by that pixel and crossed by a thinned boundary meets the footprint; a box grown by
     the pad and the pixel that no thinned boundary crosses lies wholly inside the footprint (one point test per
@@ -261,44 +261,51 @@ def tile_scene_pairs(
 #: footprints matched per batch (bounds the memory of the segment arrays)
 _BAND_BATCH = 20_000
 #: boundaries are thinned to every _THIN-th vertex for matching (where that moves them by less than a pixel)
-_THIN = 3
+_THIN = 4
 
 
 def _batch_pairs(
     geoms: np.ndarray, xe: np.ndarray, ye: np.ndarray, pad: float, tol: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """(tile, index into ``geoms``) of the polygons ``geoms`` whose buffer by ``pad`` meets a tile's box."""
-    n, nx = len(geoms), len(xe) - 1
+    n, nx, ny = len(geoms), len(xe) - 1, len(ye) - 1
     segs = _thinned_segments(geoms, tol)
-    shapely.prepare(geoms)
     # crossed by a thinned boundary once shrunk by tol: meets the footprint
-    hit, _ = _segment_pairs(geoms, segs, xe, ye, -tol, inner=False)
+    hit = _expand(_crossed(segs, xe, ye, -tol)[0], nx, ny)
     # grown by pad + tol: crossed by a thinned boundary (decided below), or wholly inside or outside
-    cand, inside = _segment_pairs(geoms, segs, xe, ye, pad + tol, inner=True)
-    hit = _uniq(np.concatenate([hit, inside]))
+    runs, gaps = _crossed(segs, xe, ye, pad + tol)
+    cand = _expand(runs, nx, ny)
+    k, row, j0, _ = gaps
+    inside = shapely.contains_xy(geoms[k], (xe[j0] + xe[j0 + 1]) / 2, (ye[row] + ye[row + 1]) / 2)
+    found = [hit, _expand(tuple(g[inside] for g in gaps), nx, ny)]
     maybe = cand[~_member(cand, hit)]
     if maybe.size:  # near the footprint's edge: the buffered footprint itself decides
-        q, k = np.divmod(maybe, n)
-        grown = shapely.buffer(geoms[k], pad) if pad > 0 else geoms[k]
+        kq, q = np.divmod(maybe, ny * nx)
+        grown = shapely.buffer(geoms[kq], pad) if pad > 0 else geoms[kq]
         i, j = np.divmod(q, nx)
         box = shapely.box(xe[j], ye[i + 1], xe[j + 1], ye[i])
-        hit = _uniq(np.concatenate([hit, maybe[shapely.intersects(grown, box)]]))
-    return np.divmod(hit, n)
+        found.append(maybe[shapely.intersects(grown, box)])
+    k, q = np.divmod(np.concatenate(found), ny * nx)
+    return q, k
 
 
 def _thinned_segments(geoms: np.ndarray, tol: float) -> tuple[np.ndarray, ...]:
     """Boundary segments (x1, y1, x2, y2, polygon index) of the polygons ``geoms``: each ring through every
     :data:`_THIN`-th vertex (and its last), unless a skipped vertex lies farther than ``tol`` from the chord
     that replaces it (then every vertex of that polygon). Within ``tol`` of the true boundary both ways."""
-    parts, part_owner = shapely.get_parts(geoms, return_index=True)
-    rings, ring_part = shapely.get_rings(parts, return_index=True)
-    xy, ring = shapely.get_coordinates(rings, return_index=True)
-    owner_v = part_owner[ring_part[ring]]
+    if (shapely.get_type_id(geoms) == 3).all() and not shapely.get_num_interior_rings(geoms).any():
+        xy, ring = shapely.get_coordinates(geoms, return_index=True)  # one ring per polygon
+        owner_v = ring
+    else:
+        parts, part_owner = shapely.get_parts(geoms, return_index=True)
+        rings, ring_part = shapely.get_rings(parts, return_index=True)
+        xy, ring = shapely.get_coordinates(rings, return_index=True)
+        owner_v = part_owner[ring_part[ring]]
     first = np.r_[True, ring[1:] != ring[:-1]]
     start = np.flatnonzero(first)
     pos = np.arange(len(ring)) - np.repeat(start, np.diff(np.r_[start, len(ring)]))
     last = np.r_[ring[1:] != ring[:-1], True]
-    keep = (pos % _THIN == 0) | last
+    keep = (pos % _THIN == 0) | last | _corners(xy, first, last)
     # the chord of each skipped vertex: from the kept vertex before it to the kept vertex after it
     idx = np.arange(len(ring))
     before = np.maximum.accumulate(np.where(keep, idx, 0))
@@ -311,6 +318,20 @@ def _thinned_segments(geoms: np.ndarray, tol: float) -> tuple[np.ndarray, ...]:
     same = ring[v[1:]] == ring[v[:-1]]
     i1, i2 = v[:-1][same], v[1:][same]
     return xy[i1, 0], xy[i1, 1], xy[i2, 0], xy[i2, 1], owner_v[i1]
+
+
+def _corners(xy: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Vertices where a ring turns by more than :data:`_CORNER_RAD` (kept by the thinning: a footprint's
+    corners, where a chord would cut kilometres off)."""
+    d_in = np.diff(xy, axis=0, prepend=xy[:1])
+    d_out = np.diff(xy, axis=0, append=xy[-1:])
+    cross = d_in[:, 0] * d_out[:, 1] - d_in[:, 1] * d_out[:, 0]
+    dot = np.einsum("ij,ij->i", d_in, d_out)
+    return (np.abs(np.arctan2(cross, dot)) > _CORNER_RAD) & ~first & ~last
+
+
+#: a ring turning by more than this (radians) at a vertex has a corner there
+_CORNER_RAD = 0.02
 
 
 def _point_segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -331,24 +352,22 @@ def _tile_edges(tiles: GeoboxTiles) -> tuple[np.ndarray, np.ndarray]:
     return a.c + a.a * xs, a.f + a.e * ys
 
 
-def _segment_pairs(
-    geoms: np.ndarray, segs: tuple[np.ndarray, ...], xe: np.ndarray, ye: np.ndarray, grow: float, inner: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique ``tile * len(geoms) + k`` of the tiles whose box, grown by ``grow`` (CRS units; negative:
-    shrunk) on every side, a boundary segment of polygon k crosses (``segs`` clipped to each row's band of y,
-    their x-range mapped to columns); and, when ``inner`` (``grow`` >= 0: neighbouring boxes overlap), of the
-    tiles between such tiles of a row whose centre is inside polygon k (tested once per run of neighbouring
-    tiles, which no boundary crosses). North-up tiles: column edges ``xe`` (x increasing), row edges ``ye``
-    (y decreasing)."""
-    n, nx, ny = len(geoms), len(xe) - 1, len(ye) - 1
+def _crossed(
+    segs: tuple[np.ndarray, ...], xe: np.ndarray, ye: np.ndarray, grow: float
+) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """Where boundary segments ``segs`` cross the tiles' boxes grown by ``grow`` (CRS units; negative: shrunk)
+    on every side: per polygon k and tile row, the runs of columns whose box a segment crosses (segments clipped
+    to the row's band of y, their x-range mapped to columns), and the runs between them, which no segment
+    crosses (each wholly inside or outside the polygon when ``grow`` >= 0: neighbouring boxes overlap). Both as
+    (k, row, first column, last column), sorted by (k, row, column). North-up tiles: column edges ``xe``
+    (x increasing), row edges ``ye`` (y decreasing)."""
+    nx, ny = len(xe) - 1, len(ye) - 1
     x1, y1, x2, y2, owner = segs
     # rows i whose band [ye[i + 1] - grow, ye[i] + grow] meets the segment's y-range [ylo, yhi]
     ylo, yhi = np.minimum(y1, y2), np.maximum(y1, y2)
     r0 = np.maximum(np.searchsorted(-ye[1:], -(yhi + grow), side="left"), 0)
     r1 = np.minimum(np.searchsorted(-ye[:-1], grow - ylo, side="right") - 1, ny - 1)
-    cnt = np.maximum(r1 - r0 + 1, 0)
-    seg = np.repeat(np.arange(len(x1)), cnt)
-    row = np.repeat(r0, cnt) + (np.arange(seg.size) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+    seg, row = _ranges(r0, r1)
     blo, bhi = ye[row + 1] - grow, ye[row] + grow
     sx1, sy1, sx2, sy2 = x1[seg], y1[seg], x2[seg], y2[seg]
     dy = sy2 - sy1
@@ -358,53 +377,39 @@ def _segment_pairs(
     t0 = np.where(flat, 0.0, np.clip(np.minimum(ta, tb), 0.0, 1.0))
     t1 = np.where(flat, 1.0, np.clip(np.maximum(ta, tb), 0.0, 1.0))
     xa, xb = sx1 + t0 * (sx2 - sx1), sx1 + t1 * (sx2 - sx1)
-    # columns j whose x-range [xe[j] - grow, xe[j + 1] + grow] meets [u, v]
-    j0 = np.maximum(np.searchsorted(xe[1:] + grow, np.minimum(xa, xb), side="left"), 0)
-    j1 = np.minimum(np.searchsorted(xe[:-1] - grow, np.maximum(xa, xb), side="right") - 1, nx - 1)
-    k = owner[seg]
-    keys = _expand(row * nx, j0, j1, k, n)
-    if not inner:
-        return keys, keys[:0]
-    # per (polygon, row): the tiles between the boundary's first and last column that no segment crosses
-    pr = k * ny + row
-    order = np.argsort(pr, kind="stable")
-    starts = np.flatnonzero(np.r_[True, pr[order][1:] != pr[order][:-1]])
-    lo, hi = np.minimum.reduceat(j0[order], starts), np.maximum.reduceat(j1[order], starts)
-    kk, rr = np.divmod(pr[order][starts], ny)
-    between = _expand(rr * nx, lo, hi, kk, n)
-    between = between[~_member(between, keys)]
-    return keys, (between[_inside_runs(geoms, between, xe, ye)] if between.size else between)
+    # columns j whose x-range [xe[j] - grow, xe[j + 1] + grow] meets [u, v]; -1 and nx: beyond the grid
+    j0 = np.searchsorted(xe[1:] + grow, np.minimum(xa, xb), side="left")
+    j1 = np.searchsorted(xe[:-1] - grow, np.maximum(xa, xb), side="right") - 1
+    j0 = np.where(j1 < 0, -1, j0)
+    j1 = np.where(j0 >= nx, nx, j1)
+    group = owner[seg] * ny + row
+    order = np.argsort(group * (nx + 3) + (j0 + 1), kind="stable")
+    group, j0, j1 = group[order], j0[order], j1[order]
+    # merge overlapping or neighbouring column ranges within each (polygon, row)
+    reach = np.maximum.accumulate(group * (nx + 3) + (j1 + 1)) - group * (nx + 3) - 1
+    first = np.flatnonzero(np.r_[True, (group[1:] != group[:-1]) | (j0[1:] > reach[:-1] + 1)])
+    last = np.r_[first[1:], len(group)] - 1
+    g, a, b = group[first], j0[first], reach[last]
+    inner = np.flatnonzero(g[1:] == g[:-1])  # the run between two crossed runs of one (polygon, row)
+    gaps = (g[inner + 1], b[inner] + 1, a[inner + 1] - 1)
+    a, b = np.maximum(a, 0), np.minimum(b, nx - 1)
+    keep = a <= b
+    return (*np.divmod(g[keep], ny), a[keep], b[keep]), (*np.divmod(gaps[0], ny), gaps[1], gaps[2])
 
 
-def _inside_runs(geoms: np.ndarray, keys: np.ndarray, xe: np.ndarray, ye: np.ndarray) -> np.ndarray:
-    """For tile-polygon ``keys`` (``tile * len(geoms) + k``) that no boundary segment crosses: whether the tile
-    lies inside polygon k, tested at the centre of the first tile of each run of neighbouring tiles in a row."""
-    n, nx = len(geoms), len(xe) - 1
-    q, k = np.divmod(keys, n)
-    i, j = np.divmod(q, nx)
-    order = np.lexsort((j, i, k))
-    ks, i_s, js = k[order], i[order], j[order]
-    new = np.r_[True, (ks[1:] != ks[:-1]) | (i_s[1:] != i_s[:-1]) | (js[1:] != js[:-1] + 1)]
-    first = np.flatnonzero(new)
-    fi, fj = i_s[first], js[first]
-    inside = shapely.contains_xy(geoms[ks[first]], (xe[fj] + xe[fj + 1]) / 2, (ye[fi] + ye[fi + 1]) / 2)
-    out = np.empty(len(keys), bool)
-    out[order] = np.repeat(inside, np.diff(np.r_[first, len(keys)]))
-    return out
-
-
-def _expand(base: np.ndarray, j0: np.ndarray, j1: np.ndarray, k: np.ndarray, n: int) -> np.ndarray:
-    """Sorted unique ``(base + j) * n + k`` for every j in [j0, j1] (empty ranges skipped)."""
-    cnt = np.maximum(j1 - j0 + 1, 0)
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every i and every v in [lo[i], hi[i]] (empty ranges skipped): (i, v), in order."""
+    cnt = np.maximum(hi - lo + 1, 0)
     idx = np.repeat(np.arange(cnt.size), cnt)
-    j = np.repeat(j0, cnt) + (np.arange(idx.size) - np.repeat(np.cumsum(cnt) - cnt, cnt))
-    return _uniq((base[idx] + j) * n + k[idx])
+    return idx, np.repeat(lo, cnt) + (np.arange(idx.size) - np.repeat(np.cumsum(cnt) - cnt, cnt))
 
 
-def _uniq(a: np.ndarray) -> np.ndarray:
-    """Sorted unique values of an int array (by sorting: numpy's hashing unique is slower on millions)."""
-    a = np.sort(a)
-    return a[np.r_[True, a[1:] != a[:-1]]] if a.size else a
+def _expand(runs: tuple[np.ndarray, ...], nx: int, ny: int) -> np.ndarray:
+    """Keys ``(k * ny + row) * nx + column`` of every tile of the runs (k, row, first column, last column):
+    sorted when the runs are sorted and disjoint."""
+    k, row, j0, j1 = runs
+    idx, j = _ranges(j0, j1)
+    return (k[idx] * ny + row[idx]) * nx + j
 
 
 def _member(a: np.ndarray, sorted_b: np.ndarray) -> np.ndarray:
