@@ -307,9 +307,11 @@ def _tile_plans(
     bounds = np.searchsorted(tile_idx, np.arange(ny * nx + 1)).tolist()
     names = np.asarray(ids, dtype=object)[inside][scene_idx].tolist()
     (ty, tx), (h, w) = tiles.chunk_shape((0, 0)).yx, geobox.shape.yx
+    hs, ws = [min(ty, h - i * ty) for i in range(ny)], [min(tx, w - j * tx) for j in range(nx)]
     plans = tuple(
-        TilePlan((i, j), (min(ty, h - i * ty), min(tx, w - j * tx)), tuple(names[bounds[q] : bounds[q + 1]]))
-        for q, (i, j) in enumerate((i, j) for i in range(ny) for j in range(nx))
+        TilePlan((i, j), (hs[i], ws[j]), tuple(names[bounds[i * nx + j] : bounds[i * nx + j + 1]]))
+        for i in range(ny)
+        for j in range(nx)
     )
     return inside, plans
 

@@ -156,7 +156,9 @@ def _prefetch(cat, rows: np.ndarray) -> None:
         paths += [f"assets.{key}.{n}" for n in ("href", "proj:transform", "proj:shape", "proj:code", "proj:epsg") if n in have]
     pos = np.full(cat.num_rows, -1, np.int64)
     pos[rows] = np.arange(len(rows))
-    cat._cache["planitems"] = (pos, cat.take_fields(rows, paths))
+    cat._cache["planitems"] = (pos, cat.take_fields(rows, paths), rows)
+    cat._cache.pop("shapes", None)
+    cat._cache.pop("points", None)
 
 
 def _absolute(cat, href: str) -> str:
@@ -326,9 +328,7 @@ def _holds_footprint(cat, rows: np.ndarray, key: str) -> np.ndarray:
         return ok
     t, sh = _matrix(tr.take(pa.array(idx)), 6), _matrix(shape.take(pa.array(idx)), 2)
     north_up = (t[:, 1] == 0) & (t[:, 3] == 0)
-    geoms = shapely.from_wkb(cols["geometry"].take(pa.array(idx)).to_numpy(zero_copy_only=False))
-    cx, cy = shapely.get_coordinates(shapely.centroid(geoms)).T
-    inside = shapely.contains_xy(geoms, cx, cy)
+    cx, cy, inside = _points(cat, rows[idx])
     x0, y0 = t[:, 2], t[:, 5]
     x1, y1 = x0 + t[:, 0] * sh[:, 1], y0 + t[:, 4] * sh[:, 0]
     res = np.maximum(np.abs(t[:, 0]), np.abs(t[:, 4]))
@@ -348,6 +348,34 @@ def _holds_footprint(cat, rows: np.ndarray, key: str) -> np.ndarray:
         )
     ok[idx] = ~north_up | (inside & held)
     return ok
+
+
+def _shapes(cat, rows: np.ndarray) -> np.ndarray:
+    """The rows' WKB footprints as shapely geometries (parsed once for the prefetched rows)."""
+    pre = cat._cache.get("planitems")
+    if pre is not None and "shapes" not in cat._cache:
+        cat._cache["shapes"] = shapely.from_wkb(pre[1]["geometry"].to_numpy(zero_copy_only=False))
+    if pre is not None:
+        pos = pre[0][rows]
+        if pos.size == 0 or pos.min() >= 0:
+            return cat._cache["shapes"][pos]
+    return shapely.from_wkb(_fields(cat, rows, ["geometry"])["geometry"].to_numpy(zero_copy_only=False))
+
+
+def _points(cat, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row the centroid (lon, lat) of its footprint and whether the footprint holds it (computed once for
+    the prefetched rows)."""
+    if "points" not in cat._cache and "planitems" in cat._cache:
+        g = _shapes(cat, cat._cache["planitems"][2])
+        cx, cy = shapely.get_coordinates(shapely.centroid(g)).T
+        cat._cache["points"] = (cx, cy, shapely.contains_xy(g, cx, cy))
+    if "points" in cat._cache:
+        pos = cat._cache["planitems"][0][rows]
+        if pos.size == 0 or pos.min() >= 0:
+            return tuple(a[pos] for a in cat._cache["points"])
+    g = _shapes(cat, rows)
+    cx, cy = shapely.get_coordinates(shapely.centroid(g)).T
+    return cx, cy, shapely.contains_xy(g, cx, cy)
 
 
 def _matrix(lists: pa.Array, width: int) -> np.ndarray:
@@ -396,7 +424,7 @@ def plan_rows(recipe, storage, found: RowsFound):
     skipped = dict(found.skipped)
     with timed(f"footprints of {len(rows)} items on the grid"):
         bbox = [pc.fill_null(cols[f"bbox.{k}"], np.nan).to_numpy(zero_copy_only=False) for k in ("xmin", "ymin", "xmax", "ymax")]
-        shapes, lons = lonlat_from_wkb(cols["geometry"].to_numpy(zero_copy_only=False), bbox)
+        shapes, lons = lonlat_from_wkb(_shapes(cat, rows), bbox)
         footprints = footprints_from_shapes(shapes, geobox)
     with timed(f"items of {tiles.shape.y * tiles.shape.x} tiles"):
         pos, plans = _tile_plans(found.ids, footprints, geobox, tiles, skipped)
@@ -406,7 +434,7 @@ def plan_rows(recipe, storage, found: RowsFound):
         ids = [found.ids[n] for n in pos.tolist()]
         times = time_labels(*(t[n][pos] for n in t), ids, lons[pos], recipe.load.groupby)
     allow = tuple(str(e) for e in catalog_policy(recipe).allow)
-    source = ItemRows(str(recipe.catalog.source), allow, rows[pos], tuple(ids))
+    source = ItemRows(str(recipe.catalog.source), allow, rows[pos], tuple(ids), {"cat": cat})
     with timed("template and bytes"):
         return finish_plan(recipe, storage, geobox, tiles, plans, source, ids, skipped, times)
 
@@ -470,7 +498,7 @@ def lonlat_from_wkb(wkb: np.ndarray, bbox: Sequence[np.ndarray]) -> tuple[list, 
     from orbitcube.catalog.antimeridian import centre_lon, normalize_lonlat
     from orbitcube.pipeline.footprints import _centre_lons
 
-    geoms = shapely.from_wkb(wkb)
+    geoms = wkb if wkb.size and not isinstance(wkb[0], bytes | bytearray) else shapely.from_wkb(wkb)
     n = len(geoms)
     xy, which = shapely.get_coordinates(geoms, return_index=True)
     simple = (shapely.get_type_id(geoms) == 3) & (shapely.get_num_interior_rings(geoms) == 0)
