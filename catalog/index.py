@@ -197,12 +197,16 @@ class ItemIndex:
         if other and rows.size:
             tables.append(self.take(rows, other))
         elif other:
-            tables.append(self.schema.empty_table().select(list(dict.fromkeys(p.split(".")[0] for p in other))))
+            tables.append(
+                self.schema.empty_table().select(list(dict.fromkeys(p.split(".")[0] for p in other)))
+            )
         out: dict[str, pa.Array] = {}
         whole: dict[tuple[int, str], pa.Array] = {}
         for p in paths:
             top, *rest = p.split(".")
-            n = next(n for n, t in enumerate(tables) if top in t.column_names and _has(t.schema.field(top), rest))
+            n = next(
+                n for n, t in enumerate(tables) if top in t.column_names and _has(t.schema.field(top), rest)
+            )
             if (n, top) not in whole:
                 whole[(n, top)] = tables[n].column(top).combine_chunks()
             arr = whole[(n, top)]

@@ -74,7 +74,8 @@ def footprint_on(geometry: dict | None, gbox: GeoBox) -> BaseGeometry | None:
     geometry in the grid's CRS; None when the item does not touch the grid (or has no geometry)."""
     if not geometry:
         return None
-    part = normalize_lonlat(geometry).intersection(grid_lonlat(gbox))
+    shape, area = normalize_lonlat(geometry), grid_lonlat(gbox)
+    part = shape if area.contains_properly(shape) else shape.intersection(area)  # as footprints_from_shapes
     if part.is_empty or part.area == 0:
         return None
     part = shapely.segmentize(part, _SEGMENT_DEG)
@@ -268,7 +269,7 @@ def _batch_pairs(
     geoms: np.ndarray, xe: np.ndarray, ye: np.ndarray, pad: float, tol: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """(tile, index into ``geoms``) of the polygons ``geoms`` whose buffer by ``pad`` meets a tile's box."""
-    n, nx, ny = len(geoms), len(xe) - 1, len(ye) - 1
+    nx, ny = len(xe) - 1, len(ye) - 1
     segs = _thinned_segments(geoms, tol)
     # crossed by a thinned boundary once shrunk by tol: meets the footprint
     hit = _expand(_crossed(segs, xe, ye, -tol)[0], nx, ny)

@@ -224,20 +224,28 @@ def search_items(recipe: Recipe, storage: Storage | None = None) -> list[pystac.
     :func:`catalog_policy` allows (CatalogError)."""
     from orbitcube.catalog.query import search
 
-    s, source = recipe.search, recipe.catalog.source
+    source = recipe.catalog.source
     storage = storage or Storage.resolve(recipe.storage, recipe.cluster.gdal_env)
     found = search(
         source,
-        bbox=s.aoi if isinstance(s.aoi, tuple) else None,
-        intersects=s.aoi if isinstance(s.aoi, dict) else None,
-        datetime=s.datetime,
-        collections=s.collections,
-        max_cloud_cover=s.max_cloud_cover,
-        filter=s.filter,
+        **search_args(recipe),
         allow=[str(e) for e in catalog_policy(recipe).allow],
         storage_options=storage.options(source),
     )
     return list(found)
+
+
+def search_args(recipe: Recipe) -> dict[str, Any]:
+    """The filters of ``recipe.search`` as keyword arguments of :func:`orbitcube.catalog.query.search`."""
+    s = recipe.search
+    return {
+        "bbox": s.aoi if isinstance(s.aoi, tuple) else None,
+        "intersects": s.aoi if isinstance(s.aoi, dict) else None,
+        "datetime": s.datetime,
+        "collections": s.collections,
+        "max_cloud_cover": s.max_cloud_cover,
+        "filter": s.filter,
+    }
 
 
 def load_items(
@@ -284,7 +292,9 @@ def _check_found(recipe: Recipe, found: int, kept: int, skipped: dict[str, str])
         )
     if not kept:
         first = next(iter(skipped.items()))
-        raise RecipeError(f"search: every one of the {found} found items is skipped, e.g. {first[0]}: {first[1]}")
+        raise RecipeError(
+            f"search: every one of the {found} found items is skipped, e.g. {first[0]}: {first[1]}"
+        )
 
 
 def _tile_plans(
@@ -399,11 +409,15 @@ def _plan_items(
     )
     tiles = _tiles(recipe, geobox)
     ids = [it.id for it in items]
-    pos, plans = _tile_plans(ids, items_on_grid([it.geometry for it in items], geobox), geobox, tiles, skipped)
+    pos, plans = _tile_plans(
+        ids, items_on_grid([it.geometry for it in items], geobox), geobox, tiles, skipped
+    )
     inside = [items[n] for n in pos.tolist()]
     times = time_axis(inside, recipe.load.groupby)
     source = ItemList(tuple(inside))
-    return finish_plan(recipe, storage, geobox, tiles, plans, source, [it.id for it in inside], skipped, times)
+    return finish_plan(
+        recipe, storage, geobox, tiles, plans, source, [it.id for it in inside], skipped, times
+    )
 
 
 def _tiles(recipe: Recipe, geobox: GeoBox) -> GeoboxTiles:

@@ -77,7 +77,13 @@ class ItemRows:
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
-        return {"catalog": self.catalog, "allow": self.allow, "rows": self.rows, "ids": self.ids, "_cache": {}}
+        return {
+            "catalog": self.catalog,
+            "allow": self.allow,
+            "rows": self.rows,
+            "ids": self.ids,
+            "_cache": {},
+        }
 
     def __setstate__(self, state: dict) -> None:
         for k, v in state.items():
@@ -148,12 +154,20 @@ def _prefetch(cat, rows: np.ndarray) -> None:
     """Decode, in one pass over the row groups holding ``rows``, every leaf the plan reads of them: ids, times,
     footprints, bboxes, collection, and per asset its href and projection fields."""
     names = cat.schema.names
-    paths = [n for n in ("id", "collection", "datetime", "start_datetime", "end_datetime", "geometry") if n in names]
+    paths = [
+        n
+        for n in ("id", "collection", "datetime", "start_datetime", "end_datetime", "geometry")
+        if n in names
+    ]
     paths += [f"bbox.{k}" for k in ("xmin", "ymin", "xmax", "ymax")] if "bbox" in names else []
     paths += [n for n in ("proj:code", "proj:epsg", "proj:transform") if n in names]
     for key in _asset_keys(cat):
         have = {f.name for f in cat.schema.field("assets").type.field(key).type}
-        paths += [f"assets.{key}.{n}" for n in ("href", "proj:transform", "proj:shape", "proj:code", "proj:epsg") if n in have]
+        paths += [
+            f"assets.{key}.{n}"
+            for n in ("href", "proj:transform", "proj:shape", "proj:code", "proj:epsg")
+            if n in have
+        ]
     pos = np.full(cat.num_rows, -1, np.int64)
     pos[rows] = np.arange(len(rows))
     cat._cache["planitems"] = (pos, cat.take_fields(rows, paths), rows)
@@ -174,20 +188,12 @@ def find_rows(recipe, storage, bands: Sequence[str], mask: bool) -> RowsFound | 
     on pystac Items; None when the catalog is not a local folder (the caller searches with pystac)."""
     from orbitcube.catalog.query import make_query, select_rows
     from orbitcube.catalog.store import open_catalog
-    from orbitcube.pipeline.plan import catalog_policy
+    from orbitcube.pipeline.plan import catalog_policy, search_args
 
     source = str(recipe.catalog.source)
     if "://" in source and not source.startswith("file://"):
         return None
-    s = recipe.search
-    q = make_query(
-        bbox=s.aoi if isinstance(s.aoi, tuple) else None,
-        intersects=s.aoi if isinstance(s.aoi, dict) else None,
-        datetime=s.datetime,
-        collections=s.collections,
-        max_cloud_cover=s.max_cloud_cover,
-        filter=s.filter,
-    )
+    q = make_query(**search_args(recipe))
     with timed("index search"):
         cat = open_catalog(source, allow=[str(e) for e in catalog_policy(recipe).allow])
         rows = select_rows(cat, q)
@@ -216,7 +222,9 @@ def _check_policy(cat, rows: np.ndarray, ids: list[str]) -> None:
         uniq = pc.unique(col).drop_null().to_pylist()
         refused = [h for h in uniq if violation(_absolute(cat, h), cat.policy) is not None]
         if refused:
-            hit = pc.fill_null(pc.is_in(col, pa.array(refused, pa.string())), False).to_numpy(zero_copy_only=False)
+            hit = pc.fill_null(pc.is_in(col, pa.array(refused, pa.string())), False).to_numpy(
+                zero_copy_only=False
+            )
             bad_rows = np.where(hit & (bad_rows == len(keys)), n, bad_rows)
     first = np.flatnonzero(bad_rows < len(keys))
     if first.size:
@@ -398,7 +406,10 @@ def _codes(cols: dict[str, pa.Array], key: str) -> np.ndarray:
     for p in ("proj:epsg", f"assets.{key}.proj:epsg", "proj:code", f"assets.{key}.proj:code"):  # last wins
         if p in cols:
             enc = pc.dictionary_encode(cols[p].cast(pa.string()) if p.endswith("epsg") else cols[p])
-            words = [None if x is None else (x if p.endswith("code") else f"EPSG:{x}") for x in enc.dictionary.to_pylist()]
+            words = [
+                None if x is None else (x if p.endswith("code") else f"EPSG:{x}")
+                for x in enc.dictionary.to_pylist()
+            ]
             idx = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
             fmt = np.array(words + [None], dtype=object)[idx]
             code = np.where(fmt != None, fmt, code)  # noqa: E711 (element-wise)
@@ -416,14 +427,19 @@ def plan_rows(recipe, storage, found: RowsFound):
     bands = recipe.load.bands
     with timed("grid"):
         anchor = rows_anchor(cat, rows, found.group, found.layouts, g.crs, float(g.resolution)) or "edge"
-        geobox = output_grid([], crs=g.crs, resolution=g.resolution, aoi=recipe.search.aoi, bands=bands, anchor=anchor)
+        geobox = output_grid(
+            [], crs=g.crs, resolution=g.resolution, aoi=recipe.search.aoi, bands=bands, anchor=anchor
+        )
         tiles = _tiles(recipe, geobox)
     names = cat.schema.names
     tcols = [n for n in ("datetime", "start_datetime", "end_datetime") if n in names]
     cols = _fields(cat, rows, ["geometry", *(f"bbox.{k}" for k in ("xmin", "ymin", "xmax", "ymax")), *tcols])
     skipped = dict(found.skipped)
     with timed(f"footprints of {len(rows)} items on the grid"):
-        bbox = [pc.fill_null(cols[f"bbox.{k}"], np.nan).to_numpy(zero_copy_only=False) for k in ("xmin", "ymin", "xmax", "ymax")]
+        bbox = [
+            pc.fill_null(cols[f"bbox.{k}"], np.nan).to_numpy(zero_copy_only=False)
+            for k in ("xmin", "ymin", "xmax", "ymax")
+        ]
         shapes, lons = lonlat_from_wkb(_shapes(cat, rows), bbox)
         footprints = footprints_from_shapes(shapes, geobox)
     with timed(f"items of {tiles.shape.y * tiles.shape.x} tiles"):
@@ -462,21 +478,33 @@ def rows_anchor(cat, rows: np.ndarray, group: np.ndarray, layouts: list[tuple], 
             cols = _fields(cat, sel, paths)
             tr = cols.get(f"assets.{key}.proj:transform")
             if "proj:transform" in cols:
-                tr = cols["proj:transform"] if tr is None else pc.if_else(tr.is_valid(), tr, cols["proj:transform"])
+                tr = (
+                    cols["proj:transform"]
+                    if tr is None
+                    else pc.if_else(tr.is_valid(), tr, cols["proj:transform"])
+                )
             if tr is None:
                 continue
-            ok = np.flatnonzero(tr.is_valid().to_numpy(zero_copy_only=False) & (pc.fill_null(pc.list_value_length(tr), 0).to_numpy(zero_copy_only=False) >= 6))
+            ok = np.flatnonzero(
+                tr.is_valid().to_numpy(zero_copy_only=False)
+                & (pc.fill_null(pc.list_value_length(tr), 0).to_numpy(zero_copy_only=False) >= 6)
+            )
             if not ok.size:
                 continue
             m = _matrix(tr.take(pa.array(ok)), 6)
-            near = (np.abs(np.abs(m[:, 0]) - res) <= ALIGN_TOL * res) & (np.abs(np.abs(m[:, 4]) - res) <= ALIGN_TOL * res)
+            near = (np.abs(np.abs(m[:, 0]) - res) <= ALIGN_TOL * res) & (
+                np.abs(np.abs(m[:, 4]) - res) <= ALIGN_TOL * res
+            )
             near &= (m[:, 1] == 0) & (m[:, 3] == 0)
             code = _codes(cols, key)[ok]
             near &= np.isin(code, [c for c in set(code[near].tolist()) if _same_crs(c, crs)])
             for c, row in zip(code[near].tolist(), m[near].tolist(), strict=True):
                 k = (c, *row)
                 if k not in reps:
-                    reps[k] = SimpleNamespace(properties={}, assets={key: SimpleNamespace(extra_fields={"proj:code": c, "proj:transform": row})})
+                    reps[k] = SimpleNamespace(
+                        properties={},
+                        assets={key: SimpleNamespace(extra_fields={"proj:code": c, "proj:transform": row})},
+                    )
     return items_anchor(list(reps.values()), None, crs, res)
 
 

@@ -48,9 +48,13 @@ def test_row_plan_equals_the_pystac_plan(run_recipe_doc, tmp_path) -> None:
     _assert_same(rows, items)
     tp = next(tp for tp in rows.tile_plans if tp.items)
     assert [it.id for it in rows.tile_items(tp.index)] == list(tp.items)
-    assert [it.to_dict() for it in rows.tile_items(tp.index)] == [it.to_dict() for it in items.tile_items(tp.index)]
+    assert [it.to_dict() for it in rows.tile_items(tp.index)] == [
+        it.to_dict() for it in items.tile_items(tp.index)
+    ]
     again = pickle.loads(pickle.dumps(rows))
-    assert again.tile_plans == rows.tile_plans and [it.id for it in again.tile_items(tp.index)] == list(tp.items)
+    assert again.tile_plans == rows.tile_plans and [it.id for it in again.tile_items(tp.index)] == list(
+        tp.items
+    )
     assert rows.read_env == items.read_env
 
 
@@ -62,7 +66,10 @@ def test_row_plan_skips_what_the_screening_skips(run_mission, run_recipe_doc, tm
     cat_dir = tmp_path / "cat"
     doc = run_recipe_doc(tmp_path / "cube.zarr")
     used = plan_run(doc).item_ids
-    items = sorted((it.clone() for it in open_catalog(run_mission.catalog_path).items), key=lambda it: it.id not in used[:2])
+    items = sorted(
+        (it.clone() for it in open_catalog(run_mission.catalog_path).items),
+        key=lambda it: it.id not in used[:2],
+    )
     gone = tmp_path / "gone.tif"
     shutil.copy(items[0].assets["B04"].get_absolute_href(), gone)
     items[0].assets["B04"].href = str(gone)
@@ -115,10 +122,18 @@ def test_time_labels_equal_the_pystac_time_axis(groupby: str) -> None:
     np.testing.assert_array_equal(lons, full)
 
     def us(v):
-        return np.datetime64(v.astimezone(dt.UTC).replace(tzinfo=None), "us") if v else np.datetime64("NaT", "us")
+        return (
+            np.datetime64(v.astimezone(dt.UTC).replace(tzinfo=None), "us")
+            if v
+            else np.datetime64("NaT", "us")
+        )
+
+    def prop(it, key):
+        v = it.properties.get(key)
+        return us(pystac.utils.str_to_datetime(v) if v else None)
 
     when = np.array([us(it.datetime) for it in items])
-    start = np.array([us(pystac.utils.str_to_datetime(it.properties["start_datetime"])) if "start_datetime" in it.properties else us(None) for it in items])  # noqa: E501
-    end = np.array([us(pystac.utils.str_to_datetime(it.properties["end_datetime"])) if "end_datetime" in it.properties else us(None) for it in items])  # noqa: E501
+    start = np.array([prop(it, "start_datetime") for it in items])
+    end = np.array([prop(it, "end_datetime") for it in items])
     got = time_labels(when, start, end, [it.id for it in items], lons, groupby)
     np.testing.assert_array_equal(got, time_axis(items, groupby))
