@@ -11,6 +11,7 @@ part -- near the grid, where the projection is well behaved -- is projected into
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -24,6 +25,7 @@ from shapely.geometry.base import BaseGeometry
 from orbitcube.catalog.antimeridian import normalize_lonlat
 
 __all__ = [
+    "THREADS",
     "TILE_PAD_PX",
     "footprint_on",
     "footprints_from_shapes",
@@ -108,17 +110,43 @@ def footprints_from_shapes(shapes: Sequence[BaseGeometry | None], gbox: GeoBox) 
     part[~inside] = shapely.intersection(given[~inside], area)
     keep = ~shapely.is_empty(part)
     keep[keep] = shapely.area(part[keep]) != 0
-    part, idx = shapely.segmentize(part[keep], _SEGMENT_DEG), idx[keep]
+    part, idx = part[keep], idx[keep]
     if idx.size == 0:
         return out
-    xy = shapely.get_coordinates(part)
-    x, y = _from_lonlat(gbox.crs.to_wkt()).transform(xy[:, 0], xy[:, 1])
-    projected = shapely.set_coordinates(part, np.column_stack([x, y]))
-    bad = ~shapely.is_valid(projected)  # make_valid returns a valid geometry as it is
-    projected[bad] = shapely.make_valid(projected[bad])
+    wkt = gbox.crs.to_wkt()
+    chunks = [part[lo : lo + _BAND_BATCH] for lo in range(0, len(part), _BAND_BATCH)]
+    projected = np.concatenate(_threaded(lambda c: _project(c, wkt, len(chunks) > 1), chunks))
     for i, g in zip(idx.tolist(), projected.tolist(), strict=True):
         out[i] = None if g.is_empty else g
     return out
+
+
+def _project(part: np.ndarray, crs_wkt: str, own: bool) -> np.ndarray:
+    """Lon/lat polygons segmentized (:data:`_SEGMENT_DEG`) and projected into ``crs_wkt``, made valid. ``own``:
+    a transformer of its own (pyproj transformers are not shared between threads)."""
+    part = shapely.segmentize(part, _SEGMENT_DEG)
+    xy = shapely.get_coordinates(part)
+    fwd = Transformer.from_crs("EPSG:4326", crs_wkt, always_xy=True) if own else _from_lonlat(crs_wkt)
+    x, y = fwd.transform(xy[:, 0], xy[:, 1])
+    projected = shapely.set_coordinates(part, np.column_stack([x, y]))
+    bad = ~shapely.is_valid(projected)  # make_valid returns a valid geometry as it is
+    projected[bad] = shapely.make_valid(projected[bad])
+    return projected
+
+
+def _threaded(fn, chunks: list) -> list:
+    """``[fn(c) for c in chunks]``, on up to :data:`THREADS` threads when there are several chunks (shapely,
+    pyproj and numpy release the GIL in their array calls: a continent's footprints use every core)."""
+    if len(chunks) < 2:
+        return [fn(c) for c in chunks]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(len(chunks), THREADS)) as pool:
+        return list(pool.map(fn, chunks))
+
+
+#: threads of the array steps on 20,000 footprints or more (:func:`footprints_from_shapes`, :func:`tile_scene_pairs`)
+THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 def shapes_and_centroids(geometries: Sequence[dict | None]) -> tuple[list[BaseGeometry | None], np.ndarray]:
@@ -242,13 +270,13 @@ def tile_scene_pairs(
     pad = pad_px * abs(tiles.base.resolution.x)
     tol = abs(tiles.base.resolution.x)
     xe, ye = _tile_edges(tiles)
-    tile_idx, scene_idx = [], []
-    for lo in range(0, len(geoms), _BAND_BATCH):
-        sel = np.flatnonzero(polygonal[lo : lo + _BAND_BATCH]) + lo
-        if sel.size:
-            q, k = _batch_pairs(geoms[sel], xe, ye, pad, tol)
-            tile_idx.append(q)
-            scene_idx.append(sel[k])
+    batches = [
+        np.flatnonzero(polygonal[lo : lo + _BAND_BATCH]) + lo for lo in range(0, len(geoms), _BAND_BATCH)
+    ]
+    batches = [b for b in batches if b.size]
+    found = _threaded(lambda sel: _batch_pairs(geoms[sel], xe, ye, pad, tol), batches)
+    tile_idx = [q for q, _ in found]
+    scene_idx = [sel[k] for sel, (_, k) in zip(batches, found, strict=True)]
     rest = np.flatnonzero(~polygonal)
     if rest.size:
         t, s = _strtree_pairs(geoms[rest], tiles, pad_px)
@@ -384,6 +412,9 @@ def _crossed(
     j0 = np.where(j1 < 0, -1, j0)
     j1 = np.where(j0 >= nx, nx, j1)
     group = owner[seg] * ny + row
+    if not group.size:
+        empty = np.zeros(0, np.int64)
+        return (empty,) * 4, (empty,) * 4
     order = np.argsort(group * (nx + 3) + (j0 + 1), kind="stable")
     group, j0, j1 = group[order], j0[order], j1[order]
     # merge overlapping or neighbouring column ranges within each (polygon, row)

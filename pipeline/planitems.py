@@ -150,29 +150,28 @@ def _fields(cat, rows: np.ndarray, paths: Sequence[str]) -> dict[str, pa.Array]:
     return cat.take_fields(rows, paths)
 
 
-def _prefetch(cat, rows: np.ndarray) -> None:
-    """Decode, in one pass over the row groups holding ``rows``, every leaf the plan reads of them: ids, times,
-    footprints, bboxes, collection, and per asset its href and projection fields."""
+def _prefetch(cat, rows: np.ndarray, keys: Sequence[str] | None = None) -> None:
+    """Decode, in one pass over the row groups holding ``rows``, the leaves the plan reads of them: ids, times,
+    footprints, bboxes, collection, item projection fields and every asset's href; with ``keys``, add the
+    projection fields of those assets (the bands') to what was decoded."""
     names = cat.schema.names
-    paths = [
-        n
-        for n in ("id", "collection", "datetime", "start_datetime", "end_datetime", "geometry")
-        if n in names
-    ]
-    paths += [f"bbox.{k}" for k in ("xmin", "ymin", "xmax", "ymax")] if "bbox" in names else []
-    paths += [n for n in ("proj:code", "proj:epsg", "proj:transform") if n in names]
-    for key in _asset_keys(cat):
+    if keys is None:
+        paths = [n for n in ("id", "collection", "datetime", "start_datetime", "end_datetime") if n in names]
+        paths += ["geometry", *(f"bbox.{k}" for k in ("xmin", "ymin", "xmax", "ymax") if "bbox" in names)]
+        paths += [n for n in ("proj:code", "proj:epsg", "proj:transform") if n in names]
+        paths += [f"assets.{key}.href" for key in _asset_keys(cat)]
+        pos = np.full(cat.num_rows, -1, np.int64)
+        pos[rows] = np.arange(len(rows))
+        cat._cache["planitems"] = (pos, cat.take_fields(rows, paths), rows)
+        cat._cache.pop("shapes", None)
+        cat._cache.pop("points", None)
+        return
+    paths = []
+    for key in keys:
         have = {f.name for f in cat.schema.field("assets").type.field(key).type}
-        paths += [
-            f"assets.{key}.{n}"
-            for n in ("href", "proj:transform", "proj:shape", "proj:code", "proj:epsg")
-            if n in have
-        ]
-    pos = np.full(cat.num_rows, -1, np.int64)
-    pos[rows] = np.arange(len(rows))
-    cat._cache["planitems"] = (pos, cat.take_fields(rows, paths), rows)
-    cat._cache.pop("shapes", None)
-    cat._cache.pop("points", None)
+        proj = ("proj:transform", "proj:shape", "proj:code", "proj:epsg")
+        paths += [f"assets.{key}.{n}" for n in proj if n in have]
+    cat._cache["planitems"][1].update(cat.take_fields(rows, paths))
 
 
 def _absolute(cat, href: str) -> str:
@@ -203,6 +202,7 @@ def find_rows(recipe, storage, bands: Sequence[str], mask: bool) -> RowsFound | 
     with timed("access policy and screening"):
         _check_policy(cat, rows, ids)
         group, layouts = _layouts(cat, rows, bands, mask)
+        _prefetch(cat, rows, sorted({k for _, band_keys in layouts for k in band_keys}))
         keep, skipped = _screen(cat, rows, bands, mask, group, layouts)
     return RowsFound(rows[keep], [ids[i] for i in np.flatnonzero(keep)], skipped, cat, group[keep], layouts)
 

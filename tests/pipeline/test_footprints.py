@@ -284,3 +284,15 @@ def test_array_tile_match_equals_the_strtree_match(pad_px: float) -> None:
     assert len(got[0]) > 10_000
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_array_tile_match_of_footprints_that_cross_no_tile_row() -> None:
+    """Footprints smaller than a pixel, between rows, or beyond the grid: no pair, no error."""
+    from odc.geo.geobox import GeoboxTiles
+
+    from orbitcube.pipeline.footprints import _strtree_pairs, tile_scene_pairs
+
+    tiles = GeoboxTiles(GeoBox.from_bbox((0, 0, 1000, 1000), "EPSG:32632", resolution=10), (32, 32))
+    for geoms in ([shapely.box(500, 500, 503, 503)], [shapely.box(5000, 5000, 6000, 6000)]):
+        got, want = tile_scene_pairs(geoms, tiles), _strtree_pairs(np.array(geoms, dtype=object), tiles, 2)
+        assert [a.tolist() for a in got] == [a.tolist() for a in want]
