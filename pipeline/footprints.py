@@ -283,8 +283,8 @@ def tile_scene_pairs(
         tile_idx.append(t)
         scene_idx.append(rest[s])
     t, s = np.concatenate(tile_idx).astype(np.int64), np.concatenate(scene_idx).astype(np.int64)
-    order = np.lexsort((s, t))
-    return t[order], s[order]
+    key = np.sort(t * len(geoms) + s)  # by tile, then scene
+    return np.divmod(key, len(geoms))
 
 
 #: footprints matched per batch (bounds the memory of the segment arrays)
