@@ -184,6 +184,37 @@ class ItemIndex:
         offset = np.concatenate([[0], np.cumsum(np.diff(starts)[used])])[np.searchsorted(used, group)]
         return sub.take(pa.array(offset + rows - starts[group]))
 
+    def take_fields(self, rows: Sequence[int] | np.ndarray, paths: Sequence[str]) -> dict[str, pa.Array]:
+        """Rows ``rows`` (in that order) of columns or nested struct fields named by dotted ``paths``
+        (``"id"``, ``"assets.B04.href"``): path -> Arrow array (null where a parent struct is null). From the
+        file only those leaves of the row groups holding the rows are decoded; cached columns are reused."""
+        rows = np.asarray(rows, dtype=np.int64)
+        cached = [p for p in paths if p.split(".")[0] in self._cols or self._table is not None]
+        other = [p for p in paths if p not in cached]
+        tables = []
+        if cached:
+            tables.append(self.take(rows, list(dict.fromkeys(p.split(".")[0] for p in cached))))
+        if other and rows.size:
+            tables.append(self.take(rows, other))
+        elif other:
+            tables.append(
+                self.schema.empty_table().select(list(dict.fromkeys(p.split(".")[0] for p in other)))
+            )
+        out: dict[str, pa.Array] = {}
+        whole: dict[tuple[int, str], pa.Array] = {}
+        for p in paths:
+            top, *rest = p.split(".")
+            n = next(
+                n for n, t in enumerate(tables) if top in t.column_names and _has(t.schema.field(top), rest)
+            )
+            if (n, top) not in whole:
+                whole[(n, top)] = tables[n].column(top).combine_chunks()
+            arr = whole[(n, top)]
+            for name in rest:
+                arr = pc.struct_field(arr, name)
+            out[p] = arr
+        return out
+
     def _group_starts(self) -> np.ndarray:
         if "group_starts" not in self._cache:
             meta = self._pf().metadata
@@ -196,6 +227,15 @@ class ItemIndex:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _has(f: pa.Field, names: Sequence[str]) -> bool:
+    """Whether the struct field ``f`` holds the nested field ``names`` (a path below it)."""
+    for name in names:
+        if not pa.types.is_struct(f.type) or f.type.get_field_index(name) < 0:
+            return False
+        f = f.type.field(name)
+    return True
 
 
 def atomic_write_index(table: pa.Table, path: Path) -> None:

@@ -55,9 +55,8 @@ def tile_graph(plan: RunPlan, tile: Tile, gdal_env: dict[str, Any] | None = None
     if not tp.items:  # nothing overlaps: an all-NaN tile, written as missing chunks (the fill value)
         cube = _empty_cube(plan, gbox)
     else:
-        by_id = plan.items_by_id
         env = gdal_env if gdal_env is not None else plan.read_env
-        cube = load_items(plan.recipe, [by_id[i] for i in tp.items], gbox, env).reindex(time=plan.time_axis)
+        cube = load_items(plan.recipe, plan.tile_items(tile), gbox, env).reindex(time=plan.time_axis)
     out = apply_steps(cube, plan.recipe)
     return write_tile(out, plan.store, tile, plan.storage_options)
 

@@ -11,6 +11,7 @@ part -- near the grid, where the projection is well behaved -- is projected into
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -24,6 +25,7 @@ from shapely.geometry.base import BaseGeometry
 from orbitcube.catalog.antimeridian import normalize_lonlat
 
 __all__ = [
+    "THREADS",
     "TILE_PAD_PX",
     "footprint_on",
     "footprints_from_shapes",
@@ -74,7 +76,8 @@ def footprint_on(geometry: dict | None, gbox: GeoBox) -> BaseGeometry | None:
     geometry in the grid's CRS; None when the item does not touch the grid (or has no geometry)."""
     if not geometry:
         return None
-    part = normalize_lonlat(geometry).intersection(grid_lonlat(gbox))
+    shape, area = normalize_lonlat(geometry), grid_lonlat(gbox)
+    part = shape if area.contains_properly(shape) else shape.intersection(area)  # as footprints_from_shapes
     if part.is_empty or part.area == 0:
         return None
     part = shapely.segmentize(part, _SEGMENT_DEG)
@@ -92,23 +95,58 @@ def items_on_grid(geometries: Sequence[dict | None], gbox: GeoBox) -> list[BaseG
 
 
 def footprints_from_shapes(shapes: Sequence[BaseGeometry | None], gbox: GeoBox) -> list[BaseGeometry | None]:
-    """:func:`items_on_grid` from footprints already normalised by :func:`lonlat_shapes`."""
+    """:func:`items_on_grid` from footprints already normalised by :func:`lonlat_shapes`. A footprint the
+    grid's lon/lat area contains is projected as it is (the same polygon its intersection with the area gives,
+    up to the order of its vertices)."""
     out: list[BaseGeometry | None] = [None] * len(shapes)
     idx = np.array([i for i, g in enumerate(shapes) if g is not None], dtype=np.int64)
     if idx.size == 0:
         return out
-    part = shapely.intersection(np.array([shapes[i] for i in idx], dtype=object), grid_lonlat(gbox))
+    given = np.array([shapes[i] for i in idx], dtype=object)
+    area = grid_lonlat(gbox)
+    shapely.prepare(area)
+    inside = shapely.contains_properly(area, given)  # nearly every scene of a large grid: nothing to cut
+    part = given.copy()
+    part[~inside] = shapely.intersection(given[~inside], area)
     keep = ~shapely.is_empty(part)
     keep[keep] = shapely.area(part[keep]) != 0
-    part, idx = shapely.segmentize(part[keep], _SEGMENT_DEG), idx[keep]
+    part, idx = part[keep], idx[keep]
     if idx.size == 0:
         return out
-    xy = shapely.get_coordinates(part)
-    x, y = _from_lonlat(gbox.crs.to_wkt()).transform(xy[:, 0], xy[:, 1])
-    projected = shapely.make_valid(shapely.set_coordinates(part, np.column_stack([x, y])))
+    wkt = gbox.crs.to_wkt()
+    chunks = [part[lo : lo + _BAND_BATCH] for lo in range(0, len(part), _BAND_BATCH)]
+    projected = np.concatenate(_threaded(lambda c: _project(c, wkt, len(chunks) > 1), chunks))
     for i, g in zip(idx.tolist(), projected.tolist(), strict=True):
         out[i] = None if g.is_empty else g
     return out
+
+
+def _project(part: np.ndarray, crs_wkt: str, own: bool) -> np.ndarray:
+    """Lon/lat polygons segmentized (:data:`_SEGMENT_DEG`) and projected into ``crs_wkt``, made valid. ``own``:
+    a transformer of its own (pyproj transformers are not shared between threads)."""
+    part = shapely.segmentize(part, _SEGMENT_DEG)
+    xy = shapely.get_coordinates(part)
+    fwd = Transformer.from_crs("EPSG:4326", crs_wkt, always_xy=True) if own else _from_lonlat(crs_wkt)
+    x, y = fwd.transform(xy[:, 0], xy[:, 1])
+    projected = shapely.set_coordinates(part, np.column_stack([x, y]))
+    bad = ~shapely.is_valid(projected)  # make_valid returns a valid geometry as it is
+    projected[bad] = shapely.make_valid(projected[bad])
+    return projected
+
+
+def _threaded(fn, chunks: list) -> list:
+    """``[fn(c) for c in chunks]``, on up to :data:`THREADS` threads when there are several chunks (shapely,
+    pyproj and numpy release the GIL in their array calls: a continent's footprints use every core)."""
+    if len(chunks) < 2:
+        return [fn(c) for c in chunks]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(len(chunks), THREADS)) as pool:
+        return list(pool.map(fn, chunks))
+
+
+#: threads of the array steps on 20,000 footprints or more (:func:`footprints_from_shapes`, :func:`tile_scene_pairs`)
+THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 def shapes_and_centroids(geometries: Sequence[dict | None]) -> tuple[list[BaseGeometry | None], np.ndarray]:
@@ -211,24 +249,224 @@ def tile_scene_pairs(
     footprints: Sequence[BaseGeometry], tiles: GeoboxTiles, pad_px: float = TILE_PAD_PX
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`scenes_per_tile` as two aligned int64 arrays (row-major tile number, scene index), sorted by tile
-    then scene: one STRtree query of all footprints (grown by ``pad_px`` output pixels) against the tiles'
-    boxes, each footprint prepared once (100,000 scenes x 10,000 tiles are millions of pairs: no Python
-    object per pair)."""
+    then scene: the pairs whose footprint, grown by ``pad_px`` output pixels (``shapely.buffer``), intersects the
+    tile's box. No Python object per pair (100,000 scenes x 10,000 tiles are millions of pairs).
+
+    On a north-up grid, polygonal footprints are matched on arrays (:func:`_crossed`), from their
+    boundaries thinned to every :data:`_THIN`-th vertex where that moves them by less than one output pixel:
+    a tile's box shrunk by that pixel and crossed by a thinned boundary meets the footprint; a box grown by
+    the pad and the pixel that no thinned boundary crosses lies wholly inside the footprint (one point test per
+    run of such tiles) or misses its buffer; only the tiles between -- within about a pixel of a footprint
+    without touching it -- are tested against the buffered footprint. Rotated grids and other geometries: one
+    STRtree query (:func:`_strtree_pairs`, the reference the array path is tested against)."""
     ny, nx = tiles.shape.yx
     if not len(footprints):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    a = tiles.base.transform
+    geoms = np.asarray(footprints, dtype=object)
+    if abs(a.b) > 0 or abs(a.d) > 0 or a.a <= 0 or a.e >= 0:
+        return _strtree_pairs(geoms, tiles, pad_px)
+    polygonal = np.isin(shapely.get_type_id(geoms), (3, 6))  # Polygon, MultiPolygon
     pad = pad_px * abs(tiles.base.resolution.x)
-    grown = shapely.buffer(np.asarray(footprints, dtype=object), pad)
-    shapely.prepare(grown)
+    tol = abs(tiles.base.resolution.x)
+    xe, ye = _tile_edges(tiles)
+    batches = [
+        np.flatnonzero(polygonal[lo : lo + _BAND_BATCH]) + lo for lo in range(0, len(geoms), _BAND_BATCH)
+    ]
+    batches = [b for b in batches if b.size]
+    found = _threaded(lambda sel: _batch_pairs(geoms[sel], xe, ye, pad, tol), batches)
+    tile_idx = [q for q, _ in found]
+    scene_idx = [sel[k] for sel, (_, k) in zip(batches, found, strict=True)]
+    rest = np.flatnonzero(~polygonal)
+    if rest.size:
+        t, s = _strtree_pairs(geoms[rest], tiles, pad_px)
+        tile_idx.append(t)
+        scene_idx.append(rest[s])
+    t, s = np.concatenate(tile_idx).astype(np.int64), np.concatenate(scene_idx).astype(np.int64)
+    key = np.sort(t * len(geoms) + s)  # by tile, then scene
+    return np.divmod(key, len(geoms))
+
+
+#: footprints matched per batch (bounds the memory of the segment arrays)
+_BAND_BATCH = 20_000
+#: boundaries are thinned to every _THIN-th vertex for matching (where that moves them by less than a pixel)
+_THIN = 4
+
+
+def _batch_pairs(
+    geoms: np.ndarray, xe: np.ndarray, ye: np.ndarray, pad: float, tol: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(tile, index into ``geoms``) of the polygons ``geoms`` whose buffer by ``pad`` meets a tile's box."""
+    nx, ny = len(xe) - 1, len(ye) - 1
+    segs = _thinned_segments(geoms, tol)
+    # crossed by a thinned boundary once shrunk by tol: meets the footprint
+    hit = _expand(_crossed(segs, xe, ye, -tol)[0], nx, ny)
+    # grown by pad + tol: crossed by a thinned boundary (decided below), or wholly inside or outside
+    runs, gaps = _crossed(segs, xe, ye, pad + tol)
+    cand = _expand(runs, nx, ny)
+    k, row, j0, _ = gaps
+    inside = shapely.contains_xy(geoms[k], (xe[j0] + xe[j0 + 1]) / 2, (ye[row] + ye[row + 1]) / 2)
+    found = [hit, _expand(tuple(g[inside] for g in gaps), nx, ny)]
+    maybe = cand[~_member(cand, hit)]
+    if maybe.size:  # near the footprint's edge: the buffered footprint itself decides
+        kq, q = np.divmod(maybe, ny * nx)
+        grown = shapely.buffer(geoms[kq], pad) if pad > 0 else geoms[kq]
+        i, j = np.divmod(q, nx)
+        box = shapely.box(xe[j], ye[i + 1], xe[j + 1], ye[i])
+        found.append(maybe[shapely.intersects(grown, box)])
+    k, q = np.divmod(np.concatenate(found), ny * nx)
+    return q, k
+
+
+def _thinned_segments(geoms: np.ndarray, tol: float) -> tuple[np.ndarray, ...]:
+    """Boundary segments (x1, y1, x2, y2, polygon index) of the polygons ``geoms``: each ring through every
+    :data:`_THIN`-th vertex (and its last), unless a skipped vertex lies farther than ``tol`` from the chord
+    that replaces it (then every vertex of that polygon). Within ``tol`` of the true boundary both ways."""
+    if (shapely.get_type_id(geoms) == 3).all() and not shapely.get_num_interior_rings(geoms).any():
+        xy, ring = shapely.get_coordinates(geoms, return_index=True)  # one ring per polygon
+        owner_v = ring
+    else:
+        parts, part_owner = shapely.get_parts(geoms, return_index=True)
+        rings, ring_part = shapely.get_rings(parts, return_index=True)
+        xy, ring = shapely.get_coordinates(rings, return_index=True)
+        owner_v = part_owner[ring_part[ring]]
+    first = np.r_[True, ring[1:] != ring[:-1]]
+    start = np.flatnonzero(first)
+    pos = np.arange(len(ring)) - np.repeat(start, np.diff(np.r_[start, len(ring)]))
+    last = np.r_[ring[1:] != ring[:-1], True]
+    keep = (pos % _THIN == 0) | last | _corners(xy, first, last)
+    # the chord of each skipped vertex: from the kept vertex before it to the kept vertex after it
+    idx = np.arange(len(ring))
+    before = np.maximum.accumulate(np.where(keep, idx, 0))
+    after = np.minimum.accumulate(np.where(keep, idx, len(ring))[::-1])[::-1]
+    dist = _point_segment_distance(xy, xy[before], xy[after])
+    worst = np.zeros(len(geoms))
+    np.maximum.at(worst, owner_v, np.where(keep, 0.0, dist))
+    keep |= worst[owner_v] > tol  # thinning moves this footprint too far: all its vertices
+    v = np.flatnonzero(keep)
+    same = ring[v[1:]] == ring[v[:-1]]
+    i1, i2 = v[:-1][same], v[1:][same]
+    return xy[i1, 0], xy[i1, 1], xy[i2, 0], xy[i2, 1], owner_v[i1]
+
+
+def _corners(xy: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Vertices where a ring turns by more than :data:`_CORNER_RAD` (kept by the thinning: a footprint's
+    corners, where a chord would cut kilometres off)."""
+    d_in = np.diff(xy, axis=0, prepend=xy[:1])
+    d_out = np.diff(xy, axis=0, append=xy[-1:])
+    cross = d_in[:, 0] * d_out[:, 1] - d_in[:, 1] * d_out[:, 0]
+    dot = np.einsum("ij,ij->i", d_in, d_out)
+    return (np.abs(np.arctan2(cross, dot)) > _CORNER_RAD) & ~first & ~last
+
+
+#: a ring turning by more than this (radians) at a vertex has a corner there
+_CORNER_RAD = 0.02
+
+
+def _point_segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance of points ``p`` (n, 2) to segments ``a``-``b`` (n, 2 each)."""
+    d = b - a
+    den = np.einsum("ij,ij->i", d, d)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.clip(np.where(den > 0, np.einsum("ij,ij->i", p - a, d) / den, 0.0), 0.0, 1.0)
+    return np.hypot(*(p - a - t[:, None] * d).T)
+
+
+def _tile_edges(tiles: GeoboxTiles) -> tuple[np.ndarray, np.ndarray]:
+    """The x of the tiles' column edges (increasing, nx + 1) and the y of their row edges (decreasing, ny + 1)."""
+    ny, nx = tiles.shape.yx
     a = tiles.base.transform
     ys = np.cumsum([0] + [tiles[i, 0].shape.y for i in range(ny)])
     xs = np.cumsum([0] + [tiles[0, j].shape.x for j in range(nx)])
+    return a.c + a.a * xs, a.f + a.e * ys
+
+
+def _crossed(
+    segs: tuple[np.ndarray, ...], xe: np.ndarray, ye: np.ndarray, grow: float
+) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """Where boundary segments ``segs`` cross the tiles' boxes grown by ``grow`` (CRS units; negative: shrunk)
+    on every side: per polygon k and tile row, the runs of columns whose box a segment crosses (segments clipped
+    to the row's band of y, their x-range mapped to columns), and the runs between them, which no segment
+    crosses (each wholly inside or outside the polygon when ``grow`` >= 0: neighbouring boxes overlap). Both as
+    (k, row, first column, last column), sorted by (k, row, column). North-up tiles: column edges ``xe``
+    (x increasing), row edges ``ye`` (y decreasing)."""
+    nx, ny = len(xe) - 1, len(ye) - 1
+    x1, y1, x2, y2, owner = segs
+    # rows i whose band [ye[i + 1] - grow, ye[i] + grow] meets the segment's y-range [ylo, yhi]
+    ylo, yhi = np.minimum(y1, y2), np.maximum(y1, y2)
+    r0 = np.maximum(np.searchsorted(-ye[1:], -(yhi + grow), side="left"), 0)
+    r1 = np.minimum(np.searchsorted(-ye[:-1], grow - ylo, side="right") - 1, ny - 1)
+    seg, row = _ranges(r0, r1)
+    blo, bhi = ye[row + 1] - grow, ye[row] + grow
+    sx1, sy1, sx2, sy2 = x1[seg], y1[seg], x2[seg], y2[seg]
+    dy = sy2 - sy1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ta, tb = (blo - sy1) / dy, (bhi - sy1) / dy
+    flat = dy == 0
+    t0 = np.where(flat, 0.0, np.clip(np.minimum(ta, tb), 0.0, 1.0))
+    t1 = np.where(flat, 1.0, np.clip(np.maximum(ta, tb), 0.0, 1.0))
+    xa, xb = sx1 + t0 * (sx2 - sx1), sx1 + t1 * (sx2 - sx1)
+    # columns j whose x-range [xe[j] - grow, xe[j + 1] + grow] meets [u, v]; -1 and nx: beyond the grid
+    j0 = np.searchsorted(xe[1:] + grow, np.minimum(xa, xb), side="left")
+    j1 = np.searchsorted(xe[:-1] - grow, np.maximum(xa, xb), side="right") - 1
+    j0 = np.where(j1 < 0, -1, j0)
+    j1 = np.where(j0 >= nx, nx, j1)
+    group = owner[seg] * ny + row
+    if not group.size:
+        empty = np.zeros(0, np.int64)
+        return (empty,) * 4, (empty,) * 4
+    order = np.argsort(group * (nx + 3) + (j0 + 1), kind="stable")
+    group, j0, j1 = group[order], j0[order], j1[order]
+    # merge overlapping or neighbouring column ranges within each (polygon, row)
+    reach = np.maximum.accumulate(group * (nx + 3) + (j1 + 1)) - group * (nx + 3) - 1
+    first = np.flatnonzero(np.r_[True, (group[1:] != group[:-1]) | (j0[1:] > reach[:-1] + 1)])
+    last = np.r_[first[1:], len(group)] - 1
+    g, a, b = group[first], j0[first], reach[last]
+    inner = np.flatnonzero(g[1:] == g[:-1])  # the run between two crossed runs of one (polygon, row)
+    gaps = (g[inner + 1], b[inner] + 1, a[inner + 1] - 1)
+    a, b = np.maximum(a, 0), np.minimum(b, nx - 1)
+    keep = a <= b
+    return (*np.divmod(g[keep], ny), a[keep], b[keep]), (*np.divmod(gaps[0], ny), gaps[1], gaps[2])
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every i and every v in [lo[i], hi[i]] (empty ranges skipped): (i, v), in order."""
+    cnt = np.maximum(hi - lo + 1, 0)
+    idx = np.repeat(np.arange(cnt.size), cnt)
+    return idx, np.repeat(lo, cnt) + (np.arange(idx.size) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+
+
+def _expand(runs: tuple[np.ndarray, ...], nx: int, ny: int) -> np.ndarray:
+    """Keys ``(k * ny + row) * nx + column`` of every tile of the runs (k, row, first column, last column):
+    sorted when the runs are sorted and disjoint."""
+    k, row, j0, j1 = runs
+    idx, j = _ranges(j0, j1)
+    return (k[idx] * ny + row[idx]) * nx + j
+
+
+def _member(a: np.ndarray, sorted_b: np.ndarray) -> np.ndarray:
+    """Which values of ``a`` are in the sorted unique array ``sorted_b``."""
+    if not sorted_b.size:
+        return np.zeros(a.shape, bool)
+    pos = np.minimum(np.searchsorted(sorted_b, a), sorted_b.size - 1)
+    return sorted_b[pos] == a
+
+
+def _strtree_pairs(geoms: np.ndarray, tiles: GeoboxTiles, pad_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`tile_scene_pairs` by one STRtree query of the buffered footprints against the tiles' boxes (any
+    grid, any geometry)."""
+    ny, nx = tiles.shape.yx
+    pad = pad_px * abs(tiles.base.resolution.x)
+    grown = shapely.buffer(geoms, pad)
+    shapely.prepare(grown)
+    a = tiles.base.transform
     if abs(a.b) > 0 or abs(a.d) > 0:  # a rotated grid: the tiles' own polygons
         boxes = np.array([tiles[i, j].extent.geom for i in range(ny) for j in range(nx)], dtype=object)
     else:
+        xe, ye = _tile_edges(tiles)
         ii, jj = np.divmod(np.arange(ny * nx), nx)
-        x0, x1 = a.c + a.a * xs[jj], a.c + a.a * xs[jj + 1]
-        y0, y1 = a.f + a.e * ys[ii], a.f + a.e * ys[ii + 1]
+        x0, x1 = xe[jj], xe[jj + 1]
+        y0, y1 = ye[ii], ye[ii + 1]
         boxes = shapely.box(np.minimum(x0, x1), np.minimum(y0, y1), np.maximum(x0, x1), np.maximum(y0, y1))
     scene_idx, tile_idx = shapely.STRtree(boxes).query(grown, predicate="intersects")
     order = np.lexsort((scene_idx, tile_idx))

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from orbitcube.pipeline.errors import GridError, RecipeError
 
-#: most pixels of one (y, x) output grid (about 69 gigapixels, e.g. 830 x 830 km at 10 m)
-MAX_GRID_PIXELS = 2**36
+#: most pixels of one (y, x) output grid: about 4.4 x 10^12, three times the Earth's land at 10 m (a continent at
+#: 10 m is 2 x 10^11). Nothing is allocated per pixel (tiles are planned, computed and written one at a time;
+#: :data:`MAX_TILES` bounds the per-tile work of planning), so this only catches typos: a resolution in degrees
+#: or millimetres, an AOI in the wrong CRS
+MAX_GRID_PIXELS = 2**42
 #: most tiles (= chunks in space) of one run
 MAX_TILES = 100_000
 #: plans writing more (uncompressed bytes) than this need a confirmation
@@ -38,7 +41,8 @@ def check_grid_size(shape_yx: tuple[int, int], tile_shape: tuple[int, int], reso
     if pixels > MAX_GRID_PIXELS:
         raise GridError(
             f"grid.resolution {resolution:g} gives a grid of {ny} x {nx} = {pixels:.3g} pixels (y, x); the limit "
-            f"is {MAX_GRID_PIXELS:.3g}: check grid.resolution (CRS units, metres for UTM, e.g. 10) and the AOI"
+            f"is {MAX_GRID_PIXELS:.3g} (MAX_GRID_PIXELS, three times the Earth's land at 10 m): check "
+            "grid.resolution (CRS units, metres for UTM, e.g. 10), grid.crs and the AOI"
         )
     ty, tx = (int(v) for v in tile_shape)
     tiles = -(-ny // ty) * -(-nx // tx)

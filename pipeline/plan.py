@@ -23,6 +23,7 @@ from odc.geo.geobox import GeoBox, GeoboxTiles
 
 from orbitcube.catalog.access import Storage
 from orbitcube.pipeline.errors import LoadError, RecipeError
+from orbitcube.pipeline.planitems import ItemList, ItemRows
 from orbitcube.pipeline.recipe import Recipe, load_recipe
 
 __all__ = [
@@ -54,14 +55,17 @@ class TilePlan:
 @dataclass(frozen=True, eq=False)  # compared by identity: it holds a lazy Dataset
 class RunPlan:
     """What a run will do: the recipe, the output grid (``geobox``, any CRS, y decreasing) and its ``tiles``, the
-    items of each tile, the output template (lazy Dataset of the output variables), the time axis (UTC), the
-    estimated bytes read (uncompressed, on the output grid) and written, and the run's storage access."""
+    items of each tile, the ids of all items (``item_ids``, acquisition search order) and where their pystac
+    Items come from (``source``: in memory, or rows of a local catalog's index decoded per tile), the output
+    template (lazy Dataset of the output variables), the time axis (UTC), the estimated bytes read
+    (uncompressed, on the output grid) and written, and the run's storage access."""
 
     recipe: Recipe
     geobox: GeoBox
     tiles: GeoboxTiles
     tile_plans: tuple[TilePlan, ...]
-    items: tuple[pystac.Item, ...]
+    item_ids: tuple[str, ...]
+    source: ItemList | ItemRows
     skipped_items: tuple[tuple[str, str], ...]
     template: xr.Dataset
     time_axis: np.ndarray
@@ -88,12 +92,20 @@ class RunPlan:
         return self.storage.options(self.recipe.output.path)
 
     @cached_property
+    def items(self) -> tuple[pystac.Item, ...]:
+        """Every item of the plan as a pystac Item (decoded from the index on first use when the plan holds index
+        rows: for a continent, prefer :meth:`tile_items`)."""
+        return tuple(self.source.materialise(self.item_ids))
+
+    def tile_items(self, tile: Tile) -> list[pystac.Item]:
+        """The pystac Items of tile ``(row, column)``, in the tile's order."""
+        return self.source.materialise(self.tile_plan(tile).items)
+
+    @cached_property
     def read_env(self) -> dict[str, Any]:
         """GDAL options every read task runs under (:meth:`Storage.read_env` of the items' asset hrefs). Small and
         picklable: it travels inside the Dask graph, so that remote workers get the credentials."""
-        return self.storage.read_env(
-            a.get_absolute_href() or a.href for it in self.items for a in it.assets.values()
-        )
+        return self.storage.read_env(self.source.hrefs())
 
     @property
     def output_shape(self) -> dict[str, dict[str, int]]:
@@ -118,7 +130,7 @@ class RunPlan:
         import hashlib
         import json
 
-        doc = {"recipe": self.recipe.fingerprint(), "items": sorted(it.id for it in self.items)}
+        doc = {"recipe": self.recipe.fingerprint(), "items": sorted(self.item_ids)}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
     def provenance(self) -> dict[str, Any]:
@@ -132,7 +144,7 @@ class RunPlan:
         return {
             "name": self.recipe.name,
             "recipe": self.recipe.model_dump(mode="json", exclude=NOT_IN_FINGERPRINT),
-            "items": sorted(it.id for it in self.items),
+            "items": sorted(self.item_ids),
             "skipped_items": self.skipped,
             "grid": {
                 "crs": str(g.crs),
@@ -159,7 +171,7 @@ class RunPlan:
 
         g, (ny, nx) = self.geobox, self.tiles.shape
         lines = [
-            f"recipe {self.recipe.name!r}: {len(self.items)} items"
+            f"recipe {self.recipe.name!r}: {len(self.item_ids)} items"
             + (f" ({len(self.skipped_items)} skipped)" if self.skipped_items else ""),
             f"grid: {g.crs} at {abs(g.resolution.x):g} CRS units, {g.shape.y} x {g.shape.x} px (y, x)",
             f"tiles: {ny} x {nx} = {ny * nx} of {tuple(self.recipe.grid.tile_shape)} px",
@@ -212,20 +224,28 @@ def search_items(recipe: Recipe, storage: Storage | None = None) -> list[pystac.
     :func:`catalog_policy` allows (CatalogError)."""
     from orbitcube.catalog.query import search
 
-    s, source = recipe.search, recipe.catalog.source
+    source = recipe.catalog.source
     storage = storage or Storage.resolve(recipe.storage, recipe.cluster.gdal_env)
     found = search(
         source,
-        bbox=s.aoi if isinstance(s.aoi, tuple) else None,
-        intersects=s.aoi if isinstance(s.aoi, dict) else None,
-        datetime=s.datetime,
-        collections=s.collections,
-        max_cloud_cover=s.max_cloud_cover,
-        filter=s.filter,
+        **search_args(recipe),
         allow=[str(e) for e in catalog_policy(recipe).allow],
         storage_options=storage.options(source),
     )
     return list(found)
+
+
+def search_args(recipe: Recipe) -> dict[str, Any]:
+    """The filters of ``recipe.search`` as keyword arguments of :func:`orbitcube.catalog.query.search`."""
+    s = recipe.search
+    return {
+        "bbox": s.aoi if isinstance(s.aoi, tuple) else None,
+        "intersects": s.aoi if isinstance(s.aoi, dict) else None,
+        "datetime": s.datetime,
+        "collections": s.collections,
+        "max_cloud_cover": s.max_cloud_cover,
+        "filter": s.filter,
+    }
 
 
 def load_items(
@@ -257,47 +277,49 @@ def _screened(recipe: Recipe, storage: Storage) -> tuple[list[pystac.Item], dict
     from orbitcube.pipeline.preflight import screen_items
 
     found = search_items(recipe, storage)
+    items, skipped = screen_items(found, recipe.load.bands, bool(recipe.load.mask))
+    _check_found(recipe, len(found), len(items), skipped)
+    return items, skipped
+
+
+def _check_found(recipe: Recipe, found: int, kept: int, skipped: dict[str, str]) -> None:
+    """RecipeError when the search found nothing, or nothing loadable."""
     if not found:
         s = recipe.search
         raise RecipeError(
             f"search: no items in {recipe.catalog.source} match the search "
             f"(aoi={s.aoi}, datetime={s.datetime}, collections={s.collections}); widen the dates, AOI or cloud cover"
         )
-    items, skipped = screen_items(found, recipe.load.bands, bool(recipe.load.mask))
-    if not items:
+    if not kept:
         first = next(iter(skipped.items()))
         raise RecipeError(
-            f"search: every one of the {len(found)} found items is skipped, e.g. {first[0]}: {first[1]}"
+            f"search: every one of the {found} found items is skipped, e.g. {first[0]}: {first[1]}"
         )
-    return items, skipped
 
 
 def _tile_plans(
-    items: list[pystac.Item], geobox: GeoBox, tiles: GeoboxTiles, skipped: dict[str, str]
-) -> tuple[list[pystac.Item], tuple[TilePlan, ...]]:
-    """The items on the grid (the others are added to ``skipped``) and each tile's items, row-major. Vectorised
-    (:func:`~orbitcube.pipeline.footprints.items_on_grid`, tile boxes from the grid's transform): a continent of
-    10^4-10^5 tiles and 10^5 items is matched in seconds."""
-    from orbitcube.pipeline.footprints import items_on_grid, scenes_per_tile
+    ids: Sequence[str], footprints: Sequence[Any], geobox: GeoBox, tiles: GeoboxTiles, skipped: dict[str, str]
+) -> tuple[np.ndarray, tuple[TilePlan, ...]]:
+    """The positions (into ``ids``) of the items on the grid (the others are added to ``skipped``: their
+    ``footprints`` in the grid's CRS are None) and each tile's item ids, row-major. Vectorised
+    (:func:`~orbitcube.pipeline.footprints.tile_scene_pairs`): a continent of 10^4-10^5 tiles and 10^5 items
+    is matched in seconds."""
+    from orbitcube.pipeline.footprints import tile_scene_pairs
 
-    inside, footprints = [], []
-    # antimeridian- and pole-safe, in the grid's CRS
-    for it, fp in zip(items, items_on_grid([it.geometry for it in items], geobox), strict=True):
-        if fp is None:
-            skipped[it.id] = "outside the output grid"
-        else:
-            inside.append(it)
-            footprints.append(fp)
-    if not inside:
+    on = np.array([fp is not None for fp in footprints], bool)
+    for n in np.flatnonzero(~on).tolist():
+        skipped[ids[n]] = "outside the output grid"
+    inside = np.flatnonzero(on)
+    if not inside.size:
         raise RecipeError("search: no item overlaps the output grid; check search.aoi and grid.crs")
-    touching = scenes_per_tile(footprints, tiles)
+    tile_idx, scene_idx = tile_scene_pairs([footprints[n] for n in inside.tolist()], tiles)
     ny, nx = tiles.shape.yx
+    bounds = np.searchsorted(tile_idx, np.arange(ny * nx + 1)).tolist()
+    names = np.asarray(ids, dtype=object)[inside][scene_idx].tolist()
     (ty, tx), (h, w) = tiles.chunk_shape((0, 0)).yx, geobox.shape.yx
-    ids = [it.id for it in inside]
+    hs, ws = [min(ty, h - i * ty) for i in range(ny)], [min(tx, w - j * tx) for j in range(nx)]
     plans = tuple(
-        TilePlan(
-            (i, j), (min(ty, h - i * ty), min(tx, w - j * tx)), tuple(ids[n] for n in touching[i * nx + j])
-        )
+        TilePlan((i, j), (hs[i], ws[j]), tuple(names[bounds[i * nx + j] : bounds[i * nx + j + 1]]))
         for i in range(ny)
         for j in range(nx)
     )
@@ -308,7 +330,7 @@ def time_axis(items: Sequence[pystac.Item], groupby: str) -> np.ndarray:
     """The run's time labels (datetime64[ns], UTC) for ``items``: those :func:`orbitcube.pipeline.load.load_cube`
     gives the same items (:func:`~orbitcube.pipeline.load.time_steps`, the one implementation): the sorted
     distinct solar days (``groupby="solar_day"``), or every scene's acquisition time in (UTC time, id) order
-    (``"time"``)."""
+    (``"time"``). Index rows: :func:`orbitcube.pipeline.planitems.time_labels` (the same labels on arrays)."""
     from orbitcube.pipeline import timeaxis
     from orbitcube.pipeline.load import time_steps
 
@@ -317,22 +339,21 @@ def time_axis(items: Sequence[pystac.Item], groupby: str) -> np.ndarray:
 
 
 def output_template(
-    recipe: Recipe, items: Sequence[pystac.Item], geobox: GeoBox, tiles: GeoboxTiles, plans, times: np.ndarray
+    recipe: Recipe, tile_items: Sequence[pystac.Item], geobox: GeoBox, tile: GeoBox, times: np.ndarray
 ) -> xr.Dataset:
-    """The run's output template (lazy zeros, chunked by the tile shape in (y, x)): the recipe applied to the
-    first tile with items (loaded lazily on that tile, reindexed onto the run's time axis ``times``: what every
-    tile of the run computes), its variables' dims, dtypes, attributes and non-spatial coordinates expanded to
-    the full grid ``geobox`` (coordinates of :func:`odc.geo.xr.xr_coords`). RecipeError when the recipe cannot
-    be applied (a band, index input or composite input that does not exist). No pixel is read."""
+    """The run's output template (lazy zeros, chunked by the tile shape in (y, x)): the recipe applied to one
+    tile with items (``tile_items`` loaded lazily on the tile's grid ``tile``, reindexed onto the run's time
+    axis ``times``: what every tile of the run computes), its variables' dims, dtypes, attributes and
+    non-spatial coordinates expanded to the full grid ``geobox`` (coordinates of :func:`odc.geo.xr.xr_coords`).
+    RecipeError when the recipe cannot be applied (a band, index input or composite input that does not
+    exist). No pixel is read."""
     import dask.array as dsa
     from odc.geo.xr import xr_coords
 
     from orbitcube.pipeline.steps import apply_steps
 
-    tp = next(tp for tp in plans if tp.items)
-    by_id = {it.id: it for it in items}
     try:
-        cube = load_items(recipe, [by_id[i] for i in tp.items], tiles[tp.index], {})
+        cube = load_items(recipe, list(tile_items), tile, {})
         if not np.array_equal(cube["time"].values, times):
             cube = cube.reindex(time=times)
         small = apply_steps(cube, recipe)
@@ -354,31 +375,85 @@ def plan_run(recipe: Recipe | str | Path | dict) -> RunPlan:
     """Resolve ``recipe`` (a Recipe, a YAML path or text, or a dict) into its :class:`RunPlan`: storage, search,
     grid, tiles and their items, output template and I/O estimate, without reading any pixel (RecipeError or
     CatalogError naming the problem). The recipe is checked on one small tile (:func:`output_template`), so
-    planning a continent costs the search and the footprints, not a graph of every tile."""
-    from orbitcube.pipeline.grid import output_grid, tile_grid
-    from orbitcube.pipeline.limits import check_grid_size
+    planning a continent costs the search and the footprints, not a graph of every tile. A local catalog
+    with the grid's CRS, resolution and AOI given is planned from its index columns
+    (:mod:`orbitcube.pipeline.planitems`: pystac Items only for the template's tile); other sources and
+    derived grids from pystac Items."""
+    from orbitcube.pipeline.planitems import find_rows
 
     recipe = load_recipe(recipe)
     storage = Storage.resolve(recipe.storage, recipe.cluster.gdal_env)
-    items, skipped = _screened(recipe, storage)
+    found = find_rows(recipe, storage, recipe.load.bands, bool(recipe.load.mask))
+    if found is None:
+        items, skipped = _screened(recipe, storage)
+        return _plan_items(recipe, storage, items, skipped)
+    _check_found(recipe, len(found.rows) + len(found.skipped), len(found.rows), found.skipped)
+    g, aoi = recipe.grid, recipe.search.aoi
+    if g.crs is None or g.resolution is None or aoi is None or isinstance(aoi, str):  # a grid from the items
+        return _plan_items(recipe, storage, found.catalog.materialise(found.rows), found.skipped)
+    from orbitcube.pipeline.planitems import plan_rows
+
+    return plan_rows(recipe, storage, found)
+
+
+def _plan_items(
+    recipe: Recipe, storage: Storage, items: list[pystac.Item], skipped: dict[str, str]
+) -> RunPlan:
+    """:func:`plan_run` from screened pystac ``items``."""
+    from orbitcube.pipeline.footprints import items_on_grid
+    from orbitcube.pipeline.grid import output_grid
+
     bands = recipe.load.bands
     geobox = output_grid(
         items, crs=recipe.grid.crs, resolution=recipe.grid.resolution, aoi=recipe.search.aoi, bands=bands
     )
-    check_grid_size(geobox.shape.yx, tuple(recipe.grid.tile_shape), abs(geobox.resolution.x))
-    tiles = tile_grid(geobox, tuple(recipe.grid.tile_shape))
-    inside, plans = _tile_plans(items, geobox, tiles, skipped)
+    tiles = _tiles(recipe, geobox)
+    ids = [it.id for it in items]
+    pos, plans = _tile_plans(
+        ids, items_on_grid([it.geometry for it in items], geobox), geobox, tiles, skipped
+    )
+    inside = [items[n] for n in pos.tolist()]
     times = time_axis(inside, recipe.load.groupby)
-    template = output_template(recipe, inside, geobox, tiles, plans, times)
-    per_pixel = sum(_band_bytes(inside[0], b) for b in bands) + (2 if recipe.load.mask else 0)
-    read = sum(len(tp.items) * tp.shape[0] * tp.shape[1] for tp in plans) * per_pixel
+    source = ItemList(tuple(inside))
+    return finish_plan(
+        recipe, storage, geobox, tiles, plans, source, [it.id for it in inside], skipped, times
+    )
+
+
+def _tiles(recipe: Recipe, geobox: GeoBox) -> GeoboxTiles:
+    from orbitcube.pipeline.grid import tile_grid
+    from orbitcube.pipeline.limits import check_grid_size
+
+    check_grid_size(geobox.shape.yx, tuple(recipe.grid.tile_shape), abs(geobox.resolution.x))
+    return tile_grid(geobox, tuple(recipe.grid.tile_shape))
+
+
+def finish_plan(
+    recipe: Recipe,
+    storage: Storage,
+    geobox: GeoBox,
+    tiles: GeoboxTiles,
+    plans: tuple[TilePlan, ...],
+    source: ItemList | ItemRows,
+    ids: Sequence[str],
+    skipped: dict[str, str],
+    times: np.ndarray,
+) -> RunPlan:
+    """The :class:`RunPlan` of tiles and items already matched: output template from the first tile with items,
+    bytes read and written."""
+    tp = next(tp for tp in plans if tp.items)
+    template = output_template(recipe, source.materialise(tp.items), geobox, tiles[tp.index], times)
+    first = source.materialise([ids[0]])[0]
+    per_pixel = sum(_band_bytes(first, b) for b in recipe.load.bands) + (2 if recipe.load.mask else 0)
+    read = sum(len(t.items) * t.shape[0] * t.shape[1] for t in plans) * per_pixel
     written = sum(int(v.size) * v.dtype.itemsize for v in template.data_vars.values())
     return RunPlan(
         recipe=recipe,
         geobox=geobox,
         tiles=tiles,
         tile_plans=plans,
-        items=tuple(inside),
+        item_ids=tuple(ids),
+        source=source,
         skipped_items=tuple(skipped.items()),
         template=template,
         time_axis=times,

@@ -234,3 +234,65 @@ def test_tile_scene_pairs_match_a_direct_intersection_test() -> None:
             box = tiles[i, j].extent.geom
             want = tuple(n for n, f in enumerate(fps) if f.buffer(TILE_PAD_PX * 10).intersects(box))
             assert got[i * nx + j] == want
+
+
+@pytest.mark.parametrize("pad_px", [2, 0, 0.5])
+def test_array_tile_match_equals_the_strtree_match(pad_px: float) -> None:
+    """tile_scene_pairs on arrays (thinned boundaries, runs of crossed columns, point tests) gives exactly the
+    pairs of the reference STRtree query of buffered footprints: boxes, convex and star-shaped polygons, rings
+    with holes, multipolygons, projected lon/lat footprints (many vertices), footprints beyond the grid's edges
+    and boxes touching a tile edge or lying exactly one pad away from it."""
+    from odc.geo.geobox import GeoboxTiles
+
+    from orbitcube.pipeline.footprints import _strtree_pairs, _tile_edges, items_on_grid, tile_scene_pairs
+
+    gbox = GeoBox.from_bbox((0, 0, 10_000, 8_000), "EPSG:32632", resolution=10)
+    tiles = GeoboxTiles(gbox, (96, 128))
+    rng = np.random.default_rng(5)
+    geoms = []
+    for i in range(2000):
+        cx, cy, r = rng.uniform(-1000, 11000), rng.uniform(-1000, 9000), rng.uniform(5, 3000)
+        kind = i % 5
+        if kind == 0:
+            geoms.append(shapely.box(cx - r, cy - r * 0.7, cx + r, cy + r * 0.7))
+        elif kind == 1:
+            pts = np.column_stack([cx + rng.normal(0, r, 9), cy + rng.normal(0, r, 9)])
+            geoms.append(shapely.convex_hull(shapely.multipoints(pts)))
+        elif kind == 2:
+            geoms.append(shapely.Point(cx, cy).buffer(r).difference(shapely.Point(cx, cy).buffer(r * 0.6)))
+        elif kind == 3:
+            geoms.append(
+                shapely.box(cx, cy, cx + r, cy + r).union(shapely.box(cx + 2 * r, cy, cx + 3 * r, cy + r / 3))
+            )
+        else:
+            ang = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+            rad = np.where(np.arange(12) % 2, r, r / 4)
+            geoms.append(shapely.Polygon(np.column_stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang)])))
+    xe, ye = _tile_edges(tiles)
+    for j in range(1, 5):
+        geoms.append(shapely.box(xe[j] - 100, ye[2], xe[j], ye[1]))  # touches a column edge
+        geoms.append(shapely.box(xe[j] - 120, ye[2], xe[j] - 20, ye[1]))  # exactly 2 px away
+    lon0, lat0 = rng.uniform(4.4, 4.6, 300), rng.uniform(-0.1, 0.07, 300)  # the grid is near 4.5 E, 0 N
+    lonlat = [
+        shapely.geometry.mapping(shapely.box(a, b, a + 0.12, b + 0.1))
+        for a, b in zip(lon0, lat0, strict=True)
+    ]
+    projected = [g for g in items_on_grid(lonlat, gbox) if g is not None]
+    assert len(projected) > 100 and shapely.get_num_coordinates(projected).mean() > 10
+    geoms = np.array(geoms + projected, dtype=object)
+    got, want = tile_scene_pairs(geoms, tiles, pad_px), _strtree_pairs(geoms, tiles, pad_px)
+    assert len(got[0]) > 10_000
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_array_tile_match_of_footprints_that_cross_no_tile_row() -> None:
+    """Footprints smaller than a pixel, between rows, or beyond the grid: no pair, no error."""
+    from odc.geo.geobox import GeoboxTiles
+
+    from orbitcube.pipeline.footprints import _strtree_pairs, tile_scene_pairs
+
+    tiles = GeoboxTiles(GeoBox.from_bbox((0, 0, 1000, 1000), "EPSG:32632", resolution=10), (32, 32))
+    for geoms in ([shapely.box(500, 500, 503, 503)], [shapely.box(5000, 5000, 6000, 6000)]):
+        got, want = tile_scene_pairs(geoms, tiles), _strtree_pairs(np.array(geoms, dtype=object), tiles, 2)
+        assert [a.tolist() for a in got] == [a.tolist() for a in want]
