@@ -94,12 +94,67 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             p.wait()
 
 
+def scheduler_state(dask_scheduler) -> dict:
+    """Sizes of what a scheduler keeps between computations (run on the scheduler with ``run_on_scheduler``)."""
+    spans = getattr(dask_scheduler.extensions.get("spans"), "spans", {})
+    return {
+        "tasks": len(dask_scheduler.tasks),
+        "task_groups": len(dask_scheduler.task_groups),
+        "task_prefixes": len(dask_scheduler.task_prefixes),
+        "spans": len(spans),
+        "groups_held_by_spans": sum(len(s.groups) for s in spans.values()),
+        "computations": len(dask_scheduler.computations),
+        "transition_log": len(dask_scheduler.transition_log),
+        "events": sum(len(getattr(t, "events", ())) for t in dask_scheduler._broker._topics.values())
+        if hasattr(dask_scheduler, "_broker")
+        else None,
+        "span_code_entries": sum(len(getattr(s, "_code", ())) for s in spans.values()),
+    }
+
+
+def object_counts(dask_scheduler) -> dict:
+    """Live Python objects on the scheduler by type name (diagnosis of growth between two runs)."""
+    import collections
+    import gc
+
+    gc.collect()
+    return dict(collections.Counter(type(o).__name__ for o in gc.get_objects()))
+
+
+def holders(dask_scheduler, type_name: str = "ToPickle", depth: int = 4) -> list:
+    """Chains of referrer types of a few live ``type_name`` objects on the scheduler (diagnosis)."""
+    import gc
+
+    gc.collect()
+    found = [o for o in gc.get_objects() if type(o).__name__ == type_name][:3]
+    chains = []
+    for obj in found:
+        chain, cur = [], obj
+        for _ in range(depth):
+            refs = [
+                r
+                for r in gc.get_referrers(cur)
+                if r is not found and type(r).__name__ not in ("frame", "list")
+            ]
+            if not refs:
+                break
+            cur = refs[0]
+            desc = type(cur).__name__
+            if isinstance(cur, dict):
+                desc += f"(keys {list(cur)[:4]})"
+            chain.append(desc)
+        chains.append(chain)
+    return chains
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tile-px", type=int, default=32)
     ap.add_argument("--min-tiles", type=int, default=200)
     ap.add_argument("--no-performance-report", action="store_true",
                     help="diagnosis: run without run.py's distributed.performance_report (task stream on the scheduler)")  # fmt: skip
+    ap.add_argument("--diagnose", action="store_true",
+                    help="run the recipe twice and print the object types that grew on the scheduler in between")  # fmt: skip
     args = ap.parse_args()
     if args.no_performance_report:
         import contextlib
@@ -140,6 +195,17 @@ def main() -> None:
         done.set()
         th.join()
         rss_after = sched.memory_info().rss / 2**20
+        from distributed import Client
+
+        with Client(f"tcp://127.0.0.1:{port}", timeout="60s") as c:
+            state = c.run_on_scheduler(scheduler_state)
+            if args.diagnose:
+                before = c.run_on_scheduler(object_counts)
+                run_recipe(recipe, scheduler=f"tcp://127.0.0.1:{port}", progress=False, resume=False)
+                after = c.run_on_scheduler(object_counts)
+                grew = sorted(((after.get(k, 0) - before.get(k, 0), k) for k in after), reverse=True)[:20]
+                print("objects grown on the scheduler over a second run:", grew, flush=True)
+                print("holders:", c.run_on_scheduler(holders), flush=True)
     finally:
         done.set()
         _stop(procs)
@@ -156,6 +222,7 @@ def main() -> None:
         "rss_first_quarter_mb": statistics.median(first), "rss_last_quarter_mb": statistics.median(last),
         "rss_peak_mb": max(r for _, r in run), "rss_after_mb": rss_after,
         "ratio_last_first": statistics.median(last) / statistics.median(first),
+        "scheduler_state": state,
         "samples": [(round(t - t0, 2), round(r, 1)) for t, r in run],
     }  # fmt: skip
     (HERE / "_out").mkdir(exist_ok=True)

@@ -46,7 +46,6 @@ __all__ = [
     "SimulatorError",
     "ValidationError",
     "__version__",
-    "search",
     *_LAZY,
 ]
 
