@@ -399,11 +399,12 @@ def _matrix(lists: pa.Array, width: int) -> np.ndarray:
 
 
 def _codes(cols: dict[str, pa.Array], key: str) -> np.ndarray:
-    """Per row the CRS code of asset ``key`` as the screening reads it (object array, None where unknown):
-    the asset's ``proj:code``, else the item's, else ``EPSG:`` + the asset's ``proj:epsg``, else the item's."""
+    """Per row the CRS code of asset ``key`` (object array, None where unknown), with the precedence of
+    :func:`orbitcube.pipeline.bands.asset_crs`: asset-level fields win over item-level ones (the asset's
+    ``proj:code``, else ``EPSG:`` + its ``proj:epsg``, else the item's ``proj:code``, else its ``proj:epsg``)."""
     n = len(next(iter(cols.values())))
     code = np.full(n, None, dtype=object)
-    for p in ("proj:epsg", f"assets.{key}.proj:epsg", "proj:code", f"assets.{key}.proj:code"):  # last wins
+    for p in ("proj:epsg", "proj:code", f"assets.{key}.proj:epsg", f"assets.{key}.proj:code"):  # last wins
         if p in cols:
             enc = pc.dictionary_encode(cols[p].cast(pa.string()) if p.endswith("epsg") else cols[p])
             words = [
