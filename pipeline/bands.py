@@ -9,11 +9,13 @@ way whatever other scenes share a tile. The order of precedence for scale/offset
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 import pystac
@@ -21,8 +23,9 @@ from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 
 from orbitcube.catalog.classes import BUILTIN_LAYERS, normalise_name
-from orbitcube.catalog.products import is_class_product, item_encoding
+from orbitcube.catalog.products import band_encoding, is_class_product
 from orbitcube.pipeline.errors import LoadError
+from orbitcube.pipeline.quality import QualityDecoder, quality_asset_key, quality_decoder
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,21 @@ def _nodata_value(v) -> float | None:
 def resolve_band(item: pystac.Item, name: str) -> BandRef:
     """Find band ``name`` (asset key or eo common name) in ``item`` with its scale/offset/nodata for this item
     (raster:bands, else the product table of :mod:`orbitcube.catalog.products`); raise LoadError listing what exists."""
+    ref, table = locate_band(item, name)
+    return ref if table is None else encoded(ref, table, item.collection_id, item.properties, item_date(item))
+
+
+def item_date(item: pystac.Item) -> dt.date | None:
+    """The date the product table reads for ``item`` (``datetime``, else ``start_datetime``; None if neither)."""
+    when = item.datetime or item.common_metadata.start_datetime
+    return when.date() if when else None
+
+
+def locate_band(item: pystac.Item, name: str) -> tuple[BandRef, tuple[str, str | None] | None]:
+    """:func:`resolve_band` without the product table: the BandRef with the asset's own scale/offset (source
+    ``"item"``) or none yet (``"none"``), and ``(asset key, common name)`` when the product table decides
+    (:func:`encoded`), else None. Reads only the item's collection, :data:`PRODUCT_PROPERTIES` and the
+    :data:`LAYOUT_FIELDS` of its assets (see :func:`item_layout`)."""
     found = _find(item, name)
     if found is None:
         common = sorted({c for a in item.assets.values() for b in _band_list(a) if (c := _common(b))})
@@ -117,27 +135,24 @@ def resolve_band(item: pystac.Item, name: str) -> BandRef:
         or "classification:classes" in asset.extra_fields
         or is_class_product(item.collection_id, item.properties)
     )
-    scale, offset, source = 1.0, 0.0, "none"
+    scale, offset, source, table = 1.0, 0.0, "none", None
     if "scale" in rb or "offset" in rb:
         scale, offset, source = float(rb.get("scale", 1.0)), float(rb.get("offset", 0.0)), "item"
     elif not quality:
         bands = _band_list(asset)
-        common = _common(bands[index - 1]) if len(bands) >= index else None
-        enc = item_encoding(item, key, common)
-        if enc is not None:
-            scale, offset, source = enc.scale, enc.offset, enc.source
-    return BandRef(
-        name,
-        key,
-        scale,
-        offset,
-        _nodata_value(rb.get("nodata")),
-        quality,
-        index,
-        source,
-        rb.get("data_type"),
-        bitfields,
-    )
+        table = (key, _common(bands[index - 1]) if len(bands) >= index else None)
+    nodata = _nodata_value(rb.get("nodata"))
+    ref = BandRef(name, key, scale, offset, nodata, quality, index, source, rb.get("data_type"), bitfields)
+    return ref, table
+
+
+def encoded(
+    ref: BandRef, table: tuple[str, str | None], collection: str | None, props: Mapping, date: dt.date | None
+) -> BandRef:
+    """``ref`` (from :func:`locate_band`) with the product table's scale/offset for an item of ``collection``
+    with properties ``props`` acquired on ``date`` (unchanged when the table knows nothing)."""
+    enc = band_encoding(collection, props, date, *table)
+    return ref if enc is None else replace(ref, scale=enc.scale, offset=enc.offset, source=enc.source)
 
 
 def with_user_encoding(ref: BandRef, scale_offset: Mapping[str, tuple[float, float]] | None) -> BandRef:
@@ -169,7 +184,10 @@ def _is_integer_type(data_type: str | None) -> bool | None:
 def check_encoding(item: pystac.Item, ref: BandRef, warned: set) -> None:
     """Log (once per collection and band, ``warned`` remembers) what cannot be right: integer data with no
     known scale/offset (loaded as stored), a nodata the data type cannot hold (ignored)."""
-    coll = item.collection_id
+    _check_encoding(item.collection_id, ref, warned)
+
+
+def _check_encoding(coll: str | None, ref: BandRef, warned: set) -> None:
     integer = _is_integer_type(ref.data_type)
     if (
         ref.source == "none"
@@ -359,12 +377,204 @@ def resampling_for(
     return "average" if c is not None and c >= 1.5 else "bilinear"
 
 
+# ----- one resolution per item layout -------------------------------------------------------------------------------
+#: the item properties the product table reads (:func:`orbitcube.catalog.products.product_of` and
+#: ``s2_l2a_offset``): part of an item's layout (tests/pipeline/test_bands.py checks the list against that module)
+PRODUCT_PROPERTIES = (
+    "platform",
+    "s2:processing_baseline",
+    "processing:version",
+    "earthsearch:boa_offset_applied",
+    "landsat:collection_number",
+    "landsat:correction",
+)
+#: the asset fields :func:`locate_band` and the quality layer's choice and decoding read (hrefs and ``proj:*``
+#: differ from scene to scene and are not part of a layout)
+LAYOUT_FIELDS = (
+    "eo:bands",
+    "bands",
+    "raster:bands",
+    "classification:bitfields",
+    "classification:classes",
+    "file:values",
+)
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+_ABSENT = _Absent()
+
+
+def item_layout(item: pystac.Item) -> tuple:
+    """What band resolution reads from ``item`` apart from its date, as a hashable key: the collection, the
+    :data:`PRODUCT_PROPERTIES` (absent or their values) and, per asset in order, its key, roles and
+    :data:`LAYOUT_FIELDS` (absent or their values). Items with equal layouts resolve every band alike on the
+    same date (:func:`locate_band`, :func:`~orbitcube.pipeline.quality.quality_asset_key`,
+    :func:`~orbitcube.pipeline.quality.quality_decoder`)."""
+    p = item.properties
+    props = repr([p.get(k, _ABSENT) for k in PRODUCT_PROPERTIES])
+    assets = tuple(
+        (k, repr(a.roles), repr([a.extra_fields.get(f, _ABSENT) for f in LAYOUT_FIELDS]))
+        for k, a in item.assets.items()
+    )
+    return (item.collection_id, props, assets)
+
+
+class Resolved(NamedTuple):
+    """The bands of one item as a load reads them: per requested band its BandRef (user's scale/offset applied)
+    or the LoadError saying why the item lacks it; the quality layer (None: it has none; a LoadError: its metadata
+    is wrong); with a mask, the quality layer's decoder or the LoadError saying why it cannot decode the mask."""
+
+    refs: tuple[BandRef | None, ...]
+    errors: tuple[LoadError | None, ...]
+    quality: BandRef | LoadError | None
+    decoder: QualityDecoder | LoadError | None
+
+
+class _Layout:
+    """One layout's resolution (from its first item), and its :class:`Resolved` per date when the product table
+    decides a scale/offset (once otherwise)."""
+
+    def __init__(self, item: pystac.Item, resolver: BandResolver) -> None:
+        self.collection, self.props = item.collection_id, dict(item.properties)
+        self.located: list = [_located(item, b) for b in resolver.bands]
+        qkey = quality_asset_key(item)
+        self.quality = None if qkey is None else _located(item, qkey)
+        self.decoder: QualityDecoder | LoadError | None = None
+        if resolver.mask and qkey is not None:
+            try:
+                self.decoder = quality_decoder(item, qkey, resolver.mask)
+            except LoadError as exc:
+                self.decoder = exc
+        self.dated = any(isinstance(v, tuple) and v[1] is not None for v in [*self.located, self.quality])
+        self.by_date: dict = {}
+
+    def at(self, date: dt.date | None, scale_offset) -> Resolved:
+        key = date if self.dated else None
+        got = self.by_date.get(key)
+        if got is None:
+            refs, errors = [], []
+            for v in self.located:
+                ref = self._ref(v, date)
+                refs.append(None if isinstance(ref, LoadError) else with_user_encoding(ref, scale_offset))
+                errors.append(ref if isinstance(ref, LoadError) else None)
+            q = None if self.quality is None else self._ref(self.quality, date)
+            got = self.by_date[key] = Resolved(tuple(refs), tuple(errors), q, self.decoder)
+        return got
+
+    def _ref(self, v, date: dt.date | None) -> BandRef | LoadError:
+        if isinstance(v, LoadError):
+            return v
+        ref, table = v
+        return ref if table is None else encoded(ref, table, self.collection, self.props, date)
+
+
+def _located(item: pystac.Item, name: str):
+    try:
+        return locate_band(item, name)
+    except LoadError as exc:
+        return exc
+
+
+class BandResolver:
+    """:func:`resolve_band` of ``bands`` (then the user's ``scale_offset``: :func:`with_user_encoding`), the
+    quality layer and, with ``mask``, its decoder, for the items of one load: worked out once per item layout
+    (:func:`item_layout`) from its first item, and the product table's scale/offset once per layout and date,
+    instead of once per item and band (100,000 items of one collection: a few resolutions, not a million). A
+    LoadError held in a :class:`Resolved` names the first item of its layout: the first item the per-item
+    resolution would have stopped at, when items are resolved in load order."""
+
+    def __init__(
+        self,
+        bands: Sequence[str],
+        mask: Sequence[str] | None = None,
+        scale_offset: Mapping[str, tuple[float, float]] | None = None,
+    ) -> None:
+        self.bands, self.mask, self.scale_offset = tuple(bands), tuple(mask or ()), scale_offset
+        self._layouts: dict[tuple, _Layout] = {}
+
+    def __call__(self, item: pystac.Item, layout: tuple | None = None, date=_ABSENT) -> Resolved:
+        """The :class:`Resolved` of ``item`` (of layout ``layout`` and product-table date ``date`` when the
+        caller knows them; else :func:`item_layout` and :func:`item_date` of the item)."""
+        key = item_layout(item) if layout is None else layout
+        lay = self._layouts.get(key)
+        if lay is None:
+            lay = self._layouts[key] = _Layout(item, self)
+        return lay.at(item_date(item) if date is _ABSENT else date, self.scale_offset)
+
+    def __len__(self) -> int:
+        return len(self._layouts)
+
+
+class ResolvedCheck:
+    """What a load checks of each item's :class:`Resolved`, called in load order (``check(id, collection,
+    resolved)``, then ``check.decoder(resolved)`` once the item's resampling is decided, then ``check.done()``):
+    a band no item of a collection has is a wrong band name (LoadError once all items are seen; items of a mixed
+    load may lack it); the encodings are checked once per resolution (:func:`check_encoding`); with ``mask``, an
+    item without a quality layer, or whose layer cannot decode the mask, is a LoadError naming it."""
+
+    def __init__(self, bands: Sequence[str], mask: Sequence[str] | None) -> None:
+        self.bands, self.mask = tuple(bands), tuple(mask or ())
+        self.per_coll: dict = {}  # (collection, band) -> True, or the first LoadError while no item has it
+        self.warned: set = set()
+        self._seen: set[int] = set()
+
+    def __call__(self, item_id: str, collection: str | None, r: Resolved) -> BandRef | None:
+        """The item's quality layer when the load masks (else None), after recording its bands."""
+        for b, err in zip(self.bands, r.errors, strict=True):
+            if err is not None:
+                self.per_coll.setdefault((collection, b), err)
+            else:
+                self.per_coll[(collection, b)] = True
+        if id(r) not in self._seen:
+            self._seen.add(id(r))
+            for ref in r.refs:
+                if ref is not None:
+                    _check_encoding(collection, ref, self.warned)
+        if not self.mask:
+            return None
+        if isinstance(r.quality, LoadError):
+            raise r.quality
+        if r.quality is None:
+            raise LoadError(
+                f"item {item_id!r} of collection {collection!r} has no quality layer (SCL, QA_PIXEL, Fmask or "
+                f"an asset with classification metadata) to apply mask={list(self.mask)}; pass mask=None"
+            )
+        return r.quality
+
+    def decoder(self, r: Resolved) -> QualityDecoder | None:
+        """The item's quality decoder when the load masks (LoadError, before any read, when it cannot)."""
+        if not self.mask or r.quality is None:
+            return None
+        if isinstance(r.decoder, LoadError):
+            raise r.decoder
+        return r.decoder
+
+    def done(self) -> None:
+        """LoadError for a band that no item of a collection has (a wrong band name)."""
+        for v in self.per_coll.values():
+            if isinstance(v, LoadError):
+                raise v
+
+
 __all__ = [
     "BandRef",
+    "BandResolver",
+    "LAYOUT_FIELDS",
+    "PRODUCT_PROPERTIES",
+    "Resolved",
+    "ResolvedCheck",
     "CLASS_RESAMPLING",
     "asset_band",
     "check_encoding",
     "coarsening",
+    "encoded",
+    "item_date",
+    "item_layout",
+    "locate_band",
     "resampling_for",
     "resolve_band",
     "with_user_encoding",

@@ -28,17 +28,17 @@ from shapely.geometry.base import BaseGeometry
 from orbitcube.pipeline import timeaxis
 from orbitcube.pipeline.bands import (
     BandRef,
+    BandResolver,
     Coarsening,
-    check_encoding,
+    ResolvedCheck,
     resampling_for,
     resolve_band,
-    with_user_encoding,
 )
 from orbitcube.pipeline.errors import LoadError
 from orbitcube.pipeline.footprints import footprints_from_shapes, shapes_and_centroids, tile_scene_pairs
 from orbitcube.pipeline.grid import output_grid
 from orbitcube.pipeline.masks import DEFAULT_MASK
-from orbitcube.pipeline.quality import quality_asset_key, quality_decoder
+from orbitcube.pipeline.quality import quality_asset_key
 from orbitcube.pipeline.reader import AssetSpec, ReadSpec, SceneSpec
 from orbitcube.pipeline.readtasks import read_tile_of
 
@@ -106,23 +106,41 @@ def local_path(href: str) -> str | None:
     return None if "://" in href else href
 
 
-def requested_keys(item: pystac.Item, bands: Sequence[str] | None, mask: bool) -> list[str]:
+def requested_keys(
+    item: pystac.Item, bands: Sequence[str] | None, mask: bool, resolver: BandResolver | None = None
+) -> list[str]:
     """Asset keys a load of ``bands`` (and the quality layer when ``mask``) reads from ``item``; every asset
-    when ``bands`` is None."""
+    when ``bands`` is None. ``resolver``: the load's :class:`~orbitcube.pipeline.bands.BandResolver` (of
+    ``bands``), which resolves each item layout once."""
     if bands is None:
         return list(item.assets)
-    keys = []
-    for b in bands:
-        try:
-            keys.append(resolve_band(item, b).key)
-        except LoadError:
-            continue  # reported when the scenes are resolved
-    q = quality_band(item) if mask else None
-    return keys + ([q.key] if q is not None else [])
+    if resolver is None:
+        resolver = BandResolver(bands)
+    r = resolver(item)
+    q = r.quality if mask else None
+    if isinstance(q, LoadError):
+        raise q
+    return [ref.key for ref in r.refs if ref is not None] + ([q.key] if q is not None else [])
+
+
+class _Hrefs(dict):
+    """Absolute hrefs of assets, worked out once per asset during a load (pystac's ``get_absolute_href`` parses
+    the URL each time): ``hrefs(asset)``. Holds the assets, so that an id is never reused while cached."""
+
+    def __call__(self, asset: pystac.Asset) -> str:
+        got = self.get(id(asset))
+        if got is None:
+            got = self[id(asset)] = (asset, asset.get_absolute_href() or asset.href)
+        return got[1]
 
 
 def check_items(
-    items: list[pystac.Item], on_error: str, bands: Sequence[str] | None = None, mask: bool = False
+    items: list[pystac.Item],
+    on_error: str,
+    bands: Sequence[str] | None = None,
+    mask: bool = False,
+    resolver: BandResolver | None = None,
+    hrefs: _Hrefs | None = None,
 ) -> tuple[list[pystac.Item], list[str]]:
     """Drop items whose local assets (plain paths and ``file://`` URLs) are missing (``on_error="skip"``, their
     ids returned second) or raise LoadError naming the item, asset and path (``"fail"``). Only the assets a load
@@ -130,11 +148,13 @@ def check_items(
     None), so a missing thumbnail never drops a scene. Remote hrefs are checked when read."""
     keep, skipped = [], []
     exists: dict[str, bool] = {}  # many items of a large load share files (or folders): one stat per path
+    hrefs = _Hrefs() if hrefs is None else hrefs
+    if resolver is None and bands is not None:
+        resolver = BandResolver(bands)
     for it in items:
         missing = []
-        for k in dict.fromkeys(requested_keys(it, bands, mask)):
-            a = it.assets[k]
-            href = a.get_absolute_href() or a.href
+        for k in dict.fromkeys(requested_keys(it, bands, mask, resolver)):
+            href = hrefs(it.assets[k])
             path = local_path(href)
             if path is not None and path not in exists:
                 exists[path] = Path(path).exists()
@@ -175,20 +195,19 @@ def _has_proj(item: pystac.Item, asset: pystac.Asset) -> bool:
     return crs and grid
 
 
-def fill_proj_from_headers(items: Sequence[pystac.Item], bands: Sequence[str]) -> list[pystac.Item]:
+def fill_proj_from_headers(
+    items: Sequence[pystac.Item], bands: Sequence[str], resolver: BandResolver | None = None
+) -> list[pystac.Item]:
     """Items whose requested assets lack projection metadata (``proj:code``/``proj:epsg`` and ``proj:transform``)
     get it from the file header (a copy of the item is changed; a warning names each such item)."""
     import rasterio
 
+    resolver = BandResolver(bands) if resolver is None else resolver
     out = []
     for it in items:
         missing = []
-        for b in bands:
-            try:
-                ref = resolve_band(it, b)
-            except LoadError:
-                continue  # reported by the caller, per collection
-            if not _has_proj(it, it.assets[ref.key]):
+        for ref in resolver(it).refs:
+            if ref is not None and not _has_proj(it, it.assets[ref.key]):  # no band: reported per collection
                 missing.append(ref.key)
         if not missing:
             out.append(it)
@@ -222,9 +241,8 @@ def fill_proj_from_headers(items: Sequence[pystac.Item], bands: Sequence[str]) -
     return out
 
 
-def _asset_spec(item: pystac.Item, ref: BandRef, resampling: str) -> AssetSpec:
-    a = item.assets[ref.key]
-    href = _gdal_href(a.get_absolute_href() or a.href)
+def _asset_spec(item: pystac.Item, ref: BandRef, resampling: str, hrefs: _Hrefs) -> AssetSpec:
+    href = _gdal_href(hrefs(item.assets[ref.key]))
     return AssetSpec(href, ref.nodata, ref.scale, ref.offset, ref.index, resampling, ref.is_quality, ref.key)
 
 
@@ -272,8 +290,9 @@ def load_cube(
     None keeps the whole time axis in one chunk. ``on_error="skip"`` skips scenes whose assets are missing (listed in
     ``attrs["skipped_items"]``) or fail to read (logged). ``gdal_env``: extra GDAL config options for the reads.
     """
-    items, skipped = _usable(items, bands, bool(mask), on_error, groupby)
-    items = fill_proj_from_headers(items, bands)
+    resolver, hrefs = BandResolver(bands, mask, scale_offset), _Hrefs()
+    items, skipped = _usable(items, bands, bool(mask), on_error, groupby, resolver, hrefs)
+    items = fill_proj_from_headers(items, bands, resolver)
     if geobox is None:
         geobox = output_grid(items, crs=crs, resolution=resolution, aoi=aoi, bands=list(bands))
     on_grid = _on_grid(items, geobox)
@@ -281,7 +300,7 @@ def load_cube(
     chunks = _check_chunks(chunks)
     centres = np.array([c for _, _, c in on_grid]).reshape(-1, 3)
     coarse = Coarsening(items, geobox, centres[:, :2])
-    scenes, refs = _scenes(items, bands, mask, resampling, geobox, scale_offset, coarse)
+    scenes, refs = _scenes(items, bands, mask, resampling, geobox, resolver, coarse, hrefs)
     members, coords = time_steps(items, groupby, centres[:, 2])
     spec = ReadSpec(
         bands=tuple(bands),
@@ -315,7 +334,13 @@ def load_cube(
 
 
 def _usable(
-    items: Sequence[pystac.Item], bands: Sequence[str], mask: bool, on_error: str, groupby: str
+    items: Sequence[pystac.Item],
+    bands: Sequence[str],
+    mask: bool,
+    on_error: str,
+    groupby: str,
+    resolver: BandResolver | None = None,
+    hrefs: _Hrefs | None = None,
 ) -> tuple[list[pystac.Item], list[str]]:
     """The items a load can use and the ids skipped (``on_error="skip"``); LoadError for bad arguments, no
     items or bands, items without times or footprints, or every item skipped."""
@@ -333,7 +358,7 @@ def _usable(
     from orbitcube.pipeline.preflight import require_times_and_footprints
 
     require_times_and_footprints(items)
-    items, skipped = check_items(items, on_error, bands, mask)
+    items, skipped = check_items(items, on_error, bands, mask, resolver, hrefs)
     if not items:
         raise LoadError(f"every item was skipped ({len(skipped)}): none of their assets could be opened")
     return items, skipped
@@ -381,43 +406,34 @@ def time_steps(
 
 
 def _scenes(
-    items, bands, mask, resampling, geobox, scale_offset=None, coarse=None
-) -> tuple[list[SceneSpec], list[list]]:
+    items: list[pystac.Item],
+    bands: Sequence[str],
+    mask: Sequence[str] | None,
+    resampling,
+    geobox: GeoBox,
+    resolver: BandResolver,
+    coarse: Coarsening | None = None,
+    hrefs: _Hrefs | None = None,
+) -> tuple[list[SceneSpec], list[tuple]]:
     """One SceneSpec per item, every band resolved for that item (scale, offset, nodata, band index, resampling
-    onto ``geobox``); also the BandRefs per item (None where the item lacks a band of a mixed load)."""
-    out, all_refs, warned = [], [], set()
-    per_coll_ok: dict = {}  # collection -> whether any of its items has each band (else the first error)
+    onto ``geobox``; ``resolver`` works each layout out once); also the BandRefs per item (None where the item
+    lacks a band of a mixed load)."""
+    hrefs = _Hrefs() if hrefs is None else hrefs
+    check = ResolvedCheck(bands, mask)
+    out, all_refs = [], []
     for it in items:
-        refs: list[BandRef | None] = []
-        for b in bands:
-            try:
-                ref = with_user_encoding(resolve_band(it, b), scale_offset)
-            except LoadError as exc:
-                per_coll_ok.setdefault((it.collection_id, b), exc)
-                refs.append(None)
-                continue
-            per_coll_ok[(it.collection_id, b)] = True
-            check_encoding(it, ref, warned)
-            refs.append(ref)
-        qref = quality_band(it) if mask else None
-        if mask and qref is None:
-            raise LoadError(
-                f"item {it.id!r} of collection {it.collection_id!r} has no quality layer (SCL, QA_PIXEL, Fmask or "
-                f"an asset with classification metadata) to apply mask={list(mask)}; pass mask=None"
-            )
+        r = resolver(it)
+        qref = check(it.id, it.collection_id, r)
         assets = tuple(
-            None if r is None else _asset_spec(it, r, resampling_for(resampling, r, it, geobox, coarse))
-            for r in refs
+            None
+            if ref is None
+            else _asset_spec(it, ref, resampling_for(resampling, ref, it, geobox, coarse), hrefs)
+            for ref in r.refs
         )
-        quality = _asset_spec(it, qref, "nearest") if qref is not None else None
-        decoder = (
-            quality_decoder(it, qref.key, mask) if qref is not None else None
-        )  # LoadError before any read
-        out.append(SceneSpec(it.id, assets, quality, decoder))
-        all_refs.append(refs)
-    for v in per_coll_ok.values():
-        if isinstance(v, LoadError):  # no item of a collection has the band: a wrong band name
-            raise v
+        quality = _asset_spec(it, qref, "nearest", hrefs) if qref is not None else None
+        out.append(SceneSpec(it.id, assets, quality, check.decoder(r)))
+        all_refs.append(r.refs)
+    check.done()
     return out, all_refs
 
 
