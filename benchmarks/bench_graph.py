@@ -118,7 +118,10 @@ def _table(path: Path, keep_assets: bool):
                else pc.struct_field(a, f) for f in a.type.names]  # fmt: skip
         fields.append(pa.StructArray.from_arrays(sub, names=a.type.names, mask=pc.invert(a.is_valid())))
     new = pa.StructArray.from_arrays(fields, names=keys, mask=pc.invert(assets.is_valid()))
-    return t.set_column(t.schema.get_field_index("assets"), "assets", new)
+    out = t.set_column(t.schema.get_field_index("assets"), "assets", new).combine_chunks()
+    del t, assets, fields, new
+    pa.default_memory_pool().release_unused()  # the other assets' buffers go back to the system
+    return out
 
 
 def _geobox(n: int, resolution: float):
@@ -142,6 +145,10 @@ def child(n: int, resolution: float, keep_assets: bool, profile: str | None, mod
     import gc
 
     gc.collect()
+    if mode == "table":
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()
     before = proc.memory_info().rss
     peak = [before]
     done = threading.Event()
@@ -169,12 +176,13 @@ def child(n: int, resolution: float, keep_assets: bool, profile: str | None, mod
     th.join()
     peak[0] = max(peak[0], proc.memory_info().rss)
     arr = cube[BANDS[0]].data
-    n_tasks = len(
-        arr.__dask_graph__().layers[[k for k in arr.__dask_graph__().layers if k.startswith("load-tile")][0]]
-    )
+    layer = arr.__dask_graph__().layers[
+        [k for k in arr.__dask_graph__().layers if k.startswith("load-tile")][0]
+    ]
+    n_tasks, n_pairs = len(layer) - 1, len(layer.scene_idx)  # less the scene table; (tile, scene) pairs
     return {"mode": mode, "items": n, "items_used": len(cube.attrs["items"]), "seconds": secs, "cpu_s": cpu, "rss_before_mb": before / 2**20,
             "rss_peak_mb": peak[0] / 2**20, "grid": list(gbox.shape.yx), "resolution_m": resolution,
-            "time_steps": cube.sizes["time"], "read_tasks": n_tasks, "assets_kept": "all" if keep_assets else "B04 B08 SCL"}  # fmt: skip
+            "time_steps": cube.sizes["time"], "read_tasks": n_tasks, "tile_scene_pairs": n_pairs, "assets_kept": "all" if keep_assets else "B04 B08 SCL"}  # fmt: skip
 
 
 def main() -> None:

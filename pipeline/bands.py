@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -306,7 +306,7 @@ class Coarsening:
     def __init__(self, items: list[pystac.Item], geobox: GeoBox, centres: np.ndarray | None = None) -> None:
         self.items, self.geobox = items, geobox
         self.centres = np.full((len(items), 2), np.nan) if centres is None else centres
-        self._done: dict[str, list[float | None]] = {}
+        self._done: dict[str, np.ndarray] = {}
         self._row = {id(it): n for n, it in enumerate(items)}
 
     def __call__(self, item: pystac.Item, key: str) -> float | None:
@@ -316,44 +316,62 @@ class Coarsening:
             return coarsening(item, key, self.geobox)
         if key not in self._done:
             self._done[key] = self._compute(key)
-        return self._done[key][n]
+        v = float(self._done[key][n])
+        return None if v != v else v
 
-    def _compute(self, key: str) -> list[float | None]:
+    def _compute(self, key: str) -> np.ndarray:
         natives = [_native_res(it, key) if key in it.assets else None for it in self.items]
+        sizes = np.array([math.nan if v is None else v[0] for v in natives], dtype="f8")
+        crs = np.array([None if v is None else v[1] for v in natives], dtype=object)
         return coarsenings(
-            natives, self.centres, self.geobox, lambda n: coarsening(self.items[n], key, self.geobox)
+            sizes, crs, self.centres, self.geobox, lambda n: coarsening(self.items[n], key, self.geobox)
         )
 
 
 def coarsenings(
-    natives: Sequence[tuple[float, str | None] | None], centres: np.ndarray, geobox: GeoBox, single
-) -> list[float | None]:
-    """:func:`coarsening` of many scenes' assets at once: ``natives`` (native pixel size and CRS, or None) and
-    ``centres`` ((n, 2) lon/lat, NaN where unknown) per scene; ``single(n)`` computes scene ``n`` alone (used
-    for sizes from ``gsd``, for unknown centres and where the bulk projection fails)."""
-    out: list[float | None] = [None] * len(natives)
-    groups: dict[tuple, list[int]] = {}
-    for n, native in enumerate(natives):
-        if native is None or native[0] <= 0:
-            continue
-        if native[1] is None or not np.isfinite(centres[n]).all():
-            out[n] = single(n)  # metres from gsd (geodesic), or no centre known
-            continue
-        groups.setdefault(native, []).append(n)
+    sizes: np.ndarray, crs: np.ndarray, centres: np.ndarray, geobox: GeoBox, single
+) -> np.ndarray:
+    """:func:`coarsening` of many scenes' assets at once (NaN where unknown): per scene the native pixel size
+    (``sizes``, NaN: unknown) and the CRS it is measured in (``crs``, object array; None: metres, from
+    ``gsd``), and ``centres`` ((n, 2) lon/lat, NaN where unknown); one bulk projection per (size, CRS).
+    ``single(n)`` computes scene ``n`` alone: sizes from ``gsd``, unknown centres, a failed bulk projection."""
+    out = np.full(len(sizes), math.nan)
+    with np.errstate(invalid="ignore"):
+        known = np.isfinite(sizes) & (sizes > 0)
+    has_crs = ~np.equal(crs, None).astype(bool)
+    bulk = known & has_crs & np.isfinite(centres).all(axis=1)
+    for n in np.flatnonzero(known & ~bulk).tolist():  # metres from gsd (geodesic), or no centre known
+        v = single(n)
+        out[n] = math.nan if v is None else v
+    if not bulk.any():
+        return out
+    rows = np.flatnonzero(bulk)
+    names, code = np.unique(crs[rows].astype(str), return_inverse=True)
     dst, res = str(geobox.crs), abs(float(geobox.resolution.x))
-    for (size, crs), rows in groups.items():
-        try:
-            sizes = pixel_sizes_in(crs, dst, res, _round2(centres[rows])).tolist()
-        except Exception:  # noqa: BLE001 (as in coarsening: pyproj raises several types)
-            sizes = [(c or math.nan) * size for c in (single(n) for n in rows)]
-        for n, v in zip(rows, sizes, strict=True):
-            out[n] = v / size if math.isfinite(v) else None
+    for c, name in enumerate(names.tolist()):
+        in_crs = rows[code.reshape(-1) == c]
+        for size in np.unique(sizes[in_crs]).tolist():
+            group = in_crs[sizes[in_crs] == size]
+            try:
+                got = pixel_sizes_in(name, dst, res, _round2(centres[group]))
+            except Exception:  # noqa: BLE001 (as in coarsening: pyproj raises several types)
+                got = np.array([(v or math.nan) * size for v in (single(n) for n in group.tolist())])
+            with np.errstate(invalid="ignore"):
+                out[group] = np.where(np.isfinite(got), got / size, math.nan)
     return out
 
 
 def _round2(lonlat: np.ndarray) -> np.ndarray:
-    """Python's round(v, 2) (correctly rounded, as :func:`coarsening` keys its cache), element by element."""
-    return np.array([[round(x, 2), round(y, 2)] for x, y in lonlat.tolist()], dtype="f8").reshape(-1, 2)
+    """Python's round(v, 2) (correctly rounded, as :func:`coarsening` keys its cache) of each value: the nearest
+    hundredth from the scaled value, and Python's own round where the scaled value is near a tie."""
+    x = np.asarray(lonlat, dtype="f8").reshape(-1)
+    y = x * 100.0
+    out = np.rint(y) / 100.0
+    with np.errstate(invalid="ignore"):
+        near = ~(np.abs(np.abs(y - np.floor(y)) - 0.5) > 1e-6)
+    if near.any():
+        out[near] = [round(v, 2) for v in x[near].tolist()]
+    return out.reshape(-1, 2)
 
 
 def resampling_for(

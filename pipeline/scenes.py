@@ -14,6 +14,7 @@ held as a :class:`orbitcube.pipeline.readtasks.SceneTable` (arrays) instead of o
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,10 +126,13 @@ def _codes(arr: pa.Array) -> np.ndarray:
 
 
 def _combine(cols: list[np.ndarray]) -> np.ndarray:
-    """Codes of the rows of several code columns taken together."""
-    if len(cols) == 1:
-        return cols[0]
-    return np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    """Codes of the rows of several code columns (each >= -2) taken together: pairs of codes folded into one
+    number (below ``n**2``), renumbered after each column."""
+    out = np.zeros(len(cols[0]) if cols else 0, np.int64)
+    for c in cols:
+        c = c + 2
+        out = np.unique(out * (int(c.max(initial=0)) + 1) + c, return_inverse=True)[1].reshape(-1)
+    return out
 
 
 def _layouts(table: pa.Table) -> np.ndarray:
@@ -542,12 +546,16 @@ class _Resolutions:
         tr = first_truthy([(col(f(key, "proj:transform")), lambda t: abs(float(t[0]))),
                            (col(self.rows.column("proj:transform")), lambda t: abs(float(t[0])))])  # fmt: skip
         gsd = first_truthy([(col(f(key, "gsd")), float), (col(self.rows.column("gsd")), float)])
-        natives = [
-            (t, c) if t is not None and c is not None else ((g, None) if g is not None else None)
-            for t, c, g in zip(tr.tolist(), crs.tolist(), gsd.tolist(), strict=True)
-        ]
-        got = coarsenings(natives, lonlat, geobox, lambda n: coarsening_at(natives[n], lonlat[n], geobox))
-        return np.array([np.nan if v is None else v for v in got], dtype="f8")
+        proj = np.not_equal(tr, None) & np.not_equal(crs, None)
+        sizes = np.where(proj, tr, gsd)
+        sizes = np.array([math.nan if v is None else v for v in sizes.tolist()], dtype="f8")
+        crs = np.where(proj, crs, None)
+
+        def single(n: int) -> float | None:
+            native = (float(sizes[n]), crs[n])
+            return coarsening_at(native, tuple(lonlat[n]), geobox)
+
+        return coarsenings(sizes, crs, lonlat, geobox, single)
 
     def _applied(self, order: np.ndarray, rid: np.ndarray) -> dict:
         """``attrs["scale_offset"]`` as :func:`orbitcube.pipeline.load._applied` writes it."""
