@@ -179,7 +179,10 @@ def child(n: int, resolution: float, keep_assets: bool, profile: str | None, mod
     layer = arr.__dask_graph__().layers[
         [k for k in arr.__dask_graph__().layers if k.startswith("load-tile")][0]
     ]
-    n_tasks, n_pairs = len(layer) - 1, len(layer.scene_idx)  # less the scene table; (tile, scene) pairs
+    n_tasks, n_pairs = (
+        len(layer) - 1,
+        len(layer.mapping.scene_idx),
+    )  # less the scene table; (tile, scene) pairs
     return {"mode": mode, "items": n, "items_used": len(cube.attrs["items"]), "seconds": secs, "cpu_s": cpu, "rss_before_mb": before / 2**20,
             "rss_peak_mb": peak[0] / 2**20, "grid": list(gbox.shape.yx), "resolution_m": resolution,
             "time_steps": cube.sizes["time"], "read_tasks": n_tasks, "tile_scene_pairs": n_pairs, "assets_kept": "all" if keep_assets else "B04 B08 SCL"}  # fmt: skip

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
 import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
@@ -35,6 +35,9 @@ from orbitcube.pipeline.masks import DEFAULT_MASK
 from orbitcube.pipeline.quality import quality_asset_key
 from orbitcube.pipeline.reader import AssetSpec, ReadSpec, SceneSpec
 from orbitcube.pipeline.readtasks import read_tasks, tile_graph
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "time_steps",
@@ -261,7 +264,7 @@ def _asset_spec(item: pystac.Item, ref: BandRef, resampling: str, hrefs: _Hrefs)
 
 
 def load_cube(
-    items: Sequence[pystac.Item],
+    items: Sequence[pystac.Item] | pa.Table,
     bands: Sequence[str],
     *,
     geobox: GeoBox | None = None,
@@ -279,6 +282,13 @@ def load_cube(
     memory_per_worker: int | str | None = None,
 ) -> xr.Dataset:
     """Load ``bands`` of ``items`` into a lazy cube on one grid.
+
+    ``items``: pystac Items, or the same rows as a stac-geoparquet ``pyarrow.Table`` (what
+    :meth:`orbitcube.catalog.index.ItemIndex.take` returns; :func:`orbitcube.pipeline.scenes.index_rows` for a
+    catalog's rows, local hrefs made absolute; other hrefs are taken as they are). A table is read column by
+    column with one pystac Item per layout (collection and asset metadata), which keeps a load of 100,000 items
+    small and fast; the cube is the same as from the rows' Items. A table without ``geobox``, or whose assets
+    lack projection metadata (``proj:code``/``proj:epsg`` and ``proj:transform``), is decoded to Items first.
 
     Returns an ``xarray.Dataset`` with one float32 variable per requested band (named as requested: asset key
     like ``B04`` or common name like ``red``), dims ``(time, y, x)`` with ``y`` decreasing, surface reflectance

@@ -81,8 +81,12 @@ def test_real_items_resolve_as_per_item(path: Path) -> None:
     _check_all(items, bands, mask=["cloud", "shadow"], scale_offset={"red": (2.0, 1.0)})
 
 
-def _item(n: int, collection: str, when: dt.datetime, rb: dict | None, props: dict | None = None) -> pystac.Item:
-    it = pystac.Item(f"it{n}", {"type": "Point", "coordinates": [10, 50]}, [10, 50, 10, 50], when, props or {})
+def _item(
+    n: int, collection: str, when: dt.datetime, rb: dict | None, props: dict | None = None
+) -> pystac.Item:
+    it = pystac.Item(
+        f"it{n}", {"type": "Point", "coordinates": [10, 50]}, [10, 50, 10, 50], when, props or {}
+    )
     it.collection_id = collection
     fields = {"eo:bands": [{"name": "B04", "common_name": "red"}]}
     if rb is not None:
