@@ -108,8 +108,8 @@ def item_date(item: pystac.Item) -> dt.date | None:
 def locate_band(item: pystac.Item, name: str) -> tuple[BandRef, tuple[str, str | None] | None]:
     """:func:`resolve_band` without the product table: the BandRef with the asset's own scale/offset (source
     ``"item"``) or none yet (``"none"``), and ``(asset key, common name)`` when the product table decides
-    (:func:`encoded`), else None. Reads only the item's collection, :data:`PRODUCT_PROPERTIES` and the
-    :data:`LAYOUT_FIELDS` of its assets (see :func:`item_layout`)."""
+    (:func:`encoded`), else None. Reads only the item's collection, :data:`~orbitcube.pipeline.layouts.PRODUCT_PROPERTIES` and the
+    :data:`~orbitcube.pipeline.layouts.LAYOUT_FIELDS` of its assets (see :func:`~orbitcube.pipeline.layouts.item_layout`)."""
     found = _find(item, name)
     if found is None:
         common = sorted({c for a in item.assets.values() for b in _band_list(a) if (c := _common(b))})

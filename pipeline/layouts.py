@@ -16,6 +16,9 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pystac
 
 from orbitcube.pipeline.bands import (
@@ -36,6 +39,7 @@ __all__ = [
     "Resolved",
     "ResolvedCheck",
     "item_layout",
+    "table_layouts",
 ]
 
 
@@ -226,3 +230,57 @@ class ResolvedCheck:
         for v in self.per_coll.values():
             if isinstance(v, LoadError):
                 raise v
+
+
+# ----- row codes: equal codes <=> equal values ----------------------------------------------------------------------
+def _codes(arr: pa.Array) -> np.ndarray:
+    """One int64 per row, equal for two rows exactly when their values are (nested types included; nulls equal
+    to each other, unequal to every value)."""
+    t = arr.type
+    if pa.types.is_struct(t):
+        cols = [_codes(pc.struct_field(arr, i)) for i in range(t.num_fields)]
+        return _combine([np.asarray(arr.is_valid(), dtype=np.int64), *cols])
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        lengths = pc.fill_null(pc.list_value_length(arr), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        elems = _codes(pc.list_flatten(arr)) if len(arr) else np.zeros(0, np.int64)
+        width = int(max(lengths.max(initial=0), 0))
+        mat = np.full((len(arr), width + 1), -2, np.int64)
+        mat[:, 0] = lengths
+        if elems.size:
+            n = np.maximum(lengths, 0)
+            rows = np.repeat(np.arange(len(arr)), n)
+            cols = np.arange(elems.size) - np.repeat(np.cumsum(n) - n, n) + 1
+            mat[rows, cols] = elems
+        return _combine(list(mat.T))
+    if pa.types.is_null(t):
+        return np.zeros(len(arr), np.int64)
+    enc = pc.dictionary_encode(arr).indices
+    return pc.fill_null(enc, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _combine(cols: list[np.ndarray]) -> np.ndarray:
+    """Codes of the rows of several code columns (each >= -2) taken together: pairs of codes folded into one
+    number (below ``n**2``), renumbered after each column."""
+    out = np.zeros(len(cols[0]) if cols else 0, np.int64)
+    for c in cols:
+        c = c + 2
+        out = np.unique(out * (int(c.max(initial=0)) + 1) + c, return_inverse=True)[1].reshape(-1)
+    return out
+
+
+def table_layouts(table: pa.Table) -> np.ndarray:
+    """Layout code of each row of a stac-geoparquet table (:func:`item_layout` from the columns: rows with
+    equal codes have equal layouts): collection,
+    :data:`PRODUCT_PROPERTIES` and, per asset, whether the row has it, its roles and :data:`LAYOUT_FIELDS`."""
+    names = table.schema.names
+    cols = [
+        _codes(table.column(c).combine_chunks()) for c in ("collection", *PRODUCT_PROPERTIES) if c in names
+    ]
+    assets = table.column("assets").combine_chunks()
+    for k in assets.type.names:
+        a = pc.struct_field(assets, k)
+        cols.append(np.asarray(a.is_valid(), dtype=np.int64))
+        for f in ("roles", *LAYOUT_FIELDS):
+            if f in a.type.names:
+                cols.append(_codes(pc.struct_field(a, f)))
+    return _combine(cols) if cols else np.zeros(table.num_rows, np.int64)

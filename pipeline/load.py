@@ -127,7 +127,7 @@ def requested_keys(
     item: pystac.Item, bands: Sequence[str] | None, mask: bool, resolver: BandResolver | None = None
 ) -> list[str]:
     """Asset keys a load of ``bands`` (and the quality layer when ``mask``) reads from ``item``; every asset
-    when ``bands`` is None. ``resolver``: the load's :class:`~orbitcube.pipeline.bands.BandResolver` (of
+    when ``bands`` is None. ``resolver``: the load's :class:`~orbitcube.pipeline.layouts.BandResolver` (of
     ``bands``), which resolves each item layout once."""
     if bands is None:
         return list(item.assets)

@@ -4,8 +4,8 @@ Item per row.
 :func:`orbitcube.pipeline.load.load_cube` takes such a table (what
 :meth:`orbitcube.catalog.index.ItemIndex.take` returns; :func:`index_rows` for a catalog's rows with its local
 hrefs made absolute). Rows are grouped by layout -- collection, the product properties the product table reads
-and the band/class metadata of every asset (:func:`orbitcube.pipeline.bands.item_layout`) -- and ONE pystac Item
-per layout is materialised to resolve the bands (:class:`orbitcube.pipeline.bands.BandResolver`); hrefs,
+and the band/class metadata of every asset (:func:`orbitcube.pipeline.layouts.item_layout`) -- and ONE pystac Item
+per layout is materialised to resolve the bands (:class:`orbitcube.pipeline.layouts.BandResolver`); hrefs,
 projection fields, times and footprints are read from the columns, vectorised. The result is the same cube as
 from the rows' pystac Items (same scenes, time steps, footprints and read tasks: tests/pipeline/test_scenes.py),
 held as a :class:`orbitcube.pipeline.readtasks.SceneTable` (arrays) instead of one record per scene.
@@ -29,13 +29,7 @@ from odc.geo.geobox import GeoBox
 from orbitcube.pipeline.bands import coarsening_at, coarsenings, resampling_for
 from orbitcube.pipeline.errors import LoadError
 from orbitcube.pipeline.footprints import footprints_from_shapes
-from orbitcube.pipeline.layouts import (
-    LAYOUT_FIELDS,
-    PRODUCT_PROPERTIES,
-    BandResolver,
-    Resolved,
-    ResolvedCheck,
-)
+from orbitcube.pipeline.layouts import BandResolver, Resolved, ResolvedCheck, table_layouts
 from orbitcube.pipeline.reader import AssetSpec
 from orbitcube.pipeline.readtasks import SceneTable
 
@@ -97,59 +91,6 @@ def table_to_items(table: pa.Table) -> list[pystac.Item]:
     import stac_geoparquet.arrow as sga
 
     return [pystac.Item.from_dict(d, preserve_dict=False) for d in sga.stac_table_to_items(table)]
-
-
-# ----- row codes: equal codes <=> equal values ----------------------------------------------------------------------
-def _codes(arr: pa.Array) -> np.ndarray:
-    """One int64 per row, equal for two rows exactly when their values are (nested types included; nulls equal
-    to each other, unequal to every value)."""
-    t = arr.type
-    if pa.types.is_struct(t):
-        cols = [_codes(pc.struct_field(arr, i)) for i in range(t.num_fields)]
-        return _combine([np.asarray(arr.is_valid(), dtype=np.int64), *cols])
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        lengths = pc.fill_null(pc.list_value_length(arr), -1).to_numpy(zero_copy_only=False).astype(np.int64)
-        elems = _codes(pc.list_flatten(arr)) if len(arr) else np.zeros(0, np.int64)
-        width = int(max(lengths.max(initial=0), 0))
-        mat = np.full((len(arr), width + 1), -2, np.int64)
-        mat[:, 0] = lengths
-        if elems.size:
-            n = np.maximum(lengths, 0)
-            rows = np.repeat(np.arange(len(arr)), n)
-            cols = np.arange(elems.size) - np.repeat(np.cumsum(n) - n, n) + 1
-            mat[rows, cols] = elems
-        return _combine(list(mat.T))
-    if pa.types.is_null(t):
-        return np.zeros(len(arr), np.int64)
-    enc = pc.dictionary_encode(arr).indices
-    return pc.fill_null(enc, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def _combine(cols: list[np.ndarray]) -> np.ndarray:
-    """Codes of the rows of several code columns (each >= -2) taken together: pairs of codes folded into one
-    number (below ``n**2``), renumbered after each column."""
-    out = np.zeros(len(cols[0]) if cols else 0, np.int64)
-    for c in cols:
-        c = c + 2
-        out = np.unique(out * (int(c.max(initial=0)) + 1) + c, return_inverse=True)[1].reshape(-1)
-    return out
-
-
-def _layouts(table: pa.Table) -> np.ndarray:
-    """Layout code of each row (:func:`orbitcube.pipeline.bands.item_layout` from the columns): collection,
-    :data:`PRODUCT_PROPERTIES` and, per asset, whether the row has it, its roles and :data:`LAYOUT_FIELDS`."""
-    names = table.schema.names
-    cols = [
-        _codes(table.column(c).combine_chunks()) for c in ("collection", *PRODUCT_PROPERTIES) if c in names
-    ]
-    assets = table.column("assets").combine_chunks()
-    for k in assets.type.names:
-        a = pc.struct_field(assets, k)
-        cols.append(np.asarray(a.is_valid(), dtype=np.int64))
-        for f in ("roles", *LAYOUT_FIELDS):
-            if f in a.type.names:
-                cols.append(_codes(pc.struct_field(a, f)))
-    return _combine(cols) if cols else np.zeros(table.num_rows, np.int64)
 
 
 # ----- the load -----------------------------------------------------------------------------------------------------
@@ -362,12 +303,12 @@ def _span_centres(polys: np.ndarray) -> np.ndarray:
 
 
 class _Resolutions:
-    """The bands of every row: one :class:`~orbitcube.pipeline.bands.Resolved` per layout (and date, where the
+    """The bands of every row: one :class:`~orbitcube.pipeline.layouts.Resolved` per layout (and date, where the
     product table reads it), from one pystac Item per layout; ``rid`` is each row's."""
 
     def __init__(self, rows: _Rows, resolver: BandResolver, mask: bool) -> None:
         self.rows, self.resolver, self.mask = rows, resolver, mask
-        layout = _layouts(rows.table)
+        layout = table_layouts(rows.table)
         _, first = np.unique(layout, return_index=True)
         reps = table_to_items(rows.table.take(pa.array(first)))
         day = rows.t_us // _US_PER_DAY
@@ -375,6 +316,7 @@ class _Resolutions:
         self.list: list[Resolved] = []
         self.reps: list[pystac.Item] = []
         self._index: dict[int, int] = {}
+        self._coarse: dict[tuple, np.ndarray] = {}
         for code, rep in enumerate(reps):
             at = np.flatnonzero(layout == code)
             key = ("table", code)
@@ -464,7 +406,7 @@ class _Resolutions:
     def scene_table(self, order: np.ndarray, lonlat: np.ndarray, geobox: GeoBox, resampling) -> tuple:
         """The :class:`SceneTable` of the rows ``order`` (acquisition order; ``lonlat``: their footprints'
         centroids) and the scale/offset applied (``attrs["scale_offset"]``), checked as the pystac path checks
-        its items (:class:`~orbitcube.pipeline.bands.ResolvedCheck`, resolutions in load order)."""
+        its items (:class:`~orbitcube.pipeline.layouts.ResolvedCheck`, resolutions in load order)."""
         bands = self.resolver.bands
         check = ResolvedCheck(bands, self.resolver.mask)
         rid = self.rid[order]
@@ -514,7 +456,10 @@ class _Resolutions:
             enc = pc.dictionary_encode(self.rows.asset_field(key, "href").take(pa.array(order[p])))
             paths = pa.array([gdal_href(h) for h in enc.dictionary.to_pylist()], pa.string())
             vals.append(paths.take(enc.indices))
-        rest = np.setdiff1d(np.arange(len(order)), np.concatenate(pos)) if pos else np.arange(len(order))
+        free = np.ones(len(order), bool)
+        for p in pos:
+            free[p] = False
+        rest = np.flatnonzero(free)
         pos.append(rest)
         vals.append(pa.nulls(len(rest), pa.string()))
         return pa.concat_arrays(vals).take(pa.array(np.argsort(np.concatenate(pos), kind="stable")))
@@ -527,11 +472,19 @@ class _Resolutions:
             return None if v is None else v.take(rows)
 
         def first_truthy(sources: list) -> np.ndarray:
+            """Per row ``fmt`` of the first source that holds a true value there (lists: of their first
+            element), else None; ``fmt`` applied once per distinct value."""
             out = np.full(len(order), None, object)
             for v, fmt in reversed(sources):
                 hit = _truthy(v)
-                if hit is not None and hit.any():
-                    out[hit] = [fmt(x) for x in v.filter(pa.array(hit)).to_pylist()]
+                if hit is None or not hit.any():
+                    continue
+                v = v.filter(pa.array(hit))
+                if pa.types.is_list(v.type) or pa.types.is_large_list(v.type):
+                    v = pc.list_element(v, 0)
+                enc = pc.dictionary_encode(v)
+                values = np.array([*map(fmt, enc.dictionary.to_pylist()), None], object)
+                out[hit] = values[pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)]
             return out
 
         f = self.rows.asset_field
@@ -543,19 +496,23 @@ class _Resolutions:
                 (level("proj:wkt2"), str),
             ]
         crs = first_truthy(crs_sources)
-        tr = first_truthy([(col(f(key, "proj:transform")), lambda t: abs(float(t[0]))),
-                           (col(self.rows.column("proj:transform")), lambda t: abs(float(t[0])))])  # fmt: skip
+        tr = first_truthy([(col(f(key, "proj:transform")), lambda a: abs(float(a))),
+                           (col(self.rows.column("proj:transform")), lambda a: abs(float(a)))])  # fmt: skip
         gsd = first_truthy([(col(f(key, "gsd")), float), (col(self.rows.column("gsd")), float)])
         proj = np.not_equal(tr, None) & np.not_equal(crs, None)
         sizes = np.where(proj, tr, gsd)
         sizes = np.array([math.nan if v is None else v for v in sizes.tolist()], dtype="f8")
         crs = np.where(proj, crs, None)
+        same = (sizes.tobytes(), tuple(crs.tolist()))  # assets of one grid (B04, B08): computed once
+        if same in self._coarse:
+            return self._coarse[same]
 
         def single(n: int) -> float | None:
             native = (float(sizes[n]), crs[n])
             return coarsening_at(native, tuple(lonlat[n]), geobox)
 
-        return coarsenings(sizes, crs, lonlat, geobox, single)
+        got = self._coarse[same] = coarsenings(sizes, crs, lonlat, geobox, single)
+        return got
 
     def _applied(self, order: np.ndarray, rid: np.ndarray) -> dict:
         """``attrs["scale_offset"]`` as :func:`orbitcube.pipeline.load._applied` writes it."""
