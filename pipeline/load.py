@@ -51,6 +51,7 @@ __all__ = [
     "gdal_href",
     "load_cube",
     "local_path",
+    "no_item_on",
     "quality_band",
     "read_tasks",
     "requested_keys",
@@ -439,13 +440,18 @@ def _on_grid(items: list[pystac.Item], geobox: GeoBox) -> list[tuple[pystac.Item
     footprints = footprints_from_shapes(shapes, geobox)
     on_grid = [(it, fp, c) for it, fp, c in zip(items, footprints, centres, strict=True) if fp is not None]
     if not on_grid:
-        extent = geobox.extent.to_crs(4326)
-        raise LoadError(
-            f"the AOI/grid (lon/lat bounds {tuple(round(v, 5) for v in extent.boundingbox)}) intersects no item; "
-            "check the AOI and its CRS or search the catalog with this AOI"
-        )
+        raise no_item_on(geobox)
     on_grid.sort(key=lambda p: (timeaxis.acquisition_utc(p[0]), p[0].id))
     return on_grid
+
+
+def no_item_on(geobox: GeoBox) -> LoadError:
+    """The LoadError of a load whose grid meets no item (naming the grid's lon/lat bounds)."""
+    extent = geobox.extent.to_crs(4326)
+    return LoadError(
+        f"the AOI/grid (lon/lat bounds {tuple(round(v, 5) for v in extent.boundingbox)}) intersects no item; "
+        "check the AOI and its CRS or search the catalog with this AOI"
+    )
 
 
 def time_steps(

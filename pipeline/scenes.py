@@ -107,7 +107,7 @@ def table_scenes(
     """The :class:`orbitcube.pipeline.load.Scenes` of a load of ``table``'s rows on ``geobox`` (load_cube's
     arguments), or None when an asset of ``bands`` lacks projection metadata (the caller then decodes the rows to
     pystac Items, whose headers are read). Same checks, errors, warnings and order as the pystac path."""
-    from orbitcube.pipeline.load import Scenes, check_load_args
+    from orbitcube.pipeline.load import Scenes, check_load_args, no_item_on
 
     check_load_args(table.num_rows, bands, on_error, groupby)
     rows = _Rows(table)
@@ -120,7 +120,10 @@ def table_scenes(
         return None
     keep, skipped = res.check_files(on_error)
     fps, centres = rows.footprints(keep, geobox)
-    order = rows.acquisition_order(keep[[fp is not None for fp in fps]])
+    on_grid = np.array([fp is not None for fp in fps], bool)
+    if not on_grid.any():
+        raise no_item_on(geobox)
+    order = rows.acquisition_order(keep[on_grid])
     at = {int(r): n for n, r in enumerate(keep.tolist())}
     fps = [fps[at[r]] for r in order.tolist()]
     centres = centres[[at[r] for r in order.tolist()]]

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import xarray as xr
+from odc.geo.geobox import GeoBox
 
 from orbitcube.catalog.simulator import Mission
 from orbitcube.catalog.store import open_catalog
@@ -127,6 +128,14 @@ def test_missing_files_and_bad_rows_as_the_items_say(mixed_mission: Mission, tmp
         logs.append([r.getMessage() for r in caplog.records if "skipping" in r.getMessage()])
     _assert_same(*cubes, ["red"])
     assert cubes[0].attrs["skipped_items"] == [items[3].id] and logs[0] == logs[1]
+
+    far = GeoBox.from_bbox((100.0, -40.0, 101.0, -39.0), "EPSG:4326", resolution=0.01)
+    msgs = []
+    for source in (items, table):
+        with pytest.raises(LoadError, match="intersects no item") as err:
+            load_cube(source, ["red"], geobox=far, on_error="skip")
+        msgs.append(str(err.value))
+    assert msgs[0] == msgs[1]
 
     no_geom = table.set_column(table.schema.get_field_index("geometry"), "geometry",
                                pa.array([None] * table.num_rows, table.schema.field("geometry").type))  # fmt: skip
