@@ -21,6 +21,7 @@ _LAZY: dict[str, str] = {
     "mask_from_qa_pixel": "orbitcube.pipeline.masks",
     "mask_from_fmask": "orbitcube.pipeline.masks",
     "load_cube": "orbitcube.pipeline.load",
+    "index_rows": "orbitcube.pipeline.scenes",
     # analytics
     "band_math": "orbitcube.pipeline.analytics",
     "spectral_index": "orbitcube.pipeline.analytics",

@@ -9,6 +9,7 @@ way whatever other scenes share a tile. The order of precedence for scale/offset
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 from collections.abc import Mapping
@@ -21,7 +22,7 @@ from odc.geo.geobox import GeoBox
 from odc.geo.geom import Geometry
 
 from orbitcube.catalog.classes import BUILTIN_LAYERS, normalise_name
-from orbitcube.catalog.products import is_class_product, item_encoding
+from orbitcube.catalog.products import band_encoding, is_class_product
 from orbitcube.pipeline.errors import LoadError
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,21 @@ def _nodata_value(v) -> float | None:
 def resolve_band(item: pystac.Item, name: str) -> BandRef:
     """Find band ``name`` (asset key or eo common name) in ``item`` with its scale/offset/nodata for this item
     (raster:bands, else the product table of :mod:`orbitcube.catalog.products`); raise LoadError listing what exists."""
+    ref, table = locate_band(item, name)
+    return ref if table is None else encoded(ref, table, item.collection_id, item.properties, item_date(item))
+
+
+def item_date(item: pystac.Item) -> dt.date | None:
+    """The date the product table reads for ``item`` (``datetime``, else ``start_datetime``; None if neither)."""
+    when = item.datetime or item.common_metadata.start_datetime
+    return when.date() if when else None
+
+
+def locate_band(item: pystac.Item, name: str) -> tuple[BandRef, tuple[str, str | None] | None]:
+    """:func:`resolve_band` without the product table: the BandRef with the asset's own scale/offset (source
+    ``"item"``) or none yet (``"none"``), and ``(asset key, common name)`` when the product table decides
+    (:func:`encoded`), else None. Reads only the item's collection, :data:`~orbitcube.pipeline.layouts.PRODUCT_PROPERTIES` and the
+    :data:`~orbitcube.pipeline.layouts.LAYOUT_FIELDS` of its assets (see :func:`~orbitcube.pipeline.layouts.item_layout`)."""
     found = _find(item, name)
     if found is None:
         common = sorted({c for a in item.assets.values() for b in _band_list(a) if (c := _common(b))})
@@ -117,27 +133,24 @@ def resolve_band(item: pystac.Item, name: str) -> BandRef:
         or "classification:classes" in asset.extra_fields
         or is_class_product(item.collection_id, item.properties)
     )
-    scale, offset, source = 1.0, 0.0, "none"
+    scale, offset, source, table = 1.0, 0.0, "none", None
     if "scale" in rb or "offset" in rb:
         scale, offset, source = float(rb.get("scale", 1.0)), float(rb.get("offset", 0.0)), "item"
     elif not quality:
         bands = _band_list(asset)
-        common = _common(bands[index - 1]) if len(bands) >= index else None
-        enc = item_encoding(item, key, common)
-        if enc is not None:
-            scale, offset, source = enc.scale, enc.offset, enc.source
-    return BandRef(
-        name,
-        key,
-        scale,
-        offset,
-        _nodata_value(rb.get("nodata")),
-        quality,
-        index,
-        source,
-        rb.get("data_type"),
-        bitfields,
-    )
+        table = (key, _common(bands[index - 1]) if len(bands) >= index else None)
+    nodata = _nodata_value(rb.get("nodata"))
+    ref = BandRef(name, key, scale, offset, nodata, quality, index, source, rb.get("data_type"), bitfields)
+    return ref, table
+
+
+def encoded(
+    ref: BandRef, table: tuple[str, str | None], collection: str | None, props: Mapping, date: dt.date | None
+) -> BandRef:
+    """``ref`` (from :func:`locate_band`) with the product table's scale/offset for an item of ``collection``
+    with properties ``props`` acquired on ``date`` (unchanged when the table knows nothing)."""
+    enc = band_encoding(collection, props, date, *table)
+    return ref if enc is None else replace(ref, scale=enc.scale, offset=enc.offset, source=enc.source)
 
 
 def with_user_encoding(ref: BandRef, scale_offset: Mapping[str, tuple[float, float]] | None) -> BandRef:
@@ -169,7 +182,10 @@ def _is_integer_type(data_type: str | None) -> bool | None:
 def check_encoding(item: pystac.Item, ref: BandRef, warned: set) -> None:
     """Log (once per collection and band, ``warned`` remembers) what cannot be right: integer data with no
     known scale/offset (loaded as stored), a nodata the data type cannot hold (ignored)."""
-    coll = item.collection_id
+    _check_encoding(item.collection_id, ref, warned)
+
+
+def _check_encoding(coll: str | None, ref: BandRef, warned: set) -> None:
     integer = _is_integer_type(ref.data_type)
     if (
         ref.source == "none"
@@ -247,7 +263,15 @@ def coarsening(item: pystac.Item, key: str, geobox: GeoBox) -> float | None:
     native = _native_res(item, key)
     if native is None or native[0] <= 0:
         return None
-    lon, lat = Geometry(item.geometry, crs=4326).centroid.coords[0]
+    return coarsening_at(native, Geometry(item.geometry, crs=4326).centroid.coords[0], geobox)
+
+
+def coarsening_at(
+    native: tuple[float, str | None], lonlat: tuple[float, float], geobox: GeoBox
+) -> float | None:
+    """:func:`coarsening` of an asset of native pixel size ``native`` (size, CRS; CRS None: metres from
+    ``gsd``) for a scene centred at ``lonlat`` (its footprint's centroid, degrees)."""
+    lon, lat = lonlat
     try:
         size = _pixel_size_in(
             native[1], str(geobox.crs), abs(float(geobox.resolution.x)), round(lon, 2), round(lat, 2)
@@ -282,7 +306,7 @@ class Coarsening:
     def __init__(self, items: list[pystac.Item], geobox: GeoBox, centres: np.ndarray | None = None) -> None:
         self.items, self.geobox = items, geobox
         self.centres = np.full((len(items), 2), np.nan) if centres is None else centres
-        self._done: dict[str, list[float | None]] = {}
+        self._done: dict[str, np.ndarray] = {}
         self._row = {id(it): n for n, it in enumerate(items)}
 
     def __call__(self, item: pystac.Item, key: str) -> float | None:
@@ -292,36 +316,62 @@ class Coarsening:
             return coarsening(item, key, self.geobox)
         if key not in self._done:
             self._done[key] = self._compute(key)
-        return self._done[key][n]
+        v = float(self._done[key][n])
+        return None if v != v else v
 
-    def _compute(self, key: str) -> list[float | None]:
-        out: list[float | None] = [None] * len(self.items)
-        groups: dict[tuple, list[int]] = {}
-        for n, it in enumerate(self.items):
-            native = _native_res(it, key) if key in it.assets else None
-            if native is None or native[0] <= 0:
-                continue
-            if native[1] is None or not np.isfinite(self.centres[n]).all():
-                out[n] = coarsening(it, key, self.geobox)  # metres from gsd (geodesic), or no centre known
-                continue
-            groups.setdefault(native, []).append(n)
-        dst, res = str(self.geobox.crs), abs(float(self.geobox.resolution.x))
-        for (size, crs), rows in groups.items():
-            try:
-                sizes = pixel_sizes_in(crs, dst, res, _round2(self.centres[rows])).tolist()
-            except Exception:  # noqa: BLE001 (as in coarsening: pyproj raises several types)
-                sizes = [
-                    (c or math.nan) * size
-                    for c in (coarsening(self.items[n], key, self.geobox) for n in rows)
-                ]
-            for n, v in zip(rows, sizes, strict=True):
-                out[n] = v / size if math.isfinite(v) else None
+    def _compute(self, key: str) -> np.ndarray:
+        natives = [_native_res(it, key) if key in it.assets else None for it in self.items]
+        sizes = np.array([math.nan if v is None else v[0] for v in natives], dtype="f8")
+        crs = np.array([None if v is None else v[1] for v in natives], dtype=object)
+        return coarsenings(
+            sizes, crs, self.centres, self.geobox, lambda n: coarsening(self.items[n], key, self.geobox)
+        )
+
+
+def coarsenings(
+    sizes: np.ndarray, crs: np.ndarray, centres: np.ndarray, geobox: GeoBox, single
+) -> np.ndarray:
+    """:func:`coarsening` of many scenes' assets at once (NaN where unknown): per scene the native pixel size
+    (``sizes``, NaN: unknown) and the CRS it is measured in (``crs``, object array; None: metres, from
+    ``gsd``), and ``centres`` ((n, 2) lon/lat, NaN where unknown); one bulk projection per (size, CRS).
+    ``single(n)`` computes scene ``n`` alone: sizes from ``gsd``, unknown centres, a failed bulk projection."""
+    out = np.full(len(sizes), math.nan)
+    with np.errstate(invalid="ignore"):
+        known = np.isfinite(sizes) & (sizes > 0)
+    has_crs = ~np.equal(crs, None).astype(bool)
+    bulk = known & has_crs & np.isfinite(centres).all(axis=1)
+    for n in np.flatnonzero(known & ~bulk).tolist():  # metres from gsd (geodesic), or no centre known
+        v = single(n)
+        out[n] = math.nan if v is None else v
+    if not bulk.any():
         return out
+    rows = np.flatnonzero(bulk)
+    names, code = np.unique(crs[rows].astype(str), return_inverse=True)
+    dst, res = str(geobox.crs), abs(float(geobox.resolution.x))
+    for c, name in enumerate(names.tolist()):
+        in_crs = rows[code.reshape(-1) == c]
+        for size in np.unique(sizes[in_crs]).tolist():
+            group = in_crs[sizes[in_crs] == size]
+            try:
+                got = pixel_sizes_in(name, dst, res, _round2(centres[group]))
+            except Exception:  # noqa: BLE001 (as in coarsening: pyproj raises several types)
+                got = np.array([(v or math.nan) * size for v in (single(n) for n in group.tolist())])
+            with np.errstate(invalid="ignore"):
+                out[group] = np.where(np.isfinite(got), got / size, math.nan)
+    return out
 
 
 def _round2(lonlat: np.ndarray) -> np.ndarray:
-    """Python's round(v, 2) (correctly rounded, as :func:`coarsening` keys its cache), element by element."""
-    return np.array([[round(x, 2), round(y, 2)] for x, y in lonlat.tolist()], dtype="f8").reshape(-1, 2)
+    """Python's round(v, 2) (correctly rounded, as :func:`coarsening` keys its cache) of each value: the nearest
+    hundredth from the scaled value, and Python's own round where the scaled value is near a tie."""
+    x = np.asarray(lonlat, dtype="f8").reshape(-1)
+    y = x * 100.0
+    out = np.rint(y) / 100.0
+    with np.errstate(invalid="ignore"):
+        near = ~(np.abs(np.abs(y - np.floor(y)) - 0.5) > 1e-6)
+    if near.any():
+        out[near] = [round(v, 2) for v in x[near].tolist()]
+    return out.reshape(-1, 2)
 
 
 def resampling_for(
@@ -365,6 +415,11 @@ __all__ = [
     "asset_band",
     "check_encoding",
     "coarsening",
+    "coarsening_at",
+    "coarsenings",
+    "encoded",
+    "item_date",
+    "locate_band",
     "resampling_for",
     "resolve_band",
     "with_user_encoding",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
 import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
@@ -26,37 +26,55 @@ from odc.geo.xr import xr_coords
 from shapely.geometry.base import BaseGeometry
 
 from orbitcube.pipeline import timeaxis
-from orbitcube.pipeline.bands import (
-    BandRef,
-    Coarsening,
-    check_encoding,
-    resampling_for,
-    resolve_band,
-    with_user_encoding,
-)
+from orbitcube.pipeline.bands import BandRef, Coarsening, resampling_for, resolve_band
 from orbitcube.pipeline.errors import LoadError
 from orbitcube.pipeline.footprints import footprints_from_shapes, shapes_and_centroids, tile_scene_pairs
 from orbitcube.pipeline.grid import output_grid
+from orbitcube.pipeline.layouts import BandResolver, ResolvedCheck
 from orbitcube.pipeline.masks import DEFAULT_MASK
-from orbitcube.pipeline.quality import quality_asset_key, quality_decoder
+from orbitcube.pipeline.quality import quality_asset_key
 from orbitcube.pipeline.reader import AssetSpec, ReadSpec, SceneSpec
-from orbitcube.pipeline.readtasks import read_tile_of
+from orbitcube.pipeline.readtasks import read_tasks, tile_graph
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "time_steps",
     "GroupBy",
     "OnError",
     "Resampling",
+    "Scenes",
     "check_items",
+    "check_load_args",
     "fill_proj_from_headers",
+    "gdal_href",
     "load_cube",
     "local_path",
+    "no_item_on",
     "quality_band",
+    "read_tasks",
     "requested_keys",
     "solar_day",
 ]
 
 log = logging.getLogger(__name__)
+
+
+class Scenes(NamedTuple):
+    """What a load resolved, whichever form its items came in: the scenes in acquisition order (ids, read
+    records, time step of each, number of steps, time coordinates, footprints in the grid's CRS), the ids
+    skipped and the scale/offset applied (``attrs["scale_offset"]``)."""
+
+    ids: Sequence[str]
+    scenes: Sequence[SceneSpec]
+    step_of: np.ndarray
+    n_steps: int
+    coords: dict
+    footprints: list
+    skipped: list[str]
+    applied: dict
+
 
 #: how scenes become time steps: one per solar day (the scenes of one pass mosaicked) or one per scene
 GroupBy = Literal["solar_day", "time"]
@@ -106,23 +124,41 @@ def local_path(href: str) -> str | None:
     return None if "://" in href else href
 
 
-def requested_keys(item: pystac.Item, bands: Sequence[str] | None, mask: bool) -> list[str]:
+def requested_keys(
+    item: pystac.Item, bands: Sequence[str] | None, mask: bool, resolver: BandResolver | None = None
+) -> list[str]:
     """Asset keys a load of ``bands`` (and the quality layer when ``mask``) reads from ``item``; every asset
-    when ``bands`` is None."""
+    when ``bands`` is None. ``resolver``: the load's :class:`~orbitcube.pipeline.layouts.BandResolver` (of
+    ``bands``), which resolves each item layout once."""
     if bands is None:
         return list(item.assets)
-    keys = []
-    for b in bands:
-        try:
-            keys.append(resolve_band(item, b).key)
-        except LoadError:
-            continue  # reported when the scenes are resolved
-    q = quality_band(item) if mask else None
-    return keys + ([q.key] if q is not None else [])
+    if resolver is None:
+        resolver = BandResolver(bands)
+    r = resolver(item)
+    q = r.quality if mask else None
+    if isinstance(q, LoadError):
+        raise q
+    return [ref.key for ref in r.refs if ref is not None] + ([q.key] if q is not None else [])
+
+
+class _Hrefs(dict):
+    """Absolute hrefs of assets, worked out once per asset during a load (pystac's ``get_absolute_href`` parses
+    the URL each time): ``hrefs(asset)``. Holds the assets, so that an id is never reused while cached."""
+
+    def __call__(self, asset: pystac.Asset) -> str:
+        got = self.get(id(asset))
+        if got is None:
+            got = self[id(asset)] = (asset, asset.get_absolute_href() or asset.href)
+        return got[1]
 
 
 def check_items(
-    items: list[pystac.Item], on_error: str, bands: Sequence[str] | None = None, mask: bool = False
+    items: list[pystac.Item],
+    on_error: str,
+    bands: Sequence[str] | None = None,
+    mask: bool = False,
+    resolver: BandResolver | None = None,
+    hrefs: _Hrefs | None = None,
 ) -> tuple[list[pystac.Item], list[str]]:
     """Drop items whose local assets (plain paths and ``file://`` URLs) are missing (``on_error="skip"``, their
     ids returned second) or raise LoadError naming the item, asset and path (``"fail"``). Only the assets a load
@@ -130,11 +166,13 @@ def check_items(
     None), so a missing thumbnail never drops a scene. Remote hrefs are checked when read."""
     keep, skipped = [], []
     exists: dict[str, bool] = {}  # many items of a large load share files (or folders): one stat per path
+    hrefs = _Hrefs() if hrefs is None else hrefs
+    if resolver is None and bands is not None:
+        resolver = BandResolver(bands)
     for it in items:
         missing = []
-        for k in dict.fromkeys(requested_keys(it, bands, mask)):
-            a = it.assets[k]
-            href = a.get_absolute_href() or a.href
+        for k in dict.fromkeys(requested_keys(it, bands, mask, resolver)):
+            href = hrefs(it.assets[k])
             path = local_path(href)
             if path is not None and path not in exists:
                 exists[path] = Path(path).exists()
@@ -154,7 +192,7 @@ def check_items(
     return keep, skipped
 
 
-def _gdal_href(href: str) -> str:
+def gdal_href(href: str) -> str:
     """What GDAL opens for an asset href: local paths as they are, URLs through GDAL's virtual file systems."""
     path = local_path(href)
     if path is not None:
@@ -175,20 +213,19 @@ def _has_proj(item: pystac.Item, asset: pystac.Asset) -> bool:
     return crs and grid
 
 
-def fill_proj_from_headers(items: Sequence[pystac.Item], bands: Sequence[str]) -> list[pystac.Item]:
+def fill_proj_from_headers(
+    items: Sequence[pystac.Item], bands: Sequence[str], resolver: BandResolver | None = None
+) -> list[pystac.Item]:
     """Items whose requested assets lack projection metadata (``proj:code``/``proj:epsg`` and ``proj:transform``)
     get it from the file header (a copy of the item is changed; a warning names each such item)."""
     import rasterio
 
+    resolver = BandResolver(bands) if resolver is None else resolver
     out = []
     for it in items:
         missing = []
-        for b in bands:
-            try:
-                ref = resolve_band(it, b)
-            except LoadError:
-                continue  # reported by the caller, per collection
-            if not _has_proj(it, it.assets[ref.key]):
+        for ref in resolver(it).refs:
+            if ref is not None and not _has_proj(it, it.assets[ref.key]):  # no band: reported per collection
                 missing.append(ref.key)
         if not missing:
             out.append(it)
@@ -198,7 +235,7 @@ def fill_proj_from_headers(items: Sequence[pystac.Item], bands: Sequence[str]) -
             asset = it.assets[key]
             href = asset.get_absolute_href() or asset.href
             try:
-                with rasterio.open(_gdal_href(href)) as src:
+                with rasterio.open(gdal_href(href)) as src:
                     if src.crs is None:
                         raise LoadError(
                             f"item {it.id!r} asset {key!r} ({href}) has no CRS in its STAC metadata nor in the "
@@ -222,14 +259,13 @@ def fill_proj_from_headers(items: Sequence[pystac.Item], bands: Sequence[str]) -
     return out
 
 
-def _asset_spec(item: pystac.Item, ref: BandRef, resampling: str) -> AssetSpec:
-    a = item.assets[ref.key]
-    href = _gdal_href(a.get_absolute_href() or a.href)
+def _asset_spec(item: pystac.Item, ref: BandRef, resampling: str, hrefs: _Hrefs) -> AssetSpec:
+    href = gdal_href(hrefs(item.assets[ref.key]))
     return AssetSpec(href, ref.nodata, ref.scale, ref.offset, ref.index, resampling, ref.is_quality, ref.key)
 
 
 def load_cube(
-    items: Sequence[pystac.Item],
+    items: Sequence[pystac.Item] | pa.Table,
     bands: Sequence[str],
     *,
     geobox: GeoBox | None = None,
@@ -247,6 +283,13 @@ def load_cube(
     memory_per_worker: int | str | None = None,
 ) -> xr.Dataset:
     """Load ``bands`` of ``items`` into a lazy cube on one grid.
+
+    ``items``: pystac Items, or the same rows as a stac-geoparquet ``pyarrow.Table`` (what
+    :meth:`orbitcube.catalog.index.ItemIndex.take` returns; :func:`orbitcube.pipeline.scenes.index_rows` for a
+    catalog's rows, local hrefs made absolute; other hrefs are taken as they are). A table is read column by
+    column with one pystac Item per layout (collection and asset metadata), which keeps a load of 100,000 items
+    small and fast; the cube is the same as from the rows' Items. A table without ``geobox``, or whose assets
+    lack projection metadata (``proj:code``/``proj:epsg`` and ``proj:transform``), is decoded to Items first.
 
     Returns an ``xarray.Dataset`` with one float32 variable per requested band (named as requested: asset key
     like ``B04`` or common name like ``red``), dims ``(time, y, x)`` with ``y`` decreasing, surface reflectance
@@ -272,17 +315,56 @@ def load_cube(
     None keeps the whole time axis in one chunk. ``on_error="skip"`` skips scenes whose assets are missing (listed in
     ``attrs["skipped_items"]``) or fail to read (logged). ``gdal_env``: extra GDAL config options for the reads.
     """
-    items, skipped = _usable(items, bands, bool(mask), on_error, groupby)
-    items = fill_proj_from_headers(items, bands)
+    if _is_table(items):
+        from orbitcube.pipeline.scenes import table_scenes, table_to_items
+
+        if geobox is not None:
+            got = table_scenes(items, bands, geobox, mask, resampling, groupby, on_error, scale_offset)
+            if got is not None:
+                return _cube(
+                    got, geobox, bands, mask, dilate_m, groupby, chunks, on_error, gdal_env, memory_per_worker
+                )
+        items = table_to_items(items)  # no grid given, or assets without projection metadata
+    resolver, hrefs = BandResolver(bands, mask, scale_offset), _Hrefs()
+    items, skipped = _usable(items, bands, bool(mask), on_error, groupby, resolver, hrefs)
+    items = fill_proj_from_headers(items, bands, resolver)
     if geobox is None:
         geobox = output_grid(items, crs=crs, resolution=resolution, aoi=aoi, bands=list(bands))
     on_grid = _on_grid(items, geobox)
     items = [it for it, _, _ in on_grid]
-    chunks = _check_chunks(chunks)
     centres = np.array([c for _, _, c in on_grid]).reshape(-1, 3)
     coarse = Coarsening(items, geobox, centres[:, :2])
-    scenes, refs = _scenes(items, bands, mask, resampling, geobox, scale_offset, coarse)
+    scenes, refs = _scenes(items, bands, mask, resampling, geobox, resolver, coarse, hrefs)
     members, coords = time_steps(items, groupby, centres[:, 2])
+    step_of = np.zeros(len(scenes), np.int32)
+    for t, ms in enumerate(members):
+        step_of[ms] = t
+    ids = [it.id for it in items]
+    got = Scenes(
+        ids,
+        scenes,
+        step_of,
+        len(members),
+        coords,
+        [fp for _, fp, _ in on_grid],
+        skipped,
+        _applied(items, bands, refs),
+    )
+    return _cube(got, geobox, bands, mask, dilate_m, groupby, chunks, on_error, gdal_env, memory_per_worker)
+
+
+def _is_table(items) -> bool:
+    import sys
+
+    pa = sys.modules.get("pyarrow")
+    return pa is not None and isinstance(items, pa.Table)
+
+
+def _cube(
+    got: Scenes, geobox, bands, mask, dilate_m, groupby, chunks, on_error, gdal_env, memory_per_worker
+) -> xr.Dataset:
+    """The lazy cube of the scenes of a load on ``geobox`` (load_cube's arguments)."""
+    chunks = _check_chunks(chunks)
     spec = ReadSpec(
         bands=tuple(bands),
         mask=tuple(mask or ()),
@@ -292,48 +374,59 @@ def load_cube(
         gdal_env=tuple(sorted((gdal_env or {}).items())),
     )
     tiles = GeoboxTiles(geobox, (chunks["y"], chunks["x"]))
-    pairs = tile_scene_pairs([fp for _, fp, _ in on_grid], tiles)
+    pairs = tile_scene_pairs(got.footprints, tiles)
     step = chunks["time"]
     if step == "auto":
-        step = auto_time_chunk(len(bands), (chunks["y"], chunks["x"]), len(members), memory_per_worker)
-    data = _tile_graph(scenes, members, tiles, pairs, step, spec)
+        step = auto_time_chunk(len(bands), (chunks["y"], chunks["x"]), got.n_steps, memory_per_worker)
+    data = tile_graph(got.scenes, got.step_of, got.n_steps, tiles, pairs, step, spec)
     ds = xr.Dataset(
         {
             b: (("time", "y", "x"), arr, {"units": "1", "grid_mapping": "spatial_ref"})
             for b, arr in data.items()
         },
-        coords={**coords, **xr_coords(geobox, crs_coord_name="spatial_ref")},
+        coords={**got.coords, **xr_coords(geobox, crs_coord_name="spatial_ref")},
     )
     ds.attrs.update(
-        items=[it.id for it in items],
-        skipped_items=skipped,
+        items=list(got.ids),
+        skipped_items=list(got.skipped),
         masked_classes=list(mask or []),
         groupby=groupby,
-        scale_offset=_applied(items, bands, refs),
+        scale_offset=got.applied,
     )
     return ds
 
 
-def _usable(
-    items: Sequence[pystac.Item], bands: Sequence[str], mask: bool, on_error: str, groupby: str
-) -> tuple[list[pystac.Item], list[str]]:
-    """The items a load can use and the ids skipped (``on_error="skip"``); LoadError for bad arguments, no
-    items or bands, items without times or footprints, or every item skipped."""
+def check_load_args(n_items: int, bands: Sequence[str], on_error: str, groupby: str) -> None:
+    """LoadError for an unknown ``on_error`` or ``groupby``, no items or no bands."""
     if on_error not in ("fail", "skip"):
         raise LoadError(f"on_error={on_error!r}; use 'fail' or 'skip'")
     if groupby not in ("solar_day", "time"):
         raise LoadError(
             f"groupby={groupby!r}; use 'solar_day' (mosaic each pass) or 'time' (one step per scene)"
         )
-    items = list(items)
-    if not items:
+    if not n_items:
         raise LoadError("no items to load; widen the search (dates, AOI, cloud cover) or check the catalog")
     if not bands:
         raise LoadError("no bands requested; name asset keys (B04) or common names (red, nir)")
+
+
+def _usable(
+    items: Sequence[pystac.Item],
+    bands: Sequence[str],
+    mask: bool,
+    on_error: str,
+    groupby: str,
+    resolver: BandResolver | None = None,
+    hrefs: _Hrefs | None = None,
+) -> tuple[list[pystac.Item], list[str]]:
+    """The items a load can use and the ids skipped (``on_error="skip"``); LoadError for bad arguments, no
+    items or bands, items without times or footprints, or every item skipped."""
+    items = list(items)
+    check_load_args(len(items), bands, on_error, groupby)
     from orbitcube.pipeline.preflight import require_times_and_footprints
 
     require_times_and_footprints(items)
-    items, skipped = check_items(items, on_error, bands, mask)
+    items, skipped = check_items(items, on_error, bands, mask, resolver, hrefs)
     if not items:
         raise LoadError(f"every item was skipped ({len(skipped)}): none of their assets could be opened")
     return items, skipped
@@ -347,13 +440,18 @@ def _on_grid(items: list[pystac.Item], geobox: GeoBox) -> list[tuple[pystac.Item
     footprints = footprints_from_shapes(shapes, geobox)
     on_grid = [(it, fp, c) for it, fp, c in zip(items, footprints, centres, strict=True) if fp is not None]
     if not on_grid:
-        extent = geobox.extent.to_crs(4326)
-        raise LoadError(
-            f"the AOI/grid (lon/lat bounds {tuple(round(v, 5) for v in extent.boundingbox)}) intersects no item; "
-            "check the AOI and its CRS or search the catalog with this AOI"
-        )
+        raise no_item_on(geobox)
     on_grid.sort(key=lambda p: (timeaxis.acquisition_utc(p[0]), p[0].id))
     return on_grid
+
+
+def no_item_on(geobox: GeoBox) -> LoadError:
+    """The LoadError of a load whose grid meets no item (naming the grid's lon/lat bounds)."""
+    extent = geobox.extent.to_crs(4326)
+    return LoadError(
+        f"the AOI/grid (lon/lat bounds {tuple(round(v, 5) for v in extent.boundingbox)}) intersects no item; "
+        "check the AOI and its CRS or search the catalog with this AOI"
+    )
 
 
 def time_steps(
@@ -381,43 +479,34 @@ def time_steps(
 
 
 def _scenes(
-    items, bands, mask, resampling, geobox, scale_offset=None, coarse=None
-) -> tuple[list[SceneSpec], list[list]]:
+    items: list[pystac.Item],
+    bands: Sequence[str],
+    mask: Sequence[str] | None,
+    resampling,
+    geobox: GeoBox,
+    resolver: BandResolver,
+    coarse: Coarsening | None = None,
+    hrefs: _Hrefs | None = None,
+) -> tuple[list[SceneSpec], list[tuple]]:
     """One SceneSpec per item, every band resolved for that item (scale, offset, nodata, band index, resampling
-    onto ``geobox``); also the BandRefs per item (None where the item lacks a band of a mixed load)."""
-    out, all_refs, warned = [], [], set()
-    per_coll_ok: dict = {}  # collection -> whether any of its items has each band (else the first error)
+    onto ``geobox``; ``resolver`` works each layout out once); also the BandRefs per item (None where the item
+    lacks a band of a mixed load)."""
+    hrefs = _Hrefs() if hrefs is None else hrefs
+    check = ResolvedCheck(bands, mask)
+    out, all_refs = [], []
     for it in items:
-        refs: list[BandRef | None] = []
-        for b in bands:
-            try:
-                ref = with_user_encoding(resolve_band(it, b), scale_offset)
-            except LoadError as exc:
-                per_coll_ok.setdefault((it.collection_id, b), exc)
-                refs.append(None)
-                continue
-            per_coll_ok[(it.collection_id, b)] = True
-            check_encoding(it, ref, warned)
-            refs.append(ref)
-        qref = quality_band(it) if mask else None
-        if mask and qref is None:
-            raise LoadError(
-                f"item {it.id!r} of collection {it.collection_id!r} has no quality layer (SCL, QA_PIXEL, Fmask or "
-                f"an asset with classification metadata) to apply mask={list(mask)}; pass mask=None"
-            )
+        r = resolver(it)
+        qref = check(it.id, it.collection_id, r)
         assets = tuple(
-            None if r is None else _asset_spec(it, r, resampling_for(resampling, r, it, geobox, coarse))
-            for r in refs
+            None
+            if ref is None
+            else _asset_spec(it, ref, resampling_for(resampling, ref, it, geobox, coarse), hrefs)
+            for ref in r.refs
         )
-        quality = _asset_spec(it, qref, "nearest") if qref is not None else None
-        decoder = (
-            quality_decoder(it, qref.key, mask) if qref is not None else None
-        )  # LoadError before any read
-        out.append(SceneSpec(it.id, assets, quality, decoder))
-        all_refs.append(refs)
-    for v in per_coll_ok.values():
-        if isinstance(v, LoadError):  # no item of a collection has the band: a wrong band name
-            raise v
+        quality = _asset_spec(it, qref, "nearest", hrefs) if qref is not None else None
+        out.append(SceneSpec(it.id, assets, quality, check.decoder(r)))
+        all_refs.append(r.refs)
+    check.done()
     return out, all_refs
 
 
@@ -501,81 +590,4 @@ def _check_chunks(chunks: Mapping[str, int | str | None] | None) -> dict[str, in
             unit = "time steps (or 'auto')" if dim == "time" else "pixels"
             raise LoadError(f"chunks[{dim!r}]={n!r} must be a positive whole number of {unit}")
         out[dim] = int(n)
-    return out
-
-
-def _digest(scenes: list[SceneSpec], members: list[list[int]]) -> str:
-    """A content hash of the scenes and time steps of a load, for the graph's token (dask's tokenize walks every
-    field of every SceneSpec: seconds on 100,000 items; the pickle of these frozen records is deterministic)."""
-    import hashlib
-    import pickle
-
-    return hashlib.sha1(pickle.dumps((scenes, members), protocol=5), usedforsecurity=False).hexdigest()
-
-
-def read_tasks(graph: Mapping) -> dict:
-    """The read tasks of a load's Dask graph (for inspection and tests): ``{key: (tile GeoBox, steps, ReadSpec)}``
-    with ``steps`` the scenes (:class:`~orbitcube.pipeline.reader.SceneSpec`) of each time step of the task."""
-    from orbitcube.pipeline.readtasks import steps_of
-
-    graph = dict(graph)
-    out = {}
-    for k, v in graph.items():
-        if isinstance(k, tuple) and isinstance(k[0], str) and k[0].startswith("load-tile-"):
-            _fn, tile, table, index, step, n, spec = v
-            out[k] = (tile, steps_of(graph[table], index, step, n), spec)
-    return out
-
-
-def _tile_graph(
-    scenes: list[SceneSpec],
-    members: list[list[int]],
-    tiles: GeoboxTiles,
-    pairs: tuple[np.ndarray, np.ndarray],
-    time_chunk: int | None,
-    spec: ReadSpec,
-) -> dict:
-    """Dask arrays (time, y, x) per band, backed by one ``read_tile`` task per (time chunk, tile of the grid):
-    ``members`` lists the scenes of each time step, ``pairs`` which scenes touch which tile (see
-    :func:`~orbitcube.pipeline.footprints.tile_scene_pairs`). The scenes are one ``scenes-<token>`` entry of
-    the graph (shipped once to each worker); a read task holds only its tile, the indices of its scenes and
-    their time steps (numpy arrays): no Python object per (tile, scene) pair."""
-    import operator
-
-    import dask.array as da
-    from dask.base import tokenize
-    from dask.highlevelgraph import HighLevelGraph
-
-    ny, nx = tiles.shape.yx
-    nt = len(members)
-    step = time_chunk or max(nt, 1)
-    t_bounds = [(t0, min(t0 + step, nt)) for t0 in range(0, nt, step)] or [(0, 0)]
-    token = tokenize(tiles.base, tiles.chunk_shape((0, 0)), step, spec, _digest(scenes, members))
-    load_name, table = f"load-tile-{token}", (f"scenes-{token}",)
-    step_of = np.zeros(len(scenes), np.int32)
-    for t, ms in enumerate(members):
-        step_of[ms] = t
-    tile_idx, scene_idx = pairs
-    bounds = np.searchsorted(tile_idx, np.arange(ny * nx + 1)).tolist()
-    layer: dict = {table: tuple(scenes)}
-    for i in range(ny):
-        for j in range(nx):
-            idx = scene_idx[bounds[i * nx + j] : bounds[i * nx + j + 1]].astype(np.int32)
-            at = step_of[idx]
-            for k, (t0, t1) in enumerate(t_bounds):
-                sel = slice(None) if len(t_bounds) == 1 else (at >= t0) & (at < t1)
-                task = (read_tile_of, tiles[i, j], table, idx[sel], at[sel] - t0, t1 - t0, spec)
-                layer[(load_name, k, i, j)] = task
-    chunks = (
-        tuple(t1 - t0 for t0, t1 in t_bounds),
-        tuple(tiles[i, 0].shape.y for i in range(ny)),
-        tuple(tiles[0, j].shape.x for j in range(nx)),
-    )
-    keys = [(k, i, j) for k in range(len(t_bounds)) for i in range(ny) for j in range(nx)]
-    out = {}
-    for b, band in enumerate(spec.bands):
-        name = f"{band}-{token}"
-        layer_b = {(name, *key): (operator.getitem, (load_name, *key), b) for key in keys}
-        graph = HighLevelGraph({load_name: layer, name: layer_b}, {load_name: set(), name: {load_name}})
-        out[band] = da.Array(graph, name, chunks, dtype=np.float32)
     return out

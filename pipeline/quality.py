@@ -29,6 +29,7 @@ import numpy as np
 import pystac
 
 from orbitcube.catalog.classes import (
+    BUILTIN_LAYERS,
     MASK_NAMES,
     MASK_SYNONYMS,
     OPTIONAL_MASK_NAMES,
@@ -124,7 +125,7 @@ def quality_asset_key(item: pystac.Item) -> str | None:
     with classification metadata (``classification:bitfields`` / ``classification:classes`` / ``file:values``)."""
     keys = list(item.assets)
     for k in keys:
-        if builtin_layer(k) is not None:
+        if normalise_name(k) in BUILTIN_LAYERS:  # builtin_layer(k) is not None, without building its classes
             return k
     classified = [k for k in keys if _class_fields(item.assets[k])]
     for k in classified:
