@@ -15,6 +15,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pystac
@@ -219,8 +220,11 @@ def _check_encoding(coll: str | None, ref: BandRef, warned: set) -> None:
 
 
 # ----- resampling ---------------------------------------------------------------------------------------------------
-def _asset_crs(item: pystac.Item, key: str) -> str | None:
-    for d in (item.assets[key].extra_fields, item.properties):
+def asset_crs(asset_fields: Mapping[str, Any], item_properties: Mapping[str, Any]) -> str | None:
+    """The CRS of an asset's raster from STAC projection metadata: asset-level fields win over the item's, and
+    on each level ``proj:code``, then ``EPSG:`` + ``proj:epsg``, then ``proj:wkt2``; None when neither level
+    has one. The one precedence the loader, the grid, the screening and the columnar plan use."""
+    for d in (asset_fields, item_properties):
         if d.get("proj:code"):
             return str(d["proj:code"])
         if d.get("proj:epsg"):
@@ -228,6 +232,10 @@ def _asset_crs(item: pystac.Item, key: str) -> str | None:
         if d.get("proj:wkt2"):
             return str(d["proj:wkt2"])
     return None
+
+
+def _asset_crs(item: pystac.Item, key: str) -> str | None:
+    return asset_crs(item.assets[key].extra_fields, item.properties)
 
 
 def _native_res(item: pystac.Item, key: str) -> tuple[float, str | None] | None:
@@ -413,6 +421,7 @@ __all__ = [
     "BandRef",
     "CLASS_RESAMPLING",
     "asset_band",
+    "asset_crs",
     "check_encoding",
     "coarsening",
     "coarsening_at",

@@ -15,6 +15,7 @@ from odc.geo.geom import Geometry, box
 from shapely.geometry import mapping
 
 from orbitcube.catalog.antimeridian import normalize_lonlat
+from orbitcube.pipeline.bands import asset_crs
 from orbitcube.pipeline.errors import GridError
 
 log = logging.getLogger(__name__)
@@ -81,14 +82,11 @@ def _native(items: Sequence[pystac.Item], bands: Sequence[str] | None) -> tuple[
     crs_count: Counter[str] = Counter()
     resolutions: list[float] = []
     for it in items:
-        code = it.properties.get("proj:code") or (
-            f"EPSG:{it.properties['proj:epsg']}" if it.properties.get("proj:epsg") else None
-        )
         for key, asset in it.assets.items():
             names = {key, *(b.get("common_name") for b in asset.extra_fields.get("eo:bands", []))}
             if bands and not names & set(bands):
                 continue
-            acode = asset.extra_fields.get("proj:code") or code
+            acode = asset_crs(asset.extra_fields, it.properties)
             if acode:
                 crs_count[acode] += 1
             # USGS puts proj:transform on the item, not the assets
@@ -115,13 +113,12 @@ def _asset_grids(items: Sequence[pystac.Item], bands: Sequence[str] | None) -> l
     out = []
     for it in items:
         p = it.properties
-        icode = p.get("proj:code") or (f"EPSG:{p['proj:epsg']}" if p.get("proj:epsg") else None)
         for key, asset in it.assets.items():
             f = asset.extra_fields
             names = {key, *(b.get("common_name") for b in f.get("eo:bands", []))}
             if bands and not names & set(bands):
                 continue
-            code = f.get("proj:code") or (f"EPSG:{f['proj:epsg']}" if f.get("proj:epsg") else None) or icode
+            code = asset_crs(f, p)
             tr = f.get("proj:transform") or p.get("proj:transform")
             if tr:
                 out.append((code, [float(v) for v in tr[:6]]))

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pystac
 
+from orbitcube.pipeline.bands import asset_crs
+
 log = logging.getLogger(__name__)
 
 
@@ -44,9 +46,7 @@ def _raster_outside(item: pystac.Item, bands: Sequence[str] | None) -> str | Non
         if bands and not names & set(bands):
             continue
         tr, shape = f.get("proj:transform"), f.get("proj:shape")
-        code = f.get("proj:code") or item.properties.get("proj:code")
-        epsg = f.get("proj:epsg") or item.properties.get("proj:epsg")
-        crs = code or (f"EPSG:{epsg}" if epsg else None)
+        crs = asset_crs(f, item.properties)
         if not (tr and shape and crs) or len(tr) < 6 or tr[1] or tr[3]:
             continue
         x0, y0 = tr[2], tr[5]

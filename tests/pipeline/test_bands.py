@@ -110,3 +110,52 @@ def test_coarsening_of_a_whole_load_equals_the_per_item_answer() -> None:
     coarse = Coarsening(items, gbox, centres[:, :2])
     for it in items:
         assert coarse(it, "B") == coarsening(it, "B", gbox)
+
+
+def _crs_item(item_props: dict, asset_fields: dict):
+    import pystac
+
+    when = dt.datetime(2023, 6, 1, 10, tzinfo=dt.timezone.utc)
+    item = pystac.Item("a", {"type": "Point", "coordinates": [15.0, 45.0]}, [15, 45, 15, 45], when, item_props)
+    tr = [10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0]
+    item.add_asset("B04", pystac.Asset("B04.tif", extra_fields={"proj:transform": tr, **asset_fields}))
+    return item
+
+
+@pytest.mark.parametrize(
+    ("item_props", "asset_fields", "expected"),
+    [
+        ({"proj:code": "EPSG:32632"}, {"proj:epsg": 32633}, "EPSG:32633"),  # the asset's epsg beats the item's code
+        ({"proj:epsg": 32632}, {"proj:code": "EPSG:32633"}, "EPSG:32633"),
+        ({"proj:code": "EPSG:32632", "proj:epsg": 32631}, {}, "EPSG:32632"),  # on one level: code, then epsg
+        ({"proj:epsg": 32632}, {}, "EPSG:32632"),
+        ({}, {}, None),
+    ],
+)
+def test_asset_crs_has_one_precedence_in_the_grid_the_screening_and_the_columnar_plan(
+    item_props, asset_fields, expected
+) -> None:
+    """STAC's projection extension: asset-level fields override the item's. The grid's native CRS, its anchor
+    and the columnar plan's screening read the same CRS (they used to differ when an asset had proj:epsg and its
+    item a different proj:code)."""
+    import pyarrow as pa
+
+    from orbitcube.catalog.index import index_table
+    from orbitcube.pipeline import grid, planitems
+    from orbitcube.pipeline.bands import asset_crs
+
+    item = _crs_item(item_props, asset_fields)
+    assert asset_crs(item.assets["B04"].extra_fields, item.properties) == expected
+    assert [code for code, _ in grid._asset_grids([item], ["B04"])] == [expected]
+    table = index_table([item.to_dict()])
+    cols = {}
+    for name in ("proj:code", "proj:epsg"):
+        if name in table.column_names:
+            cols[name] = table.column(name).combine_chunks()
+        path = f"assets.B04.{name}"
+        if name in asset_fields:
+            cols[path] = pa.array([asset_fields[name]])
+    cols.setdefault("id", pa.array(["a"]))
+    assert planitems._codes(cols, "B04").tolist() == [expected]
+    if expected:
+        assert grid._native([item], ["B04"]) == (expected, 10.0)
