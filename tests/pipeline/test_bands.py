@@ -115,8 +115,10 @@ def test_coarsening_of_a_whole_load_equals_the_per_item_answer() -> None:
 def _crs_item(item_props: dict, asset_fields: dict):
     import pystac
 
-    when = dt.datetime(2023, 6, 1, 10, tzinfo=dt.timezone.utc)
-    item = pystac.Item("a", {"type": "Point", "coordinates": [15.0, 45.0]}, [15, 45, 15, 45], when, item_props)
+    when = dt.datetime(2023, 6, 1, 10, tzinfo=dt.UTC)
+    item = pystac.Item(
+        "a", {"type": "Point", "coordinates": [15.0, 45.0]}, [15, 45, 15, 45], when, item_props
+    )
     tr = [10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0]
     item.add_asset("B04", pystac.Asset("B04.tif", extra_fields={"proj:transform": tr, **asset_fields}))
     return item
@@ -125,7 +127,11 @@ def _crs_item(item_props: dict, asset_fields: dict):
 @pytest.mark.parametrize(
     ("item_props", "asset_fields", "expected"),
     [
-        ({"proj:code": "EPSG:32632"}, {"proj:epsg": 32633}, "EPSG:32633"),  # the asset's epsg beats the item's code
+        (
+            {"proj:code": "EPSG:32632"},
+            {"proj:epsg": 32633},
+            "EPSG:32633",
+        ),  # the asset's epsg beats the item's code
         ({"proj:epsg": 32632}, {"proj:code": "EPSG:32633"}, "EPSG:32633"),
         ({"proj:code": "EPSG:32632", "proj:epsg": 32631}, {}, "EPSG:32632"),  # on one level: code, then epsg
         ({"proj:epsg": 32632}, {}, "EPSG:32632"),
