@@ -150,7 +150,7 @@ def run_demo(
         report=report,
         run_report=run.report,
         dashboard=run.dashboard,
-        n_items=len(run.plan.items),
+        n_items=len(run.plan.item_ids),
         shape=sizes,
         scores=scores,
         seconds=secs,
@@ -211,7 +211,7 @@ def _insight(run, mission, report_dir: Path):
         report_dir / "index.html",
         title="orbitcube demo: what the cube shows",
         facts={
-            "scenes": str(len(run.plan.items)),
+            "scenes": str(len(run.plan.item_ids)),
             "cube": str(store),
             "grid": f"EPSG:{gbox.crs.epsg}, 20 m, {cube.sizes['y']} x {cube.sizes['x']} pixels",
             "dates": f"{cube.sizes['time']} solar days, {cube.sizes['month']} months",

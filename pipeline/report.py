@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -113,6 +114,9 @@ td,th{{border-bottom:1px solid #ddd;padding:2px 6px}}table{{border-collapse:coll
     return path
 
 
+#: scenes listed in a run report's "Scenes used" table (a continental run has 10^5; all ids are in the store's
+#: provenance)
+REPORT_MAX_SCENES = 2000
 _DIVERGING = ("ndvi", "evi", "savi", "ndwi", "nbr", "ndmi", "slope")
 
 
@@ -163,21 +167,27 @@ def run_report(result: RunResult, out_dir: Path) -> Path:
         "store": str(result.store),
         "grid": f"{g.crs}, {abs(g.resolution.x):g} CRS units, {g.shape.y} x {g.shape.x} px (y, x)",
         "tiles": f"{result.tiles_total} ({result.tiles_done} written now, {result.tiles_skipped} already complete)",
-        "scenes used / skipped": f"{len(plan.items)} / {len(plan.skipped)}",
+        "scenes used / skipped": f"{len(plan.item_ids)} / {len(plan.skipped)}",
         "run time": f"{result.seconds:.1f} s",
         "Dask dashboard (while it ran)": str(result.dashboard),
     }
     links = {"Dask performance report": "dask-performance.html", "run log": "run.log"}
+    tiles_of = Counter(i for tp in plan.tile_plans for i in tp.items)
+    shown = plan.source.materialise(plan.item_ids[:REPORT_MAX_SCENES])  # decoded for the table only
     used = [
         {
             "item": it.id,
-            "datetime": f"{it.datetime:%Y-%m-%d %H:%M}",
+            "datetime": f"{it.datetime:%Y-%m-%d %H:%M}" if it.datetime else "",
             "collection": it.collection_id,
             "cloud cover %": it.properties.get("eo:cloud_cover", ""),
-            "tiles": sum(it.id in tp.items for tp in plan.tile_plans),
+            "tiles": tiles_of[it.id],
         }
-        for it in plan.items
+        for it in shown
     ]
+    if len(plan.item_ids) > len(shown):
+        facts["scenes listed"] = (
+            f"the first {len(shown)} of {len(plan.item_ids)} (all ids: the store's provenance)"
+        )
     skipped = [{"item": k, "reason": v} for k, v in plan.skipped.items()]
     return write_html_report(
         out_dir / "index.html",
@@ -238,6 +248,7 @@ def event_quicklook(
 
 
 __all__ = [
+    "REPORT_MAX_SCENES",
     "event_quicklook",
     "quicklook",
     "run_report",

@@ -124,7 +124,7 @@ def run_recipe(
     if not resume:
         check_removable(store, plan.storage_options, protect=protect, only_if_exists=True)
     with store_lock(store, plan.storage_options) as lock, log_to(rdir / "run.log") as log_file:
-        log.info("run %r: %d items, %d tiles -> %s", recipe.name, len(plan.items), total, redact(store))
+        log.info("run %r: %d items, %d tiles -> %s", recipe.name, len(plan.item_ids), total, redact(store))
         done = _open_store(plan, resume, protect)
         todo = [tp.index for tp in plan.tile_plans if tp.index not in done]
         log.info("%d tile(s) already complete, %d to write", len(done), len(todo))
