@@ -51,10 +51,11 @@ RETRY_POLICY = RetryPolicy()
 FAST_COG_READS: dict[str, Any] = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # no directory listing per open (no .aux.xml/.ovr probing)
     # block cache per process, in bytes: rasterio.Env passes an int to GDALSetCacheMax64 and refuses strings (a
-    # plain 64 would mean 64 bytes there, while GDAL reads "64" from the environment as MiB). 64 MiB: a tile reads
-    # more blocks than that anyway, so a larger cache buys little reuse, and GDAL's default (5 % of RAM) would be
-    # held per worker process since readers keep handles open (memory would grow with the AOI)
-    "GDAL_CACHEMAX": 64 * 2**20,
+    # plain 16 would mean 16 bytes there, while GDAL reads "16" from the environment as MiB). 16 MiB: a read
+    # window decodes each of its blocks once and neighbouring tiles rarely run on the same worker, so a larger
+    # cache bought no reuse but filled up with the AOI (64 MiB cost ~50 MB a worker at 16x the area, measured);
+    # GDAL's default (5 % of RAM) would be held per worker process since readers keep handles open
+    "GDAL_CACHEMAX": 16 * 2**20,
     "GDAL_HTTP_MULTIPLEX": "YES",  # several range requests on one HTTP/2 connection
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",  # one request for adjacent tiles
     "GDAL_HTTP_VERSION": "2TLS",  # HTTP/2 over TLS where the server offers it

@@ -24,9 +24,11 @@ _HANDLES = threading.local()
 #: most dataset handles one worker *process* keeps open (shared by its threads), and never more than half of the
 #: process's open-file limit (``RLIMIT_NOFILE``): GDAL, sockets and the Zarr sink need descriptors too. An open
 #: COG holds ~260 kB (libtiff's tile buffer and decompressor state; measured on the simulator's 512 px COGs),
-#: so 512 handles were ~130 MB per worker, growing with the number of dates read: 128 bound it to ~33 MB, at
-#: the price of reopening (~4 ms) the files of long series for each tile
-MAX_HANDLES = 128
+#: so 512 handles were ~130 MB per worker, growing with the number of dates read: 64 bound it to ~17 MB, at
+#: the price of reopening (~4 ms) the files of long series for each tile (with the 16 MiB GDAL block cache of
+#: ``catalog.defaults`` this cut the 16x-area and 16x-dates peaks by ~100 MB with no measurable slowdown on the
+#: I/O-floor benchmark: benchmarks/README.md, Memory)
+MAX_HANDLES = 64
 
 
 class _HandleCache(OrderedDict):
