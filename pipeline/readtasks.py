@@ -133,9 +133,20 @@ def read_tasks(graph: Mapping) -> dict:
     out = {}
     for k, v in graph.items():
         if isinstance(k, tuple) and isinstance(k[0], str) and k[0].startswith("load-tile-"):
+            if len(v) == 4:  # scenes inline
+                _fn, tile, steps, spec = v
+                out[k] = (tile, steps, spec)
+                continue
             _fn, tile, table, index, step, n, spec = v
             out[k] = (tile, steps_of(graph[table], index, step, n), spec)
     return out
+
+
+#: (tile, scene) pairs of a load up to which each read task carries its own scenes instead of depending on one
+#: shared scene table: Dask sends a task to the worker that holds all its dependencies (``decide_worker``), so
+#: with a shared table the read tasks of a small graph (too few to be "root-ish") all ran on one worker while the
+#: others idled. ~1 kB of graph per pair.
+INLINE_PAIRS = 20_000
 
 
 def tile_graph(
@@ -149,9 +160,11 @@ def tile_graph(
 ) -> dict:
     """Dask arrays (time, y, x) per band, backed by one ``read_tile`` task per (time chunk, tile of the grid):
     ``step_of`` is the time step (of ``nt``) of each scene, ``pairs`` which scenes touch which tile (see
-    :func:`~orbitcube.pipeline.footprints.tile_scene_pairs`). The scenes are one ``scenes-<token>`` entry of
-    the graph (shipped once to each worker); a read task holds only its tile, the indices of its scenes and
-    their time steps (numpy arrays): no Python object per (tile, scene) pair. The layers are mappings that make
+    :func:`~orbitcube.pipeline.footprints.tile_scene_pairs`). Up to :data:`INLINE_PAIRS` (tile, scene) pairs
+    each read task holds its own scenes (a batch run's tile, a small load): no task depends on another, so
+    Dask spreads them over the workers. Above that the scenes are one ``scenes-<token>`` entry of the graph
+    (shipped once to each worker) and a read task holds only its tile, the indices of its scenes and their time
+    steps (numpy arrays): no Python object per (tile, scene) pair. The layers are mappings that make
     each task when Dask asks for it (:class:`ReadLayer`, :class:`BandLayer`): a load of 100,000 scenes over
     8,500 tiles and 95 time chunks has 800,000 read tasks, which exist as arrays until the graph is culled or
     computed."""
@@ -166,7 +179,8 @@ def tile_graph(
     tile_idx, scene_idx = pairs
     bounds = np.searchsorted(tile_idx, np.arange(ny * nx + 1))
     table = scenes if isinstance(scenes, SceneTable) else tuple(scenes)
-    layer = ReadLayer(f"load-tile-{token}", table, tiles, bounds, scene_idx, step_of, t_bounds, spec)
+    inline = len(scene_idx) <= INLINE_PAIRS
+    layer = ReadLayer(f"load-tile-{token}", table, tiles, bounds, scene_idx, step_of, t_bounds, spec, inline)
     chunks = (
         tuple(t1 - t0 for t0, t1 in t_bounds),
         tuple(int(tiles.chunk_shape((i, 0))[0]) for i in range(ny)),
@@ -218,14 +232,15 @@ class ReadLayer(_Blocks):
     makes each ``(load-tile-<token>, k, i, j)`` task when asked: ``read_tile_of(tile (i, j), table, indices of
     its scenes in time chunk k, their steps in the chunk, steps in the chunk, spec)``."""
 
-    def __init__(self, name, table, tiles, bounds, scene_idx, step_of, t_bounds, spec) -> None:
+    def __init__(self, name, table, tiles, bounds, scene_idx, step_of, t_bounds, spec, inline=False) -> None:
         super().__init__(name, (len(t_bounds), *tiles.shape.yx))
+        self.inline = inline  # each task carries its scenes (read_tile(tile, Steps, spec)); no table entry
         self.table_key = (name.replace("load-tile-", "scenes-", 1),)
         self.table, self.tiles, self.bounds, self.scene_idx = table, tiles, bounds, scene_idx
         self.step_of, self.t_bounds, self.spec = step_of, t_bounds, spec
 
     def __getitem__(self, key):
-        if key == self.table_key:
+        if key == self.table_key and not self.inline:
             return self.table
         if not self._is_block(key):
             raise KeyError(key)
@@ -235,17 +250,25 @@ class ReadLayer(_Blocks):
         at = self.step_of[idx]
         t0, t1 = self.t_bounds[k]
         sel = slice(None) if len(self.t_bounds) == 1 else (at >= t0) & (at < t1)
+        if self.inline:
+            return (
+                read_tile,
+                self.tiles[i, j],
+                steps_of(self.table, idx[sel], at[sel] - t0, t1 - t0),
+                self.spec,
+            )
         return (read_tile_of, self.tiles[i, j], self.table_key, idx[sel], at[sel] - t0, t1 - t0, self.spec)
 
     def __iter__(self):
-        yield self.table_key
+        if not self.inline:
+            yield self.table_key
         yield from self._blocks()
 
     def __len__(self) -> int:
-        return super().__len__() + 1
+        return super().__len__() + (0 if self.inline else 1)
 
     def __contains__(self, key) -> bool:
-        return key == self.table_key or self._is_block(key)
+        return (key == self.table_key and not self.inline) or self._is_block(key)
 
 
 class BandLayer(_Blocks):
@@ -262,6 +285,7 @@ class BandLayer(_Blocks):
 
 
 __all__ = [
+    "INLINE_PAIRS",
     "BandLayer",
     "ReadLayer",
     "SceneTable",
