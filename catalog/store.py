@@ -159,15 +159,21 @@ class Catalog(ItemIndex):
             out.append(pystac.Item.from_dict(self._resolve(d), preserve_dict=False))
         return out
 
+    def absolute_href(self, href: str) -> str:
+        """An asset href of this catalog as a read uses it: URLs and absolute paths as they are, relative local
+        paths joined to the catalog's root and normalised (pystac would resolve them against the item's self
+        link, which is under the root)."""
+        if _is_url(href) or os.path.isabs(href):
+            return href
+        return os.path.normpath(os.path.abspath(self.root / href))
+
     def _resolve(self, d: dict) -> dict:
         when = d.get("properties", {}).get("datetime", "missing")
         d = drop_nones(d)
         if when is None:
             d["properties"]["datetime"] = None
         for a in d.get("assets", {}).values():
-            if not _is_url(a["href"]) and not os.path.isabs(a["href"]):
-                # absolute: pystac resolves a relative asset href against the item's (absolute) self link
-                a["href"] = os.path.normpath(os.path.abspath(self.root / a["href"]))
+            a["href"] = self.absolute_href(a["href"])
         for ln in d.get("links", []):
             if ln.get("rel") == "self" and not _is_url(ln["href"]) and not os.path.isabs(ln["href"]):
                 ln["href"] = str((self.root / ln["href"]).absolute())

@@ -31,6 +31,7 @@ __all__ = [
     "ItemList",
     "ItemRows",
     "RowsFound",
+    "check_rows_policy",
     "find_rows",
     "lonlat_from_wkb",
     "plan_rows",
@@ -116,7 +117,7 @@ class ItemRows:
         for key in _asset_keys(cat):
             col = _fields(cat, self.rows, [f"assets.{key}.href"])[f"assets.{key}.href"]
             out.update(h for h in pc.unique(col).to_pylist() if h is not None)
-        return sorted(_absolute(cat, h) for h in out)
+        return sorted(cat.absolute_href(h) for h in out)
 
 
 @dataclass
@@ -174,13 +175,6 @@ def _prefetch(cat, rows: np.ndarray, keys: Sequence[str] | None = None) -> None:
     cat._cache["planitems"][1].update(cat.take_fields(rows, paths))
 
 
-def _absolute(cat, href: str) -> str:
-    """An asset href as :meth:`orbitcube.catalog.store.Catalog.materialise` makes it (relative: to the root)."""
-    if "://" in href or os.path.isabs(href):
-        return href
-    return os.path.normpath(os.path.abspath(cat.root / href))
-
-
 def find_rows(recipe, storage, bands: Sequence[str], mask: bool) -> RowsFound | None:
     """The recipe's search on a local catalog's index, policy-checked and screened as
     :func:`orbitcube.pipeline.plan.search_items` + :func:`orbitcube.pipeline.preflight.screen_items` would do
@@ -200,14 +194,14 @@ def find_rows(recipe, storage, bands: Sequence[str], mask: bool) -> RowsFound | 
         _prefetch(cat, rows)
         ids = _fields(cat, rows, ["id"])["id"].to_pylist()
     with timed("access policy and screening"):
-        _check_policy(cat, rows, ids)
+        check_rows_policy(cat, rows, ids)
         group, layouts = _layouts(cat, rows, bands, mask)
         _prefetch(cat, rows, sorted({k for _, band_keys in layouts for k in band_keys}))
         keep, skipped = _screen(cat, rows, bands, mask, group, layouts)
     return RowsFound(rows[keep], [ids[i] for i in np.flatnonzero(keep)], skipped, cat, group[keep], layouts)
 
 
-def _check_policy(cat, rows: np.ndarray, ids: list[str]) -> None:
+def check_rows_policy(cat, rows: np.ndarray, ids: list[str]) -> None:
     """CatalogError naming the first item (search order) and asset whose href the catalog's policy refuses, as
     :func:`orbitcube.catalog.policy.check_items` on the found items; each distinct href checked once."""
     from orbitcube.catalog.policy import check_href, violation
@@ -220,7 +214,7 @@ def _check_policy(cat, rows: np.ndarray, ids: list[str]) -> None:
     for n, key in enumerate(keys):
         col = cols[f"assets.{key}.href"]
         uniq = pc.unique(col).drop_null().to_pylist()
-        refused = [h for h in uniq if violation(_absolute(cat, h), cat.policy) is not None]
+        refused = [h for h in uniq if violation(cat.absolute_href(h), cat.policy) is not None]
         if refused:
             hit = pc.fill_null(pc.is_in(col, pa.array(refused, pa.string())), False).to_numpy(
                 zero_copy_only=False
@@ -230,7 +224,7 @@ def _check_policy(cat, rows: np.ndarray, ids: list[str]) -> None:
     if first.size:
         r, key = first[0], keys[bad_rows[first[0]]]
         href = cols[f"assets.{key}.href"][int(r)].as_py()
-        check_href(_absolute(cat, href), cat.policy, what=f"item {ids[r]!r} asset {key!r}")
+        check_href(cat.absolute_href(href), cat.policy, what=f"item {ids[r]!r} asset {key!r}")
 
 
 def _screen(cat, rows: np.ndarray, bands: Sequence[str], mask: bool, group: np.ndarray, layouts: list[tuple]):
@@ -301,7 +295,7 @@ def _suspects(cat, rows: np.ndarray, group: np.ndarray, layouts: list[tuple]) ->
             dic = pc.dictionary_encode(col)
             ok = []
             for h in dic.dictionary.to_pylist():
-                path = local_path(_absolute(cat, h))
+                path = local_path(cat.absolute_href(h))
                 if path is not None and path not in exists:
                     exists[path] = os.path.exists(path)
                 ok.append(path is None or exists[path])

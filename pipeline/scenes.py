@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -53,30 +52,29 @@ def items_table(items: Sequence[pystac.Item]) -> pa.Table:
 
 def index_rows(index, rows: Sequence[int] | np.ndarray) -> pa.Table:
     """Rows ``rows`` of an :class:`~orbitcube.catalog.index.ItemIndex` as the table ``load_cube`` takes; for a
-    :class:`~orbitcube.catalog.store.Catalog`, relative local asset hrefs are made absolute against its root (as
-    :meth:`~orbitcube.catalog.store.Catalog.materialise` does)."""
+    :class:`~orbitcube.catalog.store.Catalog`, asset hrefs are checked against the catalog's access policy as a
+    search checks them (CatalogError naming the item and asset) and relative local hrefs made absolute
+    (:meth:`~orbitcube.catalog.store.Catalog.absolute_href`, as ``materialise`` does)."""
+    from orbitcube.pipeline.planitems import check_rows_policy
+
     table = index.take(rows)
-    root = getattr(index, "root", None)
-    if root is None or "assets" not in table.schema.names:
+    if not hasattr(index, "absolute_href") or "assets" not in table.schema.names:
         return table
+    check_rows_policy(index, np.asarray(rows), table.column("id").to_pylist())
     assets = table.column("assets").combine_chunks()
     fields = []
     for k in assets.type.names:
         a = pc.struct_field(assets, k)
-        href = pc.struct_field(a, "href")
-        fixed = _absolute(href, str(Path(root).absolute()))
+        fixed = _absolute(pc.struct_field(a, "href"), index.absolute_href)
         fields.append(_with_field(a, "href", fixed))
     new = pa.StructArray.from_arrays(fields, names=assets.type.names, mask=pc.invert(assets.is_valid()))
     return table.set_column(table.schema.get_field_index("assets"), "assets", new)
 
 
-def _absolute(href: pa.Array, root: str) -> pa.Array:
-    """``os.path.normpath(os.path.abspath(root / href))`` of relative local hrefs; others unchanged."""
+def _absolute(href: pa.Array, absolute) -> pa.Array:
+    """``absolute(h)`` of every href (computed once per distinct value)."""
     values = href.to_pylist()
-    uniq = {h: h for h in set(values) if h is not None}
-    for h in uniq:
-        if "://" not in h and not os.path.isabs(h):
-            uniq[h] = os.path.normpath(os.path.abspath(os.path.join(root, h)))
+    uniq = {h: absolute(h) for h in set(values) if h is not None}
     return pa.array([None if h is None else uniq[h] for h in values], pa.string())
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -139,6 +140,14 @@ def test_asset_hrefs_out_of_the_folder_are_refused_by_search_run_and_validate(
     assert not [p for k, p in seen if k == "open" and p == str(canary)]
     # the same catalog searched with an allow-list naming the folder: the user decided to trust it
     assert len(search(root, allow=[str(canary.parent)])) == len(mission.items)
+    # the catalog's rows handed to load_cube as a table (index_rows) are checked as a search checks them
+    from orbitcube.catalog.store import open_catalog
+    from orbitcube.pipeline.scenes import index_rows
+
+    cat = open_catalog(root)
+    with pytest.raises(CatalogError) as err:
+        index_rows(cat, np.arange(len(cat)))
+    assert "'B04'" in str(err.value) and str(canary) in str(err.value)
     # validate reports it, as a problem (exit 1) naming the item and field
     res = run_cli("catalog", "validate", str(root))
     assert res.code == 1
