@@ -249,15 +249,15 @@ def tile_scene_pairs(
     footprints: Sequence[BaseGeometry], tiles: GeoboxTiles, pad_px: float = TILE_PAD_PX
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`scenes_per_tile` as two aligned int64 arrays (row-major tile number, scene index), sorted by tile
-    then scene: the pairs whose footprint, grown by ``pad_px`` output pixels (``shapely.buffer``), intersects the
-    tile's box. No Python object per pair (100,000 scenes x 10,000 tiles are millions of pairs).
+    then scene: the pairs whose footprint comes within ``pad_px`` output pixels of the tile's box (distance <=
+    pad: the footprint grown by an exact disc, not ``shapely.buffer``'s polygonal one). No Python object per pair (100,000 scenes x 10,000 tiles are millions of pairs).
 
     On a north-up grid, polygonal footprints are matched on arrays (:func:`_crossed`), from their
     boundaries thinned to every :data:`_THIN`-th vertex where that moves them by less than one output pixel:
     a tile's box shrunk by that pixel and crossed by a thinned boundary meets the footprint; a box grown by
     the pad and the pixel that no thinned boundary crosses lies wholly inside the footprint (one point test per
-    run of such tiles) or misses its buffer; only the tiles between -- within about a pixel of a footprint
-    without touching it -- are tested against the buffered footprint. Rotated grids and other geometries: one
+    run of such tiles) or lies farther than the pad from it; only the tiles between -- within about a pixel of
+    a footprint without touching it -- are tested by distance (``shapely.dwithin``). Rotated grids and other geometries: one
     STRtree query (:func:`_strtree_pairs`, the reference the array path is tested against)."""
     ny, nx = tiles.shape.yx
     if not len(footprints):
@@ -296,7 +296,7 @@ _THIN = 4
 def _batch_pairs(
     geoms: np.ndarray, xe: np.ndarray, ye: np.ndarray, pad: float, tol: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(tile, index into ``geoms``) of the polygons ``geoms`` whose buffer by ``pad`` meets a tile's box."""
+    """(tile, index into ``geoms``) of the polygons ``geoms`` within ``pad`` of a tile's box."""
     nx, ny = len(xe) - 1, len(ye) - 1
     segs = _thinned_segments(geoms, tol)
     # crossed by a thinned boundary once shrunk by tol: meets the footprint
@@ -308,12 +308,11 @@ def _batch_pairs(
     inside = shapely.contains_xy(geoms[k], (xe[j0] + xe[j0 + 1]) / 2, (ye[row] + ye[row + 1]) / 2)
     found = [hit, _expand(tuple(g[inside] for g in gaps), nx, ny)]
     maybe = cand[~_member(cand, hit)]
-    if maybe.size:  # near the footprint's edge: the buffered footprint itself decides
+    if maybe.size:  # near the footprint's edge: its distance to the box decides
         kq, q = np.divmod(maybe, ny * nx)
-        grown = shapely.buffer(geoms[kq], pad) if pad > 0 else geoms[kq]
         i, j = np.divmod(q, nx)
         box = shapely.box(xe[j], ye[i + 1], xe[j + 1], ye[i])
-        found.append(maybe[shapely.intersects(grown, box)])
+        found.append(maybe[shapely.dwithin(geoms[kq], box, pad)])
     k, q = np.divmod(np.concatenate(found), ny * nx)
     return q, k
 
@@ -339,9 +338,10 @@ def _thinned_segments(geoms: np.ndarray, tol: float) -> tuple[np.ndarray, ...]:
     idx = np.arange(len(ring))
     before = np.maximum.accumulate(np.where(keep, idx, 0))
     after = np.minimum.accumulate(np.where(keep, idx, len(ring))[::-1])[::-1]
-    dist = _point_segment_distance(xy, xy[before], xy[after])
+    skip = np.flatnonzero(~keep)
+    dist = _point_segment_distance(xy[skip], xy[before[skip]], xy[after[skip]])
     worst = np.zeros(len(geoms))
-    np.maximum.at(worst, owner_v, np.where(keep, 0.0, dist))
+    np.maximum.at(worst, owner_v[skip], dist)
     keep |= worst[owner_v] > tol  # thinning moves this footprint too far: all its vertices
     v = np.flatnonzero(keep)
     same = ring[v[1:]] == ring[v[:-1]]
@@ -351,25 +351,35 @@ def _thinned_segments(geoms: np.ndarray, tol: float) -> tuple[np.ndarray, ...]:
 
 def _corners(xy: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
     """Vertices where a ring turns by more than :data:`_CORNER_RAD` (kept by the thinning: a footprint's
-    corners, where a chord would cut kilometres off)."""
-    d_in = np.diff(xy, axis=0, prepend=xy[:1])
-    d_out = np.diff(xy, axis=0, append=xy[-1:])
-    cross = d_in[:, 0] * d_out[:, 1] - d_in[:, 1] * d_out[:, 0]
-    dot = np.einsum("ij,ij->i", d_in, d_out)
-    return (np.abs(np.arctan2(cross, dot)) > _CORNER_RAD) & ~first & ~last
+    corners, where a chord would cut kilometres off). On 1-D coordinate arrays: ``|atan2(cross, dot)| > c`` as
+    ``|cross| > tan(c) dot`` where the turn is under 90 degrees."""
+    x, y = xy[:, 0], xy[:, 1]
+    dxi, dyi = np.empty_like(x), np.empty_like(y)
+    dxi[0] = dyi[0] = 0.0
+    np.subtract(x[1:], x[:-1], out=dxi[1:])
+    np.subtract(y[1:], y[:-1], out=dyi[1:])
+    dxo, dyo = np.append(dxi[1:], 0.0), np.append(dyi[1:], 0.0)
+    cross = dxi * dyo - dyi * dxo
+    dot = dxi * dxo + dyi * dyo
+    turn = np.where(dot > 0, np.abs(cross) > _TAN_CORNER * dot, (dot < 0) | (cross != 0))
+    return turn & ~first & ~last
 
 
 #: a ring turning by more than this (radians) at a vertex has a corner there
 _CORNER_RAD = 0.02
+_TAN_CORNER = float(np.tan(_CORNER_RAD))
 
 
 def _point_segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Distance of points ``p`` (n, 2) to segments ``a``-``b`` (n, 2 each)."""
-    d = b - a
-    den = np.einsum("ij,ij->i", d, d)
+    ax, ay = a[:, 0], a[:, 1]
+    dx, dy = b[:, 0] - ax, b[:, 1] - ay
+    px, py = p[:, 0] - ax, p[:, 1] - ay
+    den = dx * dx + dy * dy
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.clip(np.where(den > 0, np.einsum("ij,ij->i", p - a, d) / den, 0.0), 0.0, 1.0)
-    return np.hypot(*(p - a - t[:, None] * d).T)
+        t = np.clip(np.where(den > 0, (px * dx + py * dy) / den, 0.0), 0.0, 1.0)
+    ex, ey = px - t * dx, py - t * dy
+    return np.sqrt(ex * ex + ey * ey)  # np.hypot is several times slower here
 
 
 def _tile_edges(tiles: GeoboxTiles) -> tuple[np.ndarray, np.ndarray]:
@@ -453,12 +463,10 @@ def _member(a: np.ndarray, sorted_b: np.ndarray) -> np.ndarray:
 
 
 def _strtree_pairs(geoms: np.ndarray, tiles: GeoboxTiles, pad_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`tile_scene_pairs` by one STRtree query of the buffered footprints against the tiles' boxes (any
+    """:func:`tile_scene_pairs` by one STRtree ``dwithin`` query of the footprints against the tiles' boxes (any
     grid, any geometry)."""
     ny, nx = tiles.shape.yx
     pad = pad_px * abs(tiles.base.resolution.x)
-    grown = shapely.buffer(geoms, pad)
-    shapely.prepare(grown)
     a = tiles.base.transform
     if abs(a.b) > 0 or abs(a.d) > 0:  # a rotated grid: the tiles' own polygons
         boxes = np.array([tiles[i, j].extent.geom for i in range(ny) for j in range(nx)], dtype=object)
@@ -468,6 +476,6 @@ def _strtree_pairs(geoms: np.ndarray, tiles: GeoboxTiles, pad_px: float) -> tupl
         x0, x1 = xe[jj], xe[jj + 1]
         y0, y1 = ye[ii], ye[ii + 1]
         boxes = shapely.box(np.minimum(x0, x1), np.minimum(y0, y1), np.maximum(x0, x1), np.maximum(y0, y1))
-    scene_idx, tile_idx = shapely.STRtree(boxes).query(grown, predicate="intersects")
+    scene_idx, tile_idx = shapely.STRtree(boxes).query(geoms, predicate="dwithin", distance=pad)
     order = np.lexsort((scene_idx, tile_idx))
     return tile_idx[order].astype(np.int64), scene_idx[order].astype(np.int64)
