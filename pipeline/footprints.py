@@ -39,8 +39,11 @@ __all__ = [
 
 #: points traced along each side of a grid's boundary
 _SIDE_POINTS = 128
-#: longest segment (degrees) of a lon/lat footprint before it is projected
+#: shortest and longest segment (degrees) a lon/lat footprint is cut into before it is projected
 _SEGMENT_DEG = 0.05
+_MAX_SEGMENT_DEG = 0.5
+#: the projected footprint's edges stay within this many output pixels of the true projected curve
+_CURVE_TOL_PX = 0.25
 
 
 @lru_cache(maxsize=8)
@@ -80,8 +83,8 @@ def footprint_on(geometry: dict | None, gbox: GeoBox) -> BaseGeometry | None:
     part = shape if area.contains_properly(shape) else shape.intersection(area)  # as footprints_from_shapes
     if part.is_empty or part.area == 0:
         return None
-    part = shapely.segmentize(part, _SEGMENT_DEG)
     fwd = _from_lonlat(gbox.crs.to_wkt())
+    part = shapely.segmentize(part, _segment_lengths(np.array([part]), fwd, _curve_tol(gbox))[0])
     projected = shapely.transform(part, lambda xy: np.column_stack(fwd.transform(xy[:, 0], xy[:, 1])))
     projected = shapely.make_valid(projected)
     return None if projected.is_empty else projected
@@ -104,34 +107,82 @@ def footprints_from_shapes(shapes: Sequence[BaseGeometry | None], gbox: GeoBox) 
         return out
     given = np.array([shapes[i] for i in idx], dtype=object)
     area = grid_lonlat(gbox)
+    wkt, tol = gbox.crs.to_wkt(), _curve_tol(gbox)
+    chunks = [given[lo : lo + _BAND_BATCH] for lo in range(0, len(given), _BAND_BATCH)]
+    own = len(chunks) > 1
+    projected = np.concatenate(_threaded(lambda c: _project(_clip(c, area, own), wkt, tol, own), chunks))
+    for i, g in zip(idx.tolist(), projected.tolist(), strict=True):
+        out[i] = None if g is None or g.is_empty else g
+    return out
+
+
+def _clip(given: np.ndarray, area: BaseGeometry, own: bool) -> np.ndarray:
+    """The lon/lat footprints ``given`` cut to the grid's lon/lat ``area`` (None where nothing with an area is
+    left). ``own``: a copy of ``area`` of its own (GEOS geometries are not shared between threads)."""
+    if own:
+        area = shapely.from_wkb(shapely.to_wkb(area))
     shapely.prepare(area)
     inside = shapely.contains_properly(area, given)  # nearly every scene of a large grid: nothing to cut
     part = given.copy()
     part[~inside] = shapely.intersection(given[~inside], area)
     keep = ~shapely.is_empty(part)
     keep[keep] = shapely.area(part[keep]) != 0
-    part, idx = part[keep], idx[keep]
-    if idx.size == 0:
+    part[~keep] = None
+    return part
+
+
+def _project(part: np.ndarray, crs_wkt: str, tol: float, own: bool) -> np.ndarray:
+    """Lon/lat polygons (None: skipped) segmentized (:func:`_segment_lengths` for ``tol``) and projected into
+    ``crs_wkt``, made valid. ``own``: a transformer of its own (pyproj transformers are not shared between threads)."""
+    out = np.full(len(part), None, dtype=object)
+    some = np.flatnonzero(part != None)  # noqa: E711 (element-wise)
+    if not some.size:
         return out
-    wkt = gbox.crs.to_wkt()
-    chunks = [part[lo : lo + _BAND_BATCH] for lo in range(0, len(part), _BAND_BATCH)]
-    projected = np.concatenate(_threaded(lambda c: _project(c, wkt, len(chunks) > 1), chunks))
-    for i, g in zip(idx.tolist(), projected.tolist(), strict=True):
-        out[i] = None if g.is_empty else g
-    return out
-
-
-def _project(part: np.ndarray, crs_wkt: str, own: bool) -> np.ndarray:
-    """Lon/lat polygons segmentized (:data:`_SEGMENT_DEG`) and projected into ``crs_wkt``, made valid. ``own``:
-    a transformer of its own (pyproj transformers are not shared between threads)."""
-    part = shapely.segmentize(part, _SEGMENT_DEG)
-    xy = shapely.get_coordinates(part)
+    part = part[some]
     fwd = Transformer.from_crs("EPSG:4326", crs_wkt, always_xy=True) if own else _from_lonlat(crs_wkt)
+    part = shapely.segmentize(part, _segment_lengths(part, fwd, tol))
+    xy = shapely.get_coordinates(part)
     x, y = fwd.transform(xy[:, 0], xy[:, 1])
     projected = shapely.set_coordinates(part, np.column_stack([x, y]))
     bad = ~shapely.is_valid(projected)  # make_valid returns a valid geometry as it is
     projected[bad] = shapely.make_valid(projected[bad])
-    return projected
+    out[some] = projected
+    return out
+
+
+def _curve_tol(gbox: GeoBox) -> float:
+    """:data:`_CURVE_TOL_PX` output pixels of ``gbox``, in its CRS units."""
+    return _CURVE_TOL_PX * abs(float(gbox.resolution.x))
+
+
+def _segment_lengths(part: np.ndarray, fwd: Transformer, tol: float) -> np.ndarray:
+    """Per lon/lat polygon of ``part``, the longest segment (degrees) that keeps its edges, once projected by
+    ``fwd``, within about ``tol`` (target CRS units) of the true projected curve. A straight lon/lat edge
+    projects to a curve whose deviation from its chord (a sagitta) falls with the square of the edge's length:
+    an edge of length L whose projected midpoint lies d from the projected chord is cut into pieces of
+    L sqrt(tol / d), the shortest over the polygon's edges, clamped to [:data:`_SEGMENT_DEG`,
+    :data:`_MAX_SEGMENT_DEG`] (a fixed 0.05 degrees used to give a 1-degree scene ~80 vertices; a curved
+    parallel at 20 m needs ~30, a meridian a handful)."""
+    xy, which = shapely.get_coordinates(part, return_index=True)
+    out = np.full(len(part), _MAX_SEGMENT_DEG)
+    if len(xy) < 2:
+        return out
+    lon, lat = xy[:, 0], xy[:, 1]
+    px, py = fwd.transform(lon, lat)
+    e = np.flatnonzero(which[1:] == which[:-1])  # edge e -> e + 1 within a polygon (across rings: only shorter)
+    mx, my = fwd.transform((lon[e] + lon[e + 1]) / 2, (lat[e] + lat[e + 1]) / 2)
+    ax, ay, dx, dy = px[e], py[e], px[e + 1] - px[e], py[e + 1] - py[e]
+    cx, cy = mx - ax, my - ay
+    den = dx * dx + dy * dy
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.clip(np.where(den > 0, (cx * dx + cy * dy) / den, 0.0), 0.0, 1.0)
+        ex, ey = cx - t * dx, cy - t * dy
+        d = np.sqrt(ex * ex + ey * ey)  # the projected midpoint's distance from the projected chord
+        length = np.sqrt((lon[e + 1] - lon[e]) ** 2 + (lat[e + 1] - lat[e]) ** 2)
+        piece = np.where(d > 0, length * np.sqrt(tol / d), np.inf)
+    piece = np.where(np.isfinite(d), piece, _SEGMENT_DEG)  # outside the projection's domain: the densest
+    np.minimum.at(out, which[e], piece)
+    return np.clip(out, _SEGMENT_DEG, _MAX_SEGMENT_DEG)
 
 
 def _threaded(fn, chunks: list) -> list:
@@ -250,14 +301,15 @@ def tile_scene_pairs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`scenes_per_tile` as two aligned int64 arrays (row-major tile number, scene index), sorted by tile
     then scene: the pairs whose footprint comes within ``pad_px`` output pixels of the tile's box (distance <=
-    pad: the footprint grown by an exact disc, not ``shapely.buffer``'s polygonal one). No Python object per pair (100,000 scenes x 10,000 tiles are millions of pairs).
+    pad: the footprint grown by an exact disc, not ``shapely.buffer``'s polygonal one). No Python object per
+    pair (100,000 scenes x 10,000 tiles are millions of pairs).
 
-    On a north-up grid, polygonal footprints are matched on arrays (:func:`_crossed`), from their
-    boundaries thinned to every :data:`_THIN`-th vertex where that moves them by less than one output pixel:
-    a tile's box shrunk by that pixel and crossed by a thinned boundary meets the footprint; a box grown by
-    the pad and the pixel that no thinned boundary crosses lies wholly inside the footprint (one point test per
-    run of such tiles) or lies farther than the pad from it; only the tiles between -- within about a pixel of
-    a footprint without touching it -- are tested by distance (``shapely.dwithin``). Rotated grids and other geometries: one
+    On a north-up grid, polygonal footprints are matched on arrays (:func:`_crossed`), from their boundaries
+    simplified to within one output pixel (:func:`_thinned_segments`): a tile's box shrunk by that pixel and
+    crossed by a simplified boundary meets the footprint; a box grown by the pad and the pixel that no
+    simplified boundary crosses lies wholly inside the footprint (one point test per run of such tiles) or
+    farther than the pad from it; only the tiles between -- within about a pixel of a footprint without
+    touching it -- are tested by distance (``shapely.dwithin``). Rotated grids and other geometries: one
     STRtree query (:func:`_strtree_pairs`, the reference the array path is tested against)."""
     ny, nx = tiles.shape.yx
     if not len(footprints):
@@ -289,8 +341,6 @@ def tile_scene_pairs(
 
 #: footprints matched per batch (bounds the memory of the segment arrays)
 _BAND_BATCH = 20_000
-#: boundaries are thinned to every _THIN-th vertex for matching (where that moves them by less than a pixel)
-_THIN = 4
 
 
 def _batch_pairs(
@@ -318,56 +368,30 @@ def _batch_pairs(
 
 
 def _thinned_segments(geoms: np.ndarray, tol: float) -> tuple[np.ndarray, ...]:
-    """Boundary segments (x1, y1, x2, y2, polygon index) of the polygons ``geoms``: each ring through every
-    :data:`_THIN`-th vertex (and its last), unless a skipped vertex lies farther than ``tol`` from the chord
-    that replaces it (then every vertex of that polygon). Within ``tol`` of the true boundary both ways."""
-    if (shapely.get_type_id(geoms) == 3).all() and not shapely.get_num_interior_rings(geoms).any():
-        xy, ring = shapely.get_coordinates(geoms, return_index=True)  # one ring per polygon
+    """Boundary segments (x1, y1, x2, y2, polygon index) of the polygons ``geoms``, each polygon simplified by
+    Douglas-Peucker to ``tol`` (``shapely.simplify``: every dropped vertex within ``tol`` of the chord that
+    replaces it, so the segments lie within ``tol`` of the true boundary both ways). A polygon that simplifying
+    empties or changes (type, holes) and multipolygons keep every vertex."""
+    polygon = shapely.get_type_id(geoms) == 3
+    thin = geoms.copy()
+    if polygon.any():
+        simple = shapely.simplify(geoms[polygon], tol, preserve_topology=False)
+        same = (shapely.get_type_id(simple) == 3) & ~shapely.is_empty(simple)
+        same[same] = shapely.get_num_interior_rings(simple[same]) == shapely.get_num_interior_rings(
+            geoms[polygon][same]
+        )
+        same[same] = shapely.get_num_coordinates(simple[same]) >= 4
+        thin[np.flatnonzero(polygon)[same]] = simple[same]
+    if polygon.all() and not shapely.get_num_interior_rings(thin).any():
+        xy, ring = shapely.get_coordinates(thin, return_index=True)  # one ring per polygon
         owner_v = ring
     else:
-        parts, part_owner = shapely.get_parts(geoms, return_index=True)
+        parts, part_owner = shapely.get_parts(thin, return_index=True)
         rings, ring_part = shapely.get_rings(parts, return_index=True)
         xy, ring = shapely.get_coordinates(rings, return_index=True)
         owner_v = part_owner[ring_part[ring]]
-    first = np.r_[True, ring[1:] != ring[:-1]]
-    start = np.flatnonzero(first)
-    pos = np.arange(len(ring)) - np.repeat(start, np.diff(np.r_[start, len(ring)]))
-    last = np.r_[ring[1:] != ring[:-1], True]
-    keep = (pos % _THIN == 0) | last | _corners(xy, first, last)
-    # the chord of each skipped vertex: from the kept vertex before it to the kept vertex after it
-    idx = np.arange(len(ring))
-    before = np.maximum.accumulate(np.where(keep, idx, 0))
-    after = np.minimum.accumulate(np.where(keep, idx, len(ring))[::-1])[::-1]
-    skip = np.flatnonzero(~keep)
-    dist = _point_segment_distance(xy[skip], xy[before[skip]], xy[after[skip]])
-    worst = np.zeros(len(geoms))
-    np.maximum.at(worst, owner_v[skip], dist)
-    keep |= worst[owner_v] > tol  # thinning moves this footprint too far: all its vertices
-    v = np.flatnonzero(keep)
-    same = ring[v[1:]] == ring[v[:-1]]
-    i1, i2 = v[:-1][same], v[1:][same]
-    return xy[i1, 0], xy[i1, 1], xy[i2, 0], xy[i2, 1], owner_v[i1]
-
-
-def _corners(xy: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
-    """Vertices where a ring turns by more than :data:`_CORNER_RAD` (kept by the thinning: a footprint's
-    corners, where a chord would cut kilometres off). On 1-D coordinate arrays: ``|atan2(cross, dot)| > c`` as
-    ``|cross| > tan(c) dot`` where the turn is under 90 degrees."""
-    x, y = xy[:, 0], xy[:, 1]
-    dxi, dyi = np.empty_like(x), np.empty_like(y)
-    dxi[0] = dyi[0] = 0.0
-    np.subtract(x[1:], x[:-1], out=dxi[1:])
-    np.subtract(y[1:], y[:-1], out=dyi[1:])
-    dxo, dyo = np.append(dxi[1:], 0.0), np.append(dyi[1:], 0.0)
-    cross = dxi * dyo - dyi * dxo
-    dot = dxi * dxo + dyi * dyo
-    turn = np.where(dot > 0, np.abs(cross) > _TAN_CORNER * dot, (dot < 0) | (cross != 0))
-    return turn & ~first & ~last
-
-
-#: a ring turning by more than this (radians) at a vertex has a corner there
-_CORNER_RAD = 0.02
-_TAN_CORNER = float(np.tan(_CORNER_RAD))
+    i1 = np.flatnonzero(ring[1:] == ring[:-1])  # vertex i1 -> i1 + 1 within a ring
+    return xy[i1, 0], xy[i1, 1], xy[i1 + 1, 0], xy[i1 + 1, 1], owner_v[i1]
 
 
 def _point_segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
