@@ -169,7 +169,9 @@ def _segment_lengths(part: np.ndarray, fwd: Transformer, tol: float) -> np.ndarr
         return out
     lon, lat = xy[:, 0], xy[:, 1]
     px, py = fwd.transform(lon, lat)
-    e = np.flatnonzero(which[1:] == which[:-1])  # edge e -> e + 1 within a polygon (across rings: only shorter)
+    e = np.flatnonzero(
+        which[1:] == which[:-1]
+    )  # edge e -> e + 1 within a polygon (across rings: only shorter)
     mx, my = fwd.transform((lon[e] + lon[e + 1]) / 2, (lat[e] + lat[e + 1]) / 2)
     ax, ay, dx, dy = px[e], py[e], px[e + 1] - px[e], py[e + 1] - py[e]
     cx, cy = mx - ax, my - ay
@@ -326,21 +328,28 @@ def tile_scene_pairs(
         np.flatnonzero(polygonal[lo : lo + _BAND_BATCH]) + lo for lo in range(0, len(geoms), _BAND_BATCH)
     ]
     batches = [b for b in batches if b.size]
-    found = _threaded(lambda sel: _batch_pairs(geoms[sel], xe, ye, pad, tol), batches)
-    tile_idx = [q for q, _ in found]
-    scene_idx = [sel[k] for sel, (_, k) in zip(batches, found, strict=True)]
+    n = len(geoms)
+
+    def keys(sel: np.ndarray) -> np.ndarray:  # tile * n + scene of a batch, sorted
+        q, k = _batch_pairs(geoms[sel], xe, ye, pad, tol)
+        q *= n
+        q += sel[k]
+        q.sort()
+        return q
+
+    found = _threaded(keys, batches)
     rest = np.flatnonzero(~polygonal)
     if rest.size:
-        t, s = _strtree_pairs(geoms[rest], tiles, pad_px)
-        tile_idx.append(t)
-        scene_idx.append(rest[s])
-    t, s = np.concatenate(tile_idx).astype(np.int64), np.concatenate(scene_idx).astype(np.int64)
-    key = np.sort(t * len(geoms) + s)  # by tile, then scene
-    return np.divmod(key, len(geoms))
+        t, k = _strtree_pairs(geoms[rest], tiles, pad_px)
+        found.append(np.sort(t * n + rest[k]))
+    key = np.concatenate(found) if len(found) > 1 else found[0]
+    if len(found) > 1:
+        key.sort(kind="stable")  # merges the sorted runs (timsort): by tile, then scene
+    return np.divmod(key, n)
 
 
 #: footprints matched per batch (bounds the memory of the segment arrays)
-_BAND_BATCH = 20_000
+_BAND_BATCH = 10_000
 
 
 def _batch_pairs(
