@@ -7,8 +7,11 @@ machine that will run the recipe (``python -m benchmarks.bench_plan --calibrate`
 - CPU seconds of a tile = ``tile_s + read_s_per_gvalue * reads / 1e9 + write_s_per_gvalue * outputs / 1e9``,
   where ``reads`` = items touching the tile x tile pixels x bands read (quality layer included) and ``outputs`` =
   output values of the tile (every output variable, all its time or period steps);
-- peak memory of a tile's task = ``mem_factor`` x 4 bytes x time steps x tile pixels x bands (the read task
-  holds bands x time x y x x float32; ``mem_factor`` covers masks and the analytics' temporaries);
+- peak memory of a tile's task = ``mem_factor`` x 4 bytes x time steps held x tile pixels x bands (the read
+  task holds bands x time chunk x y x x float32; ``mem_factor`` covers masks and the analytics' temporaries);
+  the steps held are the run's time chunk (:func:`held_steps`: ``cluster.time_chunk``, or derived from
+  ``cluster.memory_limit`` as the loader does), widened to whole periods for per-period composites and to the
+  whole series for a trend or a median/percentile over all time;
 - memory per worker = ``worker_base_mb`` + threads per worker x the largest tile's peak;
 - wall seconds on N workers = ``startup_s`` + the tiles' CPU seconds / (N x threads per worker), longest tile
   at least (a run cannot finish before its slowest tile).
@@ -24,12 +27,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from orbitcube.pipeline.errors import RecipeError
 
 if TYPE_CHECKING:
     from orbitcube.pipeline.plan import RunPlan
 
-__all__ = ["CALIBRATION", "CostModel", "RunEstimate", "estimate_run", "load_calibration", "tile_work"]
+__all__ = [
+    "CALIBRATION",
+    "CostModel",
+    "RunEstimate",
+    "estimate_run",
+    "held_steps",
+    "load_calibration",
+    "tile_work",
+]
 
 #: the calibration file of this checkout (written by ``python -m benchmarks.bench_plan --calibrate``)
 CALIBRATION = Path(__file__).resolve().parent.parent / "benchmarks" / "calibration.json"
@@ -128,11 +141,11 @@ def estimate_run(
     threads = int(threads or c.threads_per_worker or 1)
     if workers < 1:
         raise RecipeError(f"workers={workers}: a run needs at least one worker")
-    reads, writes, steps, bands = tile_work(plan)
+    reads, writes, _steps, bands = tile_work(plan)
     secs = [model.tile_seconds(r, w) for r, w in zip(reads, writes, strict=True)]
     total = sum(secs)
     biggest = max((tp.shape[0] * tp.shape[1] for tp in plan.tile_plans), default=0)
-    per_thread = model.tile_peak_mb(steps, biggest, bands)
+    per_thread = model.tile_peak_mb(held_steps(plan), biggest, bands)
     longest = max(secs, default=0.0)
     wall = model.startup_s + max(total / (workers * threads), longest)
     return RunEstimate(
@@ -143,3 +156,33 @@ def estimate_run(
         threads=threads,
         max_tile_s=longest,
     )
+
+
+def held_steps(plan: RunPlan) -> int:
+    """Time steps a tile's tasks hold at once in a run of ``plan``: the read tasks' time chunk
+    (``cluster.time_chunk``; ``auto``: :func:`orbitcube.pipeline.load.auto_time_chunk` of the tile shape and
+    ``cluster.memory_limit``, as the loader derives it; -1: the whole axis), at least the longest period of a
+    per-period composite (its chunks hold whole periods), and the whole series for a trend or a median or
+    percentile composite without ``freq`` (they need every observation of a pixel at once)."""
+    from orbitcube.pipeline.analytics.periods import split_periods
+    from orbitcube.pipeline.load import auto_time_chunk
+
+    steps = max(len(plan.time_axis), 1)
+    r, c = plan.recipe, plan.recipe.cluster
+    if c.time_chunk == -1:
+        return steps
+    bands = len(r.load.bands) + (1 if r.load.mask else 0)
+    if c.time_chunk == "auto":
+        mem = None if c.memory_limit == "auto" else c.memory_limit
+        held = auto_time_chunk(bands, tuple(r.grid.tile_shape), steps, mem)
+    else:
+        held = min(int(c.time_chunk), steps)
+    for step in r.analytics:
+        if step.op == "trend" or (
+            step.op == "composite" and step.freq is None and step.stat in ("median", "percentile")
+        ):
+            return steps
+        if step.op == "composite" and step.freq and len(plan.time_axis):
+            bounds, _ = split_periods(np.asarray(plan.time_axis), step.freq)
+            held = max(held, max((b - a for a, b in bounds), default=1))
+    return min(held, steps)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from orbitcube.pipeline.errors import RecipeError
-from orbitcube.pipeline.estimate import CostModel, estimate_run, load_calibration
+from orbitcube.pipeline.estimate import CostModel, estimate_run, held_steps, load_calibration
 from orbitcube.pipeline.footprints import footprint_on
 from orbitcube.pipeline.plan import RunPlan, load_items, plan_run
 from orbitcube.pipeline.steps import apply_steps
@@ -33,12 +33,12 @@ def plan(run_recipe_doc, tmp_path_factory) -> RunPlan:
 
 def test_tiles_and_items_per_tile(plan: RunPlan) -> None:
     assert plan.tiles.shape == (3, 3) and [tp.index for tp in plan.tile_plans][:2] == [(0, 0), (0, 1)]
-    pad = 2 * abs(plan.geobox.resolution.x)  # footprints grown by 2 output pixels
-    fps = {it.id: footprint_on(it.geometry, plan.geobox).buffer(pad) for it in plan.items}
+    pad = 2 * abs(plan.geobox.resolution.x)  # footprints within 2 output pixels of a tile
+    fps = {it.id: footprint_on(it.geometry, plan.geobox) for it in plan.items}
     for tp in plan.tile_plans:
         gbox = plan.tiles[tp.index]
         assert tp.shape == gbox.shape.yx
-        assert set(tp.items) == {i for i, fp in fps.items() if fp.intersects(gbox.extent.geom)}
+        assert set(tp.items) == {i for i, fp in fps.items() if fp.distance(gbox.extent.geom) <= pad}
     assert all(tp.items for tp in plan.tile_plans)
 
 
@@ -77,3 +77,37 @@ def test_estimate_scales_with_workers_and_appears_in_the_summary(plan: RunPlan, 
     assert "tiles: 3 x 3 = 9" in text and "estimated read" in text
     # the estimate from this checkout's calibration (benchmarks/calibration.json)
     assert "on 3 worker(s)" in text and "CPU-hours" in text and "MB per worker" in text
+
+
+def test_memory_estimate_holds_a_time_chunk_not_the_whole_series(plan: RunPlan) -> None:
+    """A run's tasks hold a time chunk of a tile, not its whole series: the memory estimate follows
+    cluster.time_chunk (or the chunk memory_limit gives), widened to whole months for the monthly median and to
+    the whole series for a trend; a smaller chunk gives a smaller estimate."""
+    import dataclasses
+
+    from orbitcube.pipeline.analytics.periods import split_periods
+    from orbitcube.pipeline.load import auto_time_chunk
+    from orbitcube.pipeline.recipe import TrendStep
+
+    steps = len(plan.time_axis)
+    month = max(b - a for a, b in split_periods(np.asarray(plan.time_axis), "1MS")[0])
+    assert 1 < month < steps
+
+    def run(analytics=None, **cluster) -> RunPlan:
+        r = plan.recipe
+        update = {"cluster": r.cluster.model_copy(update=cluster)}
+        return dataclasses.replace(
+            plan,
+            recipe=r.model_copy(update=update if analytics is None else {**update, "analytics": analytics}),
+        )
+
+    index_only = list(plan.recipe.analytics[:1])
+    assert held_steps(run(time_chunk=1)) == month  # the monthly median holds whole months
+    assert held_steps(run(time_chunk=-1)) == held_steps(run(index_only, time_chunk=-1)) == steps
+    assert held_steps(run(index_only, time_chunk=1)) == 1
+    bands = len(plan.recipe.load.bands) + bool(plan.recipe.load.mask)  # a read task holds the mask too
+    small = auto_time_chunk(bands, (32, 32), steps, "4MiB")
+    assert small < steps and held_steps(run(index_only, memory_limit="4MiB")) == small
+    assert held_steps(run([*index_only, TrendStep(op="trend", input="ndvi")], time_chunk=1)) == steps
+    one, whole = (estimate_run(run(index_only, time_chunk=t), 1, MODEL) for t in (1, -1))
+    assert one.worker_memory_mb < whole.worker_memory_mb
