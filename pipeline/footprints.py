@@ -75,19 +75,11 @@ def grid_lonlat(gbox: GeoBox, pad_px: int = 2) -> BaseGeometry:
 
 
 def footprint_on(geometry: dict | None, gbox: GeoBox) -> BaseGeometry | None:
-    """The part of an item's WGS84 footprint (GeoJSON) that lies on ``gbox`` (grown by 2 pixels), as a shapely
-    geometry in the grid's CRS; None when the item does not touch the grid (or has no geometry)."""
+    """The item's WGS84 footprint (GeoJSON) on ``gbox``, as a shapely geometry in the grid's CRS (see
+    :func:`footprints_from_shapes`); None when the item does not touch the grid (or has no geometry)."""
     if not geometry:
         return None
-    shape, area = normalize_lonlat(geometry), grid_lonlat(gbox)
-    part = shape if area.contains_properly(shape) else shape.intersection(area)  # as footprints_from_shapes
-    if part.is_empty or part.area == 0:
-        return None
-    fwd = _from_lonlat(gbox.crs.to_wkt())
-    part = shapely.segmentize(part, _segment_lengths(np.array([part]), fwd, _curve_tol(gbox))[0])
-    projected = shapely.transform(part, lambda xy: np.column_stack(fwd.transform(xy[:, 0], xy[:, 1])))
-    projected = shapely.make_valid(projected)
-    return None if projected.is_empty else projected
+    return footprints_from_shapes([normalize_lonlat(geometry)], gbox)[0]
 
 
 def items_on_grid(geometries: Sequence[dict | None], gbox: GeoBox) -> list[BaseGeometry | None]:
@@ -98,9 +90,14 @@ def items_on_grid(geometries: Sequence[dict | None], gbox: GeoBox) -> list[BaseG
 
 
 def footprints_from_shapes(shapes: Sequence[BaseGeometry | None], gbox: GeoBox) -> list[BaseGeometry | None]:
-    """:func:`items_on_grid` from footprints already normalised by :func:`lonlat_shapes`. A footprint the
-    grid's lon/lat area contains is projected as it is (the same polygon its intersection with the area gives,
-    up to the order of its vertices)."""
+    """:func:`items_on_grid` from footprints already normalised by :func:`lonlat_shapes`: None for a footprint
+    whose interior does not meet the grid's lon/lat area (:func:`grid_lonlat`, the grid grown by 2 pixels), else
+    the footprint projected into the grid's CRS (edges cut to the curvature the grid's pixel needs,
+    :func:`_segment_lengths`), made valid. A footprint is cut to the area first where projecting it whole
+    could fail: when it reaches more than :data:`_WHOLE_MARGIN_DEG` beyond the area's lon/lat box, when the
+    area contains a pole or crosses the antimeridian, or when its projection is not finite. Elsewhere it is
+    projected whole (cutting 10^5 footprints to the area was most of the time of a large load); the tiles it
+    is matched to lie on the grid either way."""
     out: list[BaseGeometry | None] = [None] * len(shapes)
     idx = np.array([i for i, g in enumerate(shapes) if g is not None], dtype=np.int64)
     if idx.size == 0:
@@ -110,21 +107,60 @@ def footprints_from_shapes(shapes: Sequence[BaseGeometry | None], gbox: GeoBox) 
     wkt, tol = gbox.crs.to_wkt(), _curve_tol(gbox)
     chunks = [given[lo : lo + _BAND_BATCH] for lo in range(0, len(given), _BAND_BATCH)]
     own = len(chunks) > 1
-    projected = np.concatenate(_threaded(lambda c: _project(_clip(c, area, own), wkt, tol, own), chunks))
+    projected = np.concatenate(_threaded(lambda c: _on_grid(c, area, wkt, tol, own), chunks))
     for i, g in zip(idx.tolist(), projected.tolist(), strict=True):
         out[i] = None if g is None or g.is_empty else g
     return out
 
 
-def _clip(given: np.ndarray, area: BaseGeometry, own: bool) -> np.ndarray:
-    """The lon/lat footprints ``given`` cut to the grid's lon/lat ``area`` (None where nothing with an area is
-    left). ``own``: a copy of ``area`` of its own (GEOS geometries are not shared between threads)."""
+#: a footprint that crosses the edge of the grid's lon/lat area is projected whole when it stays within this
+#: many degrees of the area's lon/lat box (and the area holds no pole and does not cross the antimeridian)
+_WHOLE_MARGIN_DEG = 3.0
+
+
+def _on_grid(given: np.ndarray, area: BaseGeometry, crs_wkt: str, tol: float, own: bool) -> np.ndarray:
+    """:func:`footprints_from_shapes` of one chunk (None: off the grid). ``own``: a copy of ``area`` and a
+    transformer of its own (GEOS geometries and pyproj transformers are not shared between threads)."""
     if own:
         area = shapely.from_wkb(shapely.to_wkb(area))
     shapely.prepare(area)
-    inside = shapely.contains_properly(area, given)  # nearly every scene of a large grid: nothing to cut
     part = given.copy()
-    part[~inside] = shapely.intersection(given[~inside], area)
+    cut = ~shapely.contains_properly(area, given)  # nearly every scene of a large grid: nothing to cut
+    whole = np.zeros(len(given), bool)
+    box = _whole_box(area)
+    if box is not None and cut.any():
+        b = shapely.bounds(given)
+        near = cut & (b[:, 0] >= box[0]) & (b[:, 1] >= box[1]) & (b[:, 2] <= box[2]) & (b[:, 3] <= box[3])
+        k = np.flatnonzero(near)
+        meets = shapely.intersects(area, given[k]) & ~shapely.touches(area, given[k])  # interiors meet
+        whole[k[meets]] = True
+        part[k[~meets]] = None
+        cut &= ~near
+    part[cut] = _cut(given[cut], area)
+    out = _project(part, crs_wkt, tol, own)
+    if whole.any():  # projected whole: cut and project again where the projection is not finite
+        k = np.flatnonzero(whole & (out != None))  # noqa: E711 (element-wise)
+        bad = k[~np.isfinite(shapely.bounds(out[k])).all(axis=1)]
+        if bad.size:
+            out[bad] = _project(_cut(given[bad], area), crs_wkt, tol, own)
+    return out
+
+
+def _whole_box(area: BaseGeometry) -> tuple[float, float, float, float] | None:
+    """The lon/lat box within which footprints crossing ``area``'s edge are projected whole (None: the area
+    contains a pole or is split at the antimeridian: always cut)."""
+    if shapely.get_type_id(area) != 3:
+        return None
+    x0, y0, x1, y1 = area.bounds
+    if y0 <= -89.0 or y1 >= 89.0:
+        return None
+    m = _WHOLE_MARGIN_DEG
+    return x0 - m, max(y0 - m, -90.0), x1 + m, min(y1 + m, 90.0)
+
+
+def _cut(given: np.ndarray, area: BaseGeometry) -> np.ndarray:
+    """The lon/lat footprints ``given`` cut to ``area`` (None where nothing with an area is left)."""
+    part = shapely.intersection(given, area)
     keep = ~shapely.is_empty(part)
     keep[keep] = shapely.area(part[keep]) != 0
     part[~keep] = None

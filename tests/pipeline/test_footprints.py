@@ -274,8 +274,10 @@ def test_array_tile_match_equals_the_strtree_match(pad_px: float) -> None:
         geoms.append(shapely.box(xe[j] - 120, ye[2], xe[j] - 20, ye[1]))  # exactly 2 px away
     lon0, lat0 = rng.uniform(4.4, 4.6, 300), rng.uniform(-0.1, 0.07, 300)  # the grid is near 4.5 E, 0 N
     lonlat = [
-        shapely.geometry.mapping(shapely.box(a, b, a + 0.12, b + 0.1))
-        for a, b in zip(lon0, lat0, strict=True)
+        shapely.geometry.mapping(shapely.segmentize(shapely.box(a, b, a + 0.12, b + 0.1), 0.004))
+        for a, b in zip(
+            lon0, lat0, strict=True
+        )  # many vertices, as real footprints have: simplified to match
     ]
     projected = [g for g in items_on_grid(lonlat, gbox) if g is not None]
     assert len(projected) > 100 and shapely.get_num_coordinates(projected).mean() > 10
@@ -296,3 +298,33 @@ def test_array_tile_match_of_footprints_that_cross_no_tile_row() -> None:
     for geoms in ([shapely.box(500, 500, 503, 503)], [shapely.box(5000, 5000, 6000, 6000)]):
         got, want = tile_scene_pairs(geoms, tiles), _strtree_pairs(np.array(geoms, dtype=object), tiles, 2)
         assert [a.tolist() for a in got] == [a.tolist() for a in want]
+
+
+def test_footprints_across_the_grid_edge_projected_whole_touch_the_tiles_of_their_cut_parts() -> None:
+    """Scenes that cross the edge of the grid are projected whole (cutting them to the grid's lon/lat area first
+    was most of the time of a large load): the same scenes are on the grid and they touch exactly the tiles
+    their parts cut to the area touch; a scene whose interior misses the area is off the grid."""
+    from odc.geo.geobox import GeoboxTiles
+
+    from orbitcube.pipeline.footprints import _cut, _project, grid_lonlat, items_on_grid, tile_scene_pairs
+
+    gbox = GeoBox.from_bbox((400_000, 5_500_000, 520_000, 5_600_000), "EPSG:32632", resolution=20)
+    w, s, e, n = gbox.geographic_extent.boundingbox
+    rng = np.random.default_rng(7)
+    lon, lat = rng.uniform(w - 0.8, e + 0.3, 400), rng.uniform(s - 0.8, n + 0.3, 400)
+    docs = [
+        shapely.geometry.mapping(shapely.box(a, b, a + 0.7, b + 0.6)) for a, b in zip(lon, lat, strict=True)
+    ]
+    whole = items_on_grid(docs, gbox)
+    area = grid_lonlat(gbox)
+    shapes = np.array([shapely.geometry.shape(d) for d in docs], dtype=object)
+    cut = _project(_cut(shapes, area), gbox.crs.to_wkt(), 0.25 * 20, False)
+    on = np.array([g is not None for g in whole])
+    np.testing.assert_array_equal(on, cut != None)  # noqa: E711 (element-wise)
+    crossing = ~shapely.contains_properly(area, shapes) & on
+    assert crossing.sum() > 50 and (~on).sum() > 20
+    tiles = GeoboxTiles(gbox, (256, 256))
+    got = tile_scene_pairs([whole[i] for i in np.flatnonzero(on)], tiles)
+    want = tile_scene_pairs(list(cut[on]), tiles)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
