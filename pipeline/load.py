@@ -28,7 +28,7 @@ from shapely.geometry.base import BaseGeometry
 from orbitcube.pipeline import timeaxis
 from orbitcube.pipeline.bands import BandRef, Coarsening, resampling_for, resolve_band
 from orbitcube.pipeline.errors import LoadError
-from orbitcube.pipeline.footprints import footprints_from_shapes, shapes_and_centroids, tile_scene_pairs
+from orbitcube.pipeline.footprints import footprints_from_shapes, shapes_and_centroids, tile_scenes
 from orbitcube.pipeline.grid import output_grid
 from orbitcube.pipeline.layouts import BandResolver, ResolvedCheck
 from orbitcube.pipeline.masks import DEFAULT_MASK
@@ -374,7 +374,7 @@ def _cube(
         gdal_env=tuple(sorted((gdal_env or {}).items())),
     )
     tiles = GeoboxTiles(geobox, (chunks["y"], chunks["x"]))
-    pairs = tile_scene_pairs(got.footprints, tiles)
+    pairs = tile_scenes(got.footprints, tiles)
     step = chunks["time"]
     if step == "auto":
         step = auto_time_chunk(len(bands), (chunks["y"], chunks["x"]), got.n_steps, memory_per_worker)

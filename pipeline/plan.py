@@ -302,9 +302,9 @@ def _tile_plans(
 ) -> tuple[np.ndarray, tuple[TilePlan, ...]]:
     """The positions (into ``ids``) of the items on the grid (the others are added to ``skipped``: their
     ``footprints`` in the grid's CRS are None) and each tile's item ids, row-major. Vectorised
-    (:func:`~orbitcube.pipeline.footprints.tile_scene_pairs`): a continent of 10^4-10^5 tiles and 10^5 items
+    (:func:`~orbitcube.pipeline.footprints.tile_scenes`): a continent of 10^4-10^5 tiles and 10^5 items
     is matched in seconds."""
-    from orbitcube.pipeline.footprints import tile_scene_pairs
+    from orbitcube.pipeline.footprints import tile_scenes
 
     on = np.array([fp is not None for fp in footprints], bool)
     for n in np.flatnonzero(~on).tolist():
@@ -312,9 +312,9 @@ def _tile_plans(
     inside = np.flatnonzero(on)
     if not inside.size:
         raise RecipeError("search: no item overlaps the output grid; check search.aoi and grid.crs")
-    tile_idx, scene_idx = tile_scene_pairs([footprints[n] for n in inside.tolist()], tiles)
+    bounds, scene_idx = tile_scenes([footprints[n] for n in inside.tolist()], tiles)
     ny, nx = tiles.shape.yx
-    bounds = np.searchsorted(tile_idx, np.arange(ny * nx + 1)).tolist()
+    bounds = bounds.tolist()
     names = np.asarray(ids, dtype=object)[inside][scene_idx].tolist()
     (ty, tx), (h, w) = tiles.chunk_shape((0, 0)).yx, geobox.shape.yx
     hs, ws = [min(ty, h - i * ty) for i in range(ny)], [min(tx, w - j * tx) for j in range(nx)]

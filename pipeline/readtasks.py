@@ -154,13 +154,13 @@ def tile_graph(
     step_of: np.ndarray,
     nt: int,
     tiles: GeoboxTiles,
-    pairs: tuple[np.ndarray, np.ndarray],
+    tile_scenes: tuple[np.ndarray, np.ndarray],
     time_chunk: int | None,
     spec: ReadSpec,
 ) -> dict:
     """Dask arrays (time, y, x) per band, backed by one ``read_tile`` task per (time chunk, tile of the grid):
-    ``step_of`` is the time step (of ``nt``) of each scene, ``pairs`` which scenes touch which tile (see
-    :func:`~orbitcube.pipeline.footprints.tile_scene_pairs`). Up to :data:`INLINE_PAIRS` (tile, scene) pairs
+    ``step_of`` is the time step (of ``nt``) of each scene, ``tile_scenes`` which scenes touch which tile
+    (``(bounds, scene_idx)``, see :func:`~orbitcube.pipeline.footprints.tile_scenes`). Up to :data:`INLINE_PAIRS` (tile, scene) pairs
     each read task holds its own scenes (a batch run's tile, a small load): no task depends on another, so
     Dask spreads them over the workers. Above that the scenes are one ``scenes-<token>`` entry of the graph
     (shipped once to each worker) and a read task holds only its tile, the indices of its scenes and their time
@@ -176,8 +176,7 @@ def tile_graph(
     step = time_chunk or max(nt, 1)
     t_bounds = tuple((t0, min(t0 + step, nt)) for t0 in range(0, nt, step)) or ((0, 0),)
     token = tokenize(tiles.base, tiles.chunk_shape((0, 0)), step, spec, _digest(scenes, step_of))
-    tile_idx, scene_idx = pairs
-    bounds = np.searchsorted(tile_idx, np.arange(ny * nx + 1))
+    bounds, scene_idx = tile_scenes
     table = scenes if isinstance(scenes, SceneTable) else tuple(scenes)
     inline = len(scene_idx) <= INLINE_PAIRS
     layer = ReadLayer(f"load-tile-{token}", table, tiles, bounds, scene_idx, step_of, t_bounds, spec, inline)

@@ -244,7 +244,13 @@ def test_array_tile_match_equals_the_strtree_match(pad_px: float) -> None:
     and boxes touching a tile edge or lying exactly one pad away from it."""
     from odc.geo.geobox import GeoboxTiles
 
-    from orbitcube.pipeline.footprints import _strtree_pairs, _tile_edges, items_on_grid, tile_scene_pairs
+    from orbitcube.pipeline.footprints import (
+        _strtree_pairs,
+        _tile_edges,
+        items_on_grid,
+        tile_scene_pairs,
+        tile_scenes,
+    )
 
     gbox = GeoBox.from_bbox((0, 0, 10_000, 8_000), "EPSG:32632", resolution=10)
     tiles = GeoboxTiles(gbox, (96, 128))
@@ -286,6 +292,10 @@ def test_array_tile_match_equals_the_strtree_match(pad_px: float) -> None:
     assert len(got[0]) > 10_000
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
+    bounds, scene_idx = tile_scenes(geoms, tiles, pad_px)  # the compressed form the graph keeps
+    assert len(bounds) == tiles.shape.y * tiles.shape.x + 1 and scene_idx.dtype == np.int32
+    np.testing.assert_array_equal(np.repeat(np.arange(len(bounds) - 1), np.diff(bounds)), want[0])
+    np.testing.assert_array_equal(scene_idx, want[1])
 
 
 def test_array_tile_match_of_footprints_that_cross_no_tile_row() -> None:
