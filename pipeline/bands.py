@@ -315,6 +315,7 @@ class Coarsening:
         self.items, self.geobox = items, geobox
         self.centres = np.full((len(items), 2), np.nan) if centres is None else centres
         self._done: dict[str, np.ndarray] = {}
+        self._sizes_in: dict[tuple, np.ndarray] = {}
         self._row = {id(it): n for n, it in enumerate(items)}
 
     def __call__(self, item: pystac.Item, key: str) -> float | None:
@@ -332,17 +333,29 @@ class Coarsening:
         sizes = np.array([math.nan if v is None else v[0] for v in natives], dtype="f8")
         crs = np.array([None if v is None else v[1] for v in natives], dtype=object)
         return coarsenings(
-            sizes, crs, self.centres, self.geobox, lambda n: coarsening(self.items[n], key, self.geobox)
+            sizes,
+            crs,
+            self.centres,
+            self.geobox,
+            lambda n: coarsening(self.items[n], key, self.geobox),
+            self._sizes_in,
         )
 
 
 def coarsenings(
-    sizes: np.ndarray, crs: np.ndarray, centres: np.ndarray, geobox: GeoBox, single
+    sizes: np.ndarray,
+    crs: np.ndarray,
+    centres: np.ndarray,
+    geobox: GeoBox,
+    single,
+    memo: dict | None = None,
 ) -> np.ndarray:
     """:func:`coarsening` of many scenes' assets at once (NaN where unknown): per scene the native pixel size
     (``sizes``, NaN: unknown) and the CRS it is measured in (``crs``, object array; None: metres, from
     ``gsd``), and ``centres`` ((n, 2) lon/lat, NaN where unknown); one bulk projection per (size, CRS).
-    ``single(n)`` computes scene ``n`` alone: sizes from ``gsd``, unknown centres, a failed bulk projection."""
+    ``single(n)`` computes scene ``n`` alone: sizes from ``gsd``, unknown centres, a failed bulk projection.
+    ``memo``: a dict shared by the calls of one load (an output pixel's size in a CRS at the same centres does
+    not depend on the asset: 10 m and 20 m bands of one grid project once)."""
     out = np.full(len(sizes), math.nan)
     with np.errstate(invalid="ignore"):
         known = np.isfinite(sizes) & (sizes > 0)
@@ -360,8 +373,12 @@ def coarsenings(
         in_crs = rows[code.reshape(-1) == c]
         for size in np.unique(sizes[in_crs]).tolist():
             group = in_crs[sizes[in_crs] == size]
+            at = _round2(centres[group])
+            key = (name, dst, res, at.tobytes())
             try:
-                got = pixel_sizes_in(name, dst, res, _round2(centres[group]))
+                got = memo[key] if memo is not None and key in memo else pixel_sizes_in(name, dst, res, at)
+                if memo is not None:
+                    memo[key] = got
             except Exception:  # noqa: BLE001 (as in coarsening: pyproj raises several types)
                 got = np.array([(v or math.nan) * size for v in (single(n) for n in group.tolist())])
             with np.errstate(invalid="ignore"):

@@ -12,7 +12,9 @@ part -- near the grid, where the projection is well behaved -- is projected into
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -52,9 +54,27 @@ def _to_lonlat(crs_wkt: str) -> Transformer:
     return Transformer.from_crs(crs_wkt, "EPSG:4326", always_xy=True)
 
 
-@lru_cache(maxsize=8)
-def _from_lonlat(crs_wkt: str) -> Transformer:
-    return Transformer.from_crs("EPSG:4326", crs_wkt, always_xy=True)
+#: idle lon/lat -> CRS transformers by target WKT (a pyproj transformer serves one thread at a time, and
+#: building one for a WKT takes ~50 ms: each thread of each call used to build its own)
+_IDLE: dict[str, list[Transformer]] = {}
+_IDLE_LOCK = threading.Lock()
+
+
+@contextmanager
+def _from_lonlat(crs_wkt: str) -> Iterator[Transformer]:
+    """A lon/lat -> ``crs_wkt`` transformer for this thread's use, returned to the idle pool after."""
+    with _IDLE_LOCK:
+        idle = _IDLE.get(crs_wkt)
+        fwd = idle.pop() if idle else None
+    if fwd is None:
+        fwd = Transformer.from_crs("EPSG:4326", crs_wkt, always_xy=True)
+    try:
+        yield fwd
+    finally:
+        with _IDLE_LOCK:
+            if crs_wkt not in _IDLE and len(_IDLE) >= 8:
+                _IDLE.pop(next(iter(_IDLE)))  # the oldest CRS's transformers
+            _IDLE.setdefault(crs_wkt, []).append(fwd)
 
 
 @lru_cache(maxsize=32)
@@ -120,8 +140,8 @@ _WHOLE_MARGIN_DEG = 3.0
 
 
 def _on_grid(given: np.ndarray, area: BaseGeometry, crs_wkt: str, tol: float, own: bool) -> np.ndarray:
-    """:func:`footprints_from_shapes` of one chunk (None: off the grid). ``own``: a copy of ``area`` and a
-    transformer of its own (GEOS geometries and pyproj transformers are not shared between threads)."""
+    """:func:`footprints_from_shapes` of one chunk (None: off the grid). ``own``: a copy of ``area`` of its own
+    (a prepared GEOS geometry is not shared between threads)."""
     if own:
         area = shapely.from_wkb(shapely.to_wkb(area))
     shapely.prepare(area)
@@ -138,12 +158,12 @@ def _on_grid(given: np.ndarray, area: BaseGeometry, crs_wkt: str, tol: float, ow
         part[k[~meets]] = None
         cut &= ~near
     part[cut] = _cut(given[cut], area)
-    out = _project(part, crs_wkt, tol, own)
+    out = _project(part, crs_wkt, tol)
     if whole.any():  # projected whole: cut and project again where the projection is not finite
         k = np.flatnonzero(whole & (out != None))  # noqa: E711 (element-wise)
         bad = k[~np.isfinite(shapely.bounds(out[k])).all(axis=1)]
         if bad.size:
-            out[bad] = _project(_cut(given[bad], area), crs_wkt, tol, own)
+            out[bad] = _project(_cut(given[bad], area), crs_wkt, tol)
     return out
 
 
@@ -168,18 +188,18 @@ def _cut(given: np.ndarray, area: BaseGeometry) -> np.ndarray:
     return part
 
 
-def _project(part: np.ndarray, crs_wkt: str, tol: float, own: bool) -> np.ndarray:
+def _project(part: np.ndarray, crs_wkt: str, tol: float) -> np.ndarray:
     """Lon/lat polygons (None: skipped) segmentized (:func:`_segment_lengths` for ``tol``) and projected into
-    ``crs_wkt``, made valid. ``own``: a transformer of its own (pyproj transformers are not shared between threads)."""
+    ``crs_wkt`` (a transformer from the idle pool, :func:`_from_lonlat`), made valid."""
     out = np.full(len(part), None, dtype=object)
     some = np.flatnonzero(part != None)  # noqa: E711 (element-wise)
     if not some.size:
         return out
     part = part[some]
-    fwd = Transformer.from_crs("EPSG:4326", crs_wkt, always_xy=True) if own else _from_lonlat(crs_wkt)
-    part = shapely.segmentize(part, _segment_lengths(part, fwd, tol))
-    xy = shapely.get_coordinates(part)
-    x, y = fwd.transform(xy[:, 0], xy[:, 1])
+    with _from_lonlat(crs_wkt) as fwd:
+        part = shapely.segmentize(part, _segment_lengths(part, fwd, tol))
+        xy = shapely.get_coordinates(part)
+        x, y = fwd.transform(xy[:, 0], xy[:, 1])
     projected = shapely.set_coordinates(part, np.column_stack([x, y]))
     bad = ~shapely.is_valid(projected)  # make_valid returns a valid geometry as it is
     projected[bad] = shapely.make_valid(projected[bad])

@@ -318,6 +318,7 @@ class _Resolutions:
         self.reps: list[pystac.Item] = []
         self._index: dict[int, int] = {}
         self._coarse: dict[tuple, np.ndarray] = {}
+        self._sizes_in: dict[tuple, np.ndarray] = {}  # coarsenings' memo: one projection per CRS and centres
         for code, rep in enumerate(reps):
             at = np.flatnonzero(layout == code)
             key = ("table", code)
@@ -512,7 +513,7 @@ class _Resolutions:
             native = (float(sizes[n]), crs[n])
             return coarsening_at(native, tuple(lonlat[n]), geobox)
 
-        got = self._coarse[same] = coarsenings(sizes, crs, lonlat, geobox, single)
+        got = self._coarse[same] = coarsenings(sizes, crs, lonlat, geobox, single, self._sizes_in)
         return got
 
     def _applied(self, order: np.ndarray, rid: np.ndarray) -> dict:

@@ -328,7 +328,7 @@ def test_footprints_across_the_grid_edge_projected_whole_touch_the_tiles_of_thei
     whole = items_on_grid(docs, gbox)
     area = grid_lonlat(gbox)
     shapes = np.array([shapely.geometry.shape(d) for d in docs], dtype=object)
-    cut = _project(_cut(shapes, area), gbox.crs.to_wkt(), 0.25 * 20, False)
+    cut = _project(_cut(shapes, area), gbox.crs.to_wkt(), 0.25 * 20)
     on = np.array([g is not None for g in whole])
     np.testing.assert_array_equal(on, cut != None)  # noqa: E711 (element-wise)
     crossing = ~shapely.contains_properly(area, shapes) & on
