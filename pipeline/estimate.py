@@ -92,7 +92,8 @@ def load_calibration(path: Path | str | None = None) -> CostModel:
 @dataclass(frozen=True)
 class RunEstimate:
     """What a plan will cost: ``cpu_hours`` (all tiles, worker threads), ``worker_memory_mb`` (peak per worker),
-    ``wall_s`` on ``workers`` workers of ``threads`` threads each, and the largest tile's CPU seconds."""
+    ``wall_s`` on ``workers`` workers of ``threads`` threads each, and the largest tile's CPU seconds;
+    ``memory_limit_mb``: the recipe's ``cluster.memory_limit`` (None: ``auto``)."""
 
     cpu_hours: float
     worker_memory_mb: float
@@ -100,14 +101,23 @@ class RunEstimate:
     workers: int
     threads: int
     max_tile_s: float
+    memory_limit_mb: float | None = None
 
     def lines(self) -> list[str]:
-        """The estimate as lines of :meth:`RunPlan.summary`."""
-        return [
+        """The estimate as lines of :meth:`RunPlan.summary` (a warning when the memory per worker exceeds the
+        recipe's ``cluster.memory_limit``)."""
+        out = [
             f"estimated CPU  : {self.cpu_hours:.3g} CPU-hours (worker threads; largest tile {self.max_tile_s:.3g} s)",
             f"estimated RAM  : {self.worker_memory_mb:,.0f} MB per worker ({self.threads} thread(s) each)",
             f"estimated wall : {_duration(self.wall_s)} on {self.workers} worker(s)",
         ]
+        if self.memory_limit_mb is not None and self.worker_memory_mb > self.memory_limit_mb:
+            out.append(
+                f"warning: the estimated {self.worker_memory_mb:,.0f} MB per worker exceed cluster.memory_limit "
+                f"({self.memory_limit_mb:,.0f} MB): workers may be restarted for memory; use a smaller "
+                "grid.tile_shape, a larger memory_limit or fewer threads_per_worker"
+            )
+        return out
 
 
 def _duration(s: float) -> str:
@@ -135,6 +145,8 @@ def estimate_run(
 ) -> RunEstimate:
     """The cost of ``plan`` on ``workers`` workers (default the recipe's ``cluster.n_workers``) of ``threads``
     threads (default ``cluster.threads_per_worker``), from ``model`` (default :func:`load_calibration`)."""
+    from dask.utils import parse_bytes
+
     model = model or load_calibration()
     c = plan.recipe.cluster
     workers = int(workers or c.n_workers)
@@ -155,6 +167,7 @@ def estimate_run(
         workers=workers,
         threads=threads,
         max_tile_s=longest,
+        memory_limit_mb=None if c.memory_limit == "auto" else parse_bytes(c.memory_limit) / 1e6,
     )
 
 

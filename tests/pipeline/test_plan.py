@@ -111,3 +111,6 @@ def test_memory_estimate_holds_a_time_chunk_not_the_whole_series(plan: RunPlan) 
     assert held_steps(run([*index_only, TrendStep(op="trend", input="ndvi")], time_chunk=1)) == steps
     one, whole = (estimate_run(run(index_only, time_chunk=t), 1, MODEL) for t in (1, -1))
     assert one.worker_memory_mb < whole.worker_memory_mb
+    assert not any("memory_limit" in line for line in one.lines())
+    tight = estimate_run(run(index_only, time_chunk=-1, memory_limit="100MB"), 1, MODEL)
+    assert tight.worker_memory_mb > 100 and "exceed cluster.memory_limit (100 MB)" in "\n".join(tight.lines())
